@@ -1,0 +1,297 @@
+"""Operator actions behind the `livechat admin` commands, and the ledger audit.
+
+Not on the request path, so plain SQLAlchemy Core expressions are fine here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.adapters.tables import ChatBan, LedgerEntry, LiveStream, SuperlikeRecord, User, Wallet
+from server.domain import errors
+from server.domain.clock import now_ms
+from server.domain.ids import is_object_id, new_object_id, normalize_object_id
+from server.domain.superlike import StreamState
+
+
+def _object_id(value: str, what: str) -> str:
+    if not is_object_id(value):
+        raise errors.InvalidAdminInput(f"{what} must be a 24-character hex id")
+    return normalize_object_id(value)
+
+
+def _non_negative(value: int, what: str) -> int:
+    if value < 0:
+        raise errors.InvalidAdminInput(f"{what} must not be negative")
+    return value
+
+
+class AdminRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def create_user(
+        self,
+        *,
+        username: str,
+        name: str,
+        surname: str,
+        profile_photo: str,
+        coins: int,
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        _non_negative(coins, "coins")
+        if not username:
+            raise errors.InvalidAdminInput("username must not be empty")
+        now = now_ms()
+        user_id = _object_id(user_id, "user id") if user_id else new_object_id(now)
+        try:
+            await self._connection.execute(
+                insert(User).values(
+                    id=user_id,
+                    username=username,
+                    name=name,
+                    surname=surname,
+                    profile_photo=profile_photo,
+                    created_at_ms=now,
+                )
+            )
+        except IntegrityError as error:
+            raise errors.Conflict(f"a user with id {user_id} or username {username!r} exists") from error
+        await self._connection.execute(insert(Wallet).values(user_id=user_id, balance=0))
+        if coins:
+            await self._credit(user_id, coins, now)
+        return await self.get_user(user_id)
+
+    async def get_user(self, user_id: str) -> dict[str, Any]:
+        user_id = _object_id(user_id, "user id")
+        row = (
+            await self._connection.execute(
+                select(User.id, User.username, User.name, User.surname, User.profile_photo, Wallet.balance)
+                .join(Wallet, Wallet.user_id == User.id)
+                .where(User.id == user_id)
+            )
+        ).one_or_none()
+        if row is None:
+            raise errors.UserNotFound()
+        return {
+            "id": row.id,
+            "username": row.username,
+            "name": row.name,
+            "surname": row.surname,
+            "profilePhoto": row.profile_photo,
+            "balance": row.balance,
+        }
+
+    async def credit_coins(self, user_id: str, coins: int) -> dict[str, Any]:
+        user_id = _object_id(user_id, "user id")
+        if coins <= 0:
+            raise errors.InvalidAdminInput("coins must be positive")
+        await self._credit(user_id, coins, now_ms())
+        return await self.get_user(user_id)
+
+    async def _credit(self, user_id: str, coins: int, now: int) -> None:
+        updated = await self._connection.execute(
+            update(Wallet).where(Wallet.user_id == user_id).values(balance=Wallet.balance + coins)
+        )
+        if updated.rowcount != 1:
+            raise errors.UserNotFound()
+        await self._connection.execute(
+            insert(LedgerEntry).values(user_id=user_id, amount=coins, kind="coin_credit", created_at_ms=now)
+        )
+
+    async def create_stream(
+        self, *, host_id: str, price: int, state: StreamState, stream_id: str | None = None
+    ) -> dict[str, Any]:
+        host_id = _object_id(host_id, "host id")
+        _non_negative(price, "price")
+        await self.get_user(host_id)
+        now = now_ms()
+        stream_id = _object_id(stream_id, "stream id") if stream_id else new_object_id(now)
+        try:
+            await self._connection.execute(
+                insert(LiveStream).values(
+                    id=stream_id, host_id=host_id, state=state.value, superlike_price=price, created_at_ms=now
+                )
+            )
+        except IntegrityError as error:
+            raise errors.Conflict(f"a stream with id {stream_id} exists") from error
+        return await self.get_stream(stream_id)
+
+    async def get_stream(self, stream_id: str) -> dict[str, Any]:
+        stream_id = _object_id(stream_id, "stream id")
+        row = (
+            await self._connection.execute(
+                select(LiveStream.id, LiveStream.host_id, LiveStream.state, LiveStream.superlike_price).where(
+                    LiveStream.id == stream_id
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            raise errors.StreamNotFound()
+        return {"id": row.id, "hostId": row.host_id, "state": row.state, "superlikePrice": row.superlike_price}
+
+    async def set_stream_state(self, stream_id: str, state: StreamState) -> dict[str, Any]:
+        current = await self.get_stream(stream_id)
+        allowed = {
+            StreamState.LIVE: {StreamState.SCHEDULED.value},
+            StreamState.ENDED: {StreamState.SCHEDULED.value, StreamState.LIVE.value},
+        }
+        if current["state"] not in allowed.get(state, set()):
+            raise errors.Conflict(f"stream is {current['state']}; it cannot become {state.value}")
+        await self._connection.execute(
+            update(LiveStream).where(LiveStream.id == current["id"]).values(state=state.value)
+        )
+        return await self.get_stream(current["id"])
+
+    async def ban(self, stream_id: str, user_id: str) -> dict[str, Any]:
+        stream = await self.get_stream(stream_id)
+        user = await self.get_user(user_id)
+        exists = (
+            await self._connection.execute(
+                select(ChatBan.user_id).where(ChatBan.stream_id == stream["id"], ChatBan.user_id == user["id"])
+            )
+        ).first()
+        if exists is None:
+            await self._connection.execute(
+                insert(ChatBan).values(stream_id=stream["id"], user_id=user["id"], created_at_ms=now_ms())
+            )
+        return {"streamId": stream["id"], "userId": user["id"], "banned": True}
+
+    async def unban(self, stream_id: str, user_id: str) -> dict[str, Any]:
+        stream = await self.get_stream(stream_id)
+        user = await self.get_user(user_id)
+        await self._connection.execute(
+            delete(ChatBan).where(ChatBan.stream_id == stream["id"], ChatBan.user_id == user["id"])
+        )
+        return {"streamId": stream["id"], "userId": user["id"], "banned": False}
+
+    async def purge_idempotency_keys(self, older_than_ms: int) -> int:
+        """Frees keys of superlikes created before the cutoff; the superlikes themselves stay."""
+        result = await self._connection.execute(
+            update(SuperlikeRecord)
+            .where(SuperlikeRecord.idempotency_key.is_not(None), SuperlikeRecord.created_at_ms < older_than_ms)
+            .values(idempotency_key=None)
+        )
+        return int(result.rowcount)
+
+    async def audit(self) -> AuditReport:
+        return await audit_ledger(self._connection)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    wallets: int
+    superlikes: int
+    total_balance: int
+    coins_issued: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "wallets": self.wallets,
+            "superlikes": self.superlikes,
+            "totalBalance": self.total_balance,
+            "coinsIssued": self.coins_issued,
+            "problems": self.problems,
+        }
+
+
+async def audit_ledger(connection: AsyncConnection, *, max_listed: int = 20) -> AuditReport:
+    """Checks the money invariants on a live database (run it in a REPEATABLE READ/snapshot txn).
+
+    1. every wallet balance equals the sum of its ledger entries, and none is negative;
+    2. the sum of all balances equals the coins ever issued (coin_credit entries): superlikes only
+       move coins, never create or destroy them;
+    3. every superlike has exactly one debit of -price from its sender and one credit of +price to its
+       stream's host, and no superlike ledger entry lacks its superlike.
+    """
+    problems: list[str] = []
+    entry_sums = (
+        select(LedgerEntry.user_id, func.coalesce(func.sum(LedgerEntry.amount), 0).label("total"))
+        .group_by(LedgerEntry.user_id)
+        .subquery()
+    )
+    mismatched = await connection.execute(
+        select(Wallet.user_id, Wallet.balance, func.coalesce(entry_sums.c.total, 0))
+        .outerjoin(entry_sums, entry_sums.c.user_id == Wallet.user_id)
+        .where((Wallet.balance != func.coalesce(entry_sums.c.total, 0)) | (Wallet.balance < 0))
+        .limit(max_listed)
+    )
+    for user_id, balance, total in mismatched:
+        problems.append(f"wallet {user_id}: balance {balance} but ledger sums to {total}")
+
+    wallets, total_balance = (
+        await connection.execute(select(func.count(), func.coalesce(func.sum(Wallet.balance), 0)))
+    ).one()
+    coins_issued = (
+        await connection.execute(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.kind == "coin_credit")
+        )
+    ).scalar_one()
+    if total_balance != coins_issued:
+        problems.append(f"balances sum to {total_balance} but {coins_issued} coins were issued")
+
+    debit = LedgerEntry.__table__.alias("debit")
+    credit = LedgerEntry.__table__.alias("credit")
+    debits = (
+        select(debit.c.superlike_id, func.count().label("n"), func.sum(debit.c.amount).label("amount"),
+               func.min(debit.c.user_id).label("user_id"))
+        .where(debit.c.kind == "superlike_debit")
+        .group_by(debit.c.superlike_id)
+        .subquery()
+    )
+    credits = (
+        select(credit.c.superlike_id, func.count().label("n"), func.sum(credit.c.amount).label("amount"),
+               func.min(credit.c.user_id).label("user_id"))
+        .where(credit.c.kind == "superlike_credit")
+        .group_by(credit.c.superlike_id)
+        .subquery()
+    )
+    superlikes = (await connection.execute(select(func.count()).select_from(SuperlikeRecord))).scalar_one()
+    broken = await connection.execute(
+        select(SuperlikeRecord.id)
+        .join(LiveStream, LiveStream.id == SuperlikeRecord.stream_id)
+        .outerjoin(debits, debits.c.superlike_id == SuperlikeRecord.id)
+        .outerjoin(credits, credits.c.superlike_id == SuperlikeRecord.id)
+        .where(
+            (debits.c.n.is_(None))
+            | (credits.c.n.is_(None))
+            | (debits.c.n != 1)
+            | (credits.c.n != 1)
+            | (debits.c.amount != -SuperlikeRecord.price)
+            | (credits.c.amount != SuperlikeRecord.price)
+            | (debits.c.user_id != SuperlikeRecord.sender_id)
+            | (credits.c.user_id != LiveStream.host_id)
+        )
+        .limit(max_listed)
+    )
+    for (superlike_id,) in broken:
+        problems.append(f"superlike {superlike_id}: ledger entries do not match its price, sender and host")
+    orphans = (
+        await connection.execute(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .outerjoin(SuperlikeRecord, SuperlikeRecord.id == LedgerEntry.superlike_id)
+            .where(LedgerEntry.kind != "coin_credit", SuperlikeRecord.id.is_(None))
+        )
+    ).scalar_one()
+    if orphans:
+        problems.append(f"{orphans} superlike ledger entries have no superlike")
+    return AuditReport(
+        wallets=int(wallets),
+        superlikes=int(superlikes),
+        total_balance=int(total_balance),
+        coins_issued=int(coins_issued),
+        problems=problems,
+    )

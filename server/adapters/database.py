@@ -1,0 +1,86 @@
+"""Engines for the two supported databases, and the classification of their connectivity failures."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def async_url(url: str) -> str:
+    """Accepts the URLs people paste (postgres://, postgresql://, sqlite://) and picks async drivers."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in {"postgres", "postgresql"}:
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    else:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite:// or postgresql://")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0) -> AsyncEngine:
+    url = async_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        return _create_sqlite_engine(url, connect_timeout_s)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        # A request waits at most this long for a connection, then fails as UNAVAILABLE: a saturated
+        # pool must not turn into requests hanging past their deadline.
+        pool_timeout=connect_timeout_s,
+        # Connections broken by a database restart are detected on use and replaced; a pre-ping per
+        # checkout would add a round trip to every superlike.
+        pool_pre_ping=False,
+        connect_args={
+            "timeout": connect_timeout_s,
+            "command_timeout": 30,
+            "server_settings": {"application_name": "livechat"},
+        },
+    )
+
+
+def _create_sqlite_engine(url: str, connect_timeout_s: float) -> AsyncEngine:
+    engine = create_async_engine(url, connect_args={"timeout": connect_timeout_s})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN IMMEDIATE below is what runs.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed charge survives power loss, not just a process crash.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(connect_timeout_s * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        # SQLite allows one writer. Taking the write lock at BEGIN makes concurrent superlikes queue
+        # (busy_timeout) instead of failing with "database is locked" when a reader upgrades.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True when the failure is the database being unreachable or overloaded, not a bug of ours."""
+    if isinstance(error, exc.TimeoutError | OSError | asyncio.TimeoutError | ConnectionError):
+        return True
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if isinstance(error, exc.OperationalError | exc.InterfaceError):
+            return True
+        return isinstance(error.orig, OSError | ConnectionError | asyncio.TimeoutError)
+    return False

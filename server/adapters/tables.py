@@ -1,0 +1,129 @@
+"""The schema, declared once: Alembic migrations are checked against it and queries are built from it.
+
+Times are integer UTC milliseconds (`*_at_ms`): exact, portable between SQLite and PostgreSQL, and the
+contract's timestamp is rendered from them without time-zone surprises.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names, so migrations can name what they alter on both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ObjectId = String(24)
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+LedgerEntryId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(ObjectId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    surname: Mapped[str] = mapped_column(String(100))
+    profile_photo: Mapped[str] = mapped_column(String(512), default="")
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Wallet(Base):
+    """One coin wallet per user. The CHECK is the last line of defence against overdrafts."""
+
+    __tablename__ = "wallets"
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+
+    user_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("users.id"), primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger)
+
+
+class LiveStream(Base):
+    __tablename__ = "live_streams"
+    __table_args__ = (
+        CheckConstraint("state IN ('scheduled', 'live', 'ended')", name="state_known"),
+        CheckConstraint("superlike_price >= 0", name="price_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(ObjectId, primary_key=True)
+    host_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("users.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    superlike_price: Mapped[int] = mapped_column(Integer, default=10)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChatBan(Base):
+    __tablename__ = "chat_bans"
+
+    stream_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("live_streams.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("users.id"), primary_key=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class SuperlikeRecord(Base):
+    """A superlike as sent: the sender's snapshot and the price are copied, never joined later.
+
+    `idempotency_key` is unique per sender while retained; the purge sets it to NULL after the
+    retention window, which frees the key without touching the superlike itself.
+    """
+
+    __tablename__ = "superlikes"
+    __table_args__ = (
+        UniqueConstraint("sender_id", "idempotency_key", name="uq_superlikes_sender_key"),
+        Index("ix_superlikes_stream_id_created_at_ms", "stream_id", "created_at_ms"),
+    )
+
+    id: Mapped[str] = mapped_column(ObjectId, primary_key=True)
+    stream_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("live_streams.id"))
+    sender_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("users.id"))
+    sender_username: Mapped[str] = mapped_column(String(64))
+    sender_name: Mapped[str] = mapped_column(String(100))
+    sender_surname: Mapped[str] = mapped_column(String(100))
+    sender_profile_photo: Mapped[str] = mapped_column(String(512))
+    price: Mapped[int] = mapped_column(Integer)
+    sender_balance_after: Mapped[int] = mapped_column(BigInteger)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class LedgerEntry(Base):
+    """Every coin movement, append-only. A wallet's balance always equals the sum of its entries.
+
+    kinds: `coin_credit` brings coins into the system (purchase, grant), `superlike_debit` and
+    `superlike_credit` move a superlike's price from sender to host and always come in pairs.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('coin_credit', 'superlike_debit', 'superlike_credit')", name="kind_known"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(LedgerEntryId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("users.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    superlike_id: Mapped[str | None] = mapped_column(
+        ObjectId, ForeignKey("superlikes.id"), nullable=True, index=True
+    )
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)

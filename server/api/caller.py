@@ -1,0 +1,49 @@
+"""Who is calling and with which idempotency key, read from gRPC metadata.
+
+Only the bearer token identifies the caller. Headers such as x-user-id are ignored however they
+arrive: anything a client can type is not an identity.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from server.auth.tokens import TokenVerifier
+from server.domain.errors import InvalidIdempotencyKey, Unauthenticated
+
+IDEMPOTENCY_KEY_METADATA = "idempotency-key"
+
+
+def _metadata_values(context: grpc.aio.ServicerContext, name: str) -> list[str]:
+    values = []
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            values.append(value.decode("latin-1") if isinstance(value, bytes) else value)
+    return values
+
+
+async def authenticated_subject(context: grpc.aio.ServicerContext, verifier: TokenVerifier) -> str:
+    headers = _metadata_values(context, "authorization")
+    if len(headers) != 1:
+        raise Unauthenticated()
+    scheme, _, token = headers[0].strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated()
+    return await verifier.subject_of(token)
+
+
+def idempotency_key_of(request_id: str, context: grpc.aio.ServicerContext) -> str | None:
+    """The key from the request field or the `idempotency-key` metadata (the HTTP header through Envoy).
+
+    Two different keys on one request are ambiguous, and guessing wrong could charge twice.
+    """
+    from_metadata = _metadata_values(context, IDEMPOTENCY_KEY_METADATA)
+    if len(from_metadata) > 1:
+        raise InvalidIdempotencyKey("Only one Idempotency-Key may be sent")
+    header_key = from_metadata[0] if from_metadata else None
+    if request_id and header_key is not None and header_key != request_id:
+        raise InvalidIdempotencyKey("requestId and the Idempotency-Key header must match when both are sent")
+    if request_id:
+        return request_id
+    return header_key

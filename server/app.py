@@ -1,0 +1,135 @@
+"""The composition root: the only place that builds engines, services, servicers and the gRPC server.
+
+`start_server(settings)` returns a running server whose bound port is known, so tests run the
+production wiring on port 0 and the CLI runs the same function on the configured port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
+from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
+from server.adapters.database import create_engine
+from server.adapters.probe import database_reachable
+from server.adapters.unit_of_work import SqlUnitOfWork
+from server.api.health import StorageHealth
+from server.api.superlike_servicer import LiveStreamChatServicer
+from server.auth.jwks import JwksKeySet
+from server.auth.tokens import TokenPolicy, TokenVerifier
+from server.config import Settings
+from server.services.superlikes import SuperlikeService
+
+log = logging.getLogger(__name__)
+
+CHAT_SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["LiveStreamChat"].full_name
+
+SERVER_OPTIONS = [
+    # grpc enables SO_REUSEPORT by default: a second server on a taken port would silently share it.
+    ("grpc.so_reuseport", 0),
+    # Requests are tiny; refusing large ones early protects memory.
+    ("grpc.max_receive_message_length", 64 * 1024),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+]
+
+
+class PortInUse(Exception):
+    pass
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    engine: AsyncEngine
+    health: health.HealthServicer
+    _health_task: asyncio.Task[None]
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stops taking calls, lets in-flight ones finish for up to `grace_seconds`, then releases."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_seconds)
+        self._health_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._health_task
+        await self.engine.dispose()
+
+
+def build_verifier(settings: Settings) -> tuple[TokenVerifier, JwksKeySet]:
+    keys = JwksKeySet(settings.jwks)
+    policy = TokenPolicy(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        hs256_secret=settings.jwt_hs256_secret,
+    )
+    return TokenVerifier(policy, keys), keys
+
+
+async def start_server(settings: Settings) -> RunningServer:
+    settings.require_auth()
+    verifier, keys = build_verifier(settings)
+    await keys.load()  # fail at startup, not on the first request, when the JWKS is unusable
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    try:
+        return await _start(settings, engine, verifier)
+    except BaseException:
+        await engine.dispose()
+        raise
+
+
+async def _start(settings: Settings, engine: AsyncEngine, verifier: TokenVerifier) -> RunningServer:
+    health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+    storage_health = StorageHealth(
+        health_servicer,
+        lambda: database_reachable(engine),
+        services=["", CHAT_SERVICE_NAME],
+        interval_seconds=settings.health_check_interval_seconds,
+    )
+    superlikes = SuperlikeService(lambda: SqlUnitOfWork(engine))
+    servicer = LiveStreamChatServicer(superlikes, verifier, storage_health.report_unavailable)
+
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [CHAT_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise PortInUse(f"cannot listen on {address}: the port is taken or the address is invalid") from error
+    if port == 0:
+        raise PortInUse(f"cannot listen on {address}")
+    await storage_health.check_now()
+    await server.start()
+    health_task = asyncio.create_task(storage_health.run(), name="storage-health")
+    log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
+    return RunningServer(server, port, engine, health_servicer, health_task)
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
+    running = await start_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down: finishing in-flight calls (grace %.1fs)", settings.shutdown_grace_seconds)
+    finally:
+        await running.stop(settings.shutdown_grace_seconds)
+    log.info("stopped")

@@ -1,0 +1,102 @@
+"""Settings from environment variables, read once by the composition root; bad values fail loudly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed. The message names the variable and what it accepts."""
+
+
+DEFAULT_DATABASE_URL = "sqlite:///./livechat.db"
+MIN_IDEMPOTENCY_RETENTION_HOURS = 24
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    jwks: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_hs256_secret: str | None = field(default=None, repr=False)
+    jwt_leeway_seconds: int = 30
+    db_pool_size: int = 10
+    shutdown_grace_seconds: float = 10.0
+    health_check_interval_seconds: float = 2.0
+    idempotency_retention_hours: int = 24
+    log_level: str = "INFO"
+
+    def require_auth(self) -> None:
+        """The server cannot run without a way to verify tokens; admin commands can."""
+        missing = [
+            name
+            for name, value in (
+                ("LIVECHAT_JWKS", self.jwks),
+                ("LIVECHAT_JWT_ISSUER", self.jwt_issuer),
+                ("LIVECHAT_JWT_AUDIENCE", self.jwt_audience),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} must be set to serve (see README: Configuration)")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range [{low}, {high}]")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range [{low}, {high}]")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    log_level = env.get("LIVECHAT_LOG_LEVEL", "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"LIVECHAT_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+    secret = env.get("LIVECHAT_JWT_HS256_SECRET") or None
+    if secret is not None and len(secret.encode()) < 32:
+        raise ConfigError("LIVECHAT_JWT_HS256_SECRET must be at least 32 bytes (RFC 7518 section 3.2)")
+    database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    if not database_url.startswith(("sqlite", "postgres")):
+        raise ConfigError(f"DATABASE_URL must start with sqlite:// or postgresql://, got {database_url.split(':')[0]!r}")
+    return Settings(
+        database_url=database_url,
+        grpc_host=env.get("LIVECHAT_GRPC_HOST") or "127.0.0.1",
+        grpc_port=_int(env, "LIVECHAT_GRPC_PORT", 50051, 0, 65535),
+        jwks=env.get("LIVECHAT_JWKS", ""),
+        jwt_issuer=env.get("LIVECHAT_JWT_ISSUER", ""),
+        jwt_audience=env.get("LIVECHAT_JWT_AUDIENCE", ""),
+        jwt_hs256_secret=secret,
+        jwt_leeway_seconds=_int(env, "LIVECHAT_JWT_LEEWAY_SECONDS", 30, 0, 300),
+        db_pool_size=_int(env, "LIVECHAT_DB_POOL_SIZE", 10, 1, 200),
+        shutdown_grace_seconds=_float(env, "LIVECHAT_SHUTDOWN_GRACE_SECONDS", 10.0, 0.0, 300.0),
+        health_check_interval_seconds=_float(env, "LIVECHAT_HEALTH_INTERVAL_SECONDS", 2.0, 0.1, 60.0),
+        idempotency_retention_hours=_int(
+            env, "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS", 24, MIN_IDEMPOTENCY_RETENTION_HOURS, 24 * 365
+        ),
+        log_level=log_level,
+    )

@@ -1,0 +1,92 @@
+"""Every way a use case can refuse, one class per meaning.
+
+Each error carries the human message a client sees and a stable machine-readable reason. The mapping
+to transport status codes lives in exactly one place (server/api/status_codes.py).
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of all expected refusals. `message` is safe to show to a client."""
+
+    reason: str = "UNKNOWN"
+    message: str = "Request failed"
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)
+
+
+class Unauthenticated(DomainError):
+    reason = "UNAUTHENTICATED"
+    message = "Authentication required"
+
+
+class InvalidStreamId(DomainError):
+    reason = "INVALID_STREAM_ID"
+    message = "streamId must be a 24-character hex id"
+
+
+class InvalidIdempotencyKey(DomainError):
+    reason = "INVALID_IDEMPOTENCY_KEY"
+    message = "Idempotency key must be 1 to 255 printable ASCII characters"
+
+
+class StreamNotFound(DomainError):
+    reason = "STREAM_NOT_FOUND"
+    message = "Live stream not found"
+
+
+class SenderNotFound(DomainError):
+    reason = "SENDER_NOT_FOUND"
+    message = "Sender account not found"
+
+
+class SenderIsHost(DomainError):
+    reason = "SENDER_IS_HOST"
+    message = "The host cannot send a superlike to their own live stream"
+
+
+class SenderBanned(DomainError):
+    reason = "SENDER_BANNED"
+    message = "You are banned from this live stream's chat"
+
+
+class StreamNotLive(DomainError):
+    reason = "STREAM_NOT_LIVE"
+    message = "Live stream is not live"
+
+
+class InsufficientBalance(DomainError):
+    reason = "INSUFFICIENT_BALANCE"
+    message = "Insufficient coin balance for a superlike"
+
+
+class IdempotencyKeyReused(DomainError):
+    reason = "IDEMPOTENCY_KEY_REUSED"
+    message = "Idempotency key was already used for a different request"
+
+
+class StorageUnavailable(DomainError):
+    """The database cannot be reached right now; the request changed nothing and may be retried."""
+
+    reason = "STORAGE_UNAVAILABLE"
+    message = "Service temporarily unavailable, please retry"
+
+
+# Admin-side refusals (CLI); never reach the gRPC API.
+class UserNotFound(DomainError):
+    reason = "USER_NOT_FOUND"
+    message = "User not found"
+
+
+class InvalidAdminInput(DomainError):
+    reason = "INVALID_ARGUMENT"
+    message = "Invalid input"
+
+
+class Conflict(DomainError):
+    reason = "CONFLICT"
+    message = "Resource already exists or cannot be changed in its current state"

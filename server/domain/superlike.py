@@ -1,0 +1,105 @@
+"""The rules of sending a superlike, free of storage and transport."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from server.domain import errors
+from server.domain.ids import is_object_id, normalize_object_id
+
+DEFAULT_SUPERLIKE_PRICE = 10
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+class StreamState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSnapshot:
+    """The sender's public profile, copied into the superlike at send time."""
+
+    user_id: str
+    username: str
+    name: str
+    surname: str
+    profile_photo: str
+
+
+@dataclass(frozen=True, slots=True)
+class SuperlikeContext:
+    """Everything the rules need, loaded in one read. `None` fields mean "does not exist"."""
+
+    stream_host_id: str | None
+    stream_state: StreamState | None
+    stream_price: int | None
+    sender: SenderSnapshot | None
+    sender_balance: int | None
+    sender_banned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Superlike:
+    """A superlike as stored and as returned to the client (a replay returns the stored one)."""
+
+    superlike_id: str
+    stream_id: str
+    sender: SenderSnapshot
+    price: int
+    created_at_ms: int
+    sender_balance_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class SuperlikeRequest:
+    """A validated request: normalised ids and an optional idempotency key."""
+
+    stream_id: str
+    sender_id: str
+    idempotency_key: str | None
+
+
+def parse_request(stream_id: str, sender_id: str, idempotency_key: str | None) -> SuperlikeRequest:
+    """Checks what can be checked without storage; raises the matching DomainError."""
+    if not is_object_id(stream_id):
+        raise errors.InvalidStreamId()
+    if idempotency_key is not None and not is_valid_idempotency_key(idempotency_key):
+        raise errors.InvalidIdempotencyKey()
+    # A token subject that is not an object id cannot name an account of ours.
+    if not is_object_id(sender_id):
+        raise errors.SenderNotFound()
+    return SuperlikeRequest(
+        stream_id=normalize_object_id(stream_id),
+        sender_id=normalize_object_id(sender_id),
+        idempotency_key=idempotency_key,
+    )
+
+
+def is_valid_idempotency_key(key: str) -> bool:
+    # Printable ASCII without control characters, as the IETF Idempotency-Key draft's examples use:
+    # it survives HTTP headers, gRPC metadata and logs unchanged.
+    return 1 <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH and all(" " <= ch <= "~" for ch in key)
+
+
+def check_superlike_allowed(request: SuperlikeRequest, context: SuperlikeContext) -> int:
+    """Applies the rules in the contract's order and returns the price to charge.
+
+    The balance check here is advisory (it gives the clear error early); the storage layer enforces it
+    again atomically, because a concurrent superlike may spend the same coins in between.
+    """
+    if context.stream_host_id is None or context.stream_state is None or context.stream_price is None:
+        raise errors.StreamNotFound()
+    if context.sender is None or context.sender_balance is None:
+        raise errors.SenderNotFound()
+    if context.stream_host_id == request.sender_id:
+        raise errors.SenderIsHost()
+    if context.sender_banned:
+        raise errors.SenderBanned()
+    if context.stream_state is not StreamState.LIVE:
+        raise errors.StreamNotLive()
+    if context.sender_balance < context.stream_price:
+        raise errors.InsufficientBalance()
+    return context.stream_price

@@ -1,0 +1,54 @@
+"""What the use cases need from storage. Adapters implement these; unit tests use in-memory fakes."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, Self
+
+from server.domain.superlike import Superlike, SuperlikeContext, SuperlikeRequest
+
+
+class ChargeRefused(enum.Enum):
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    IDEMPOTENCY_KEY_TAKEN = "idempotency_key_taken"
+
+
+@dataclass(frozen=True, slots=True)
+class PriorSuperlike:
+    """A superlike already recorded under the request's idempotency key."""
+
+    superlike: Superlike
+
+
+class SuperlikeRepository(Protocol):
+    async def load_context(
+        self, request: SuperlikeRequest
+    ) -> tuple[SuperlikeContext, PriorSuperlike | None]:
+        """The rules' inputs and, when the request has a key, the superlike already stored under it."""
+
+    async def find_by_key(self, sender_id: str, key: str) -> PriorSuperlike | None: ...
+
+    async def charge(self, superlike: Superlike, host_id: str, key: str | None) -> int | ChargeRefused:
+        """Debits the sender, credits the host, stores the superlike and its two ledger entries.
+
+        Returns the sender's balance after the debit, or why nothing was charged. Atomic with respect
+        to concurrent charges of the same wallet: the balance check and the debit are one statement.
+        """
+
+
+class UnitOfWork(Protocol):
+    superlikes: SuperlikeRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Rolls back unless `commit()` ran; connectivity failures become StorageUnavailable."""
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
