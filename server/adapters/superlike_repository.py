@@ -70,8 +70,8 @@ RETURNING id
 
 _INSERT_LEDGER_PAIR = text("""
 INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms)
-VALUES (:sender_id, -:amount, 'superlike_debit', :superlike_id, :created_at_ms),
-       (:host_id, :amount, 'superlike_credit', :superlike_id, :created_at_ms)
+VALUES (:sender_id, -CAST(:amount AS BIGINT), 'superlike_debit', :superlike_id, :created_at_ms),
+       (:host_id, CAST(:amount AS BIGINT), 'superlike_credit', :superlike_id, :created_at_ms)
 """)
 
 

@@ -1,0 +1,225 @@
+"""Repositories, unit of work and the SendSuperlike use case on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.adapters.admin_repository import AdminRepository, audit_ledger
+from server.adapters.database import create_engine
+from server.adapters.tables import Base, LedgerEntry, SuperlikeRecord
+from server.adapters.unit_of_work import SqlUnitOfWork
+from server.domain import errors
+from server.domain.superlike import StreamState
+from server.services.superlikes import SuperlikeService
+from tests.support import build_world, create_stream, create_user
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+def service(engine: AsyncEngine) -> SuperlikeService:
+    return SuperlikeService(lambda: SqlUnitOfWork(engine))
+
+
+async def balance_of(engine: AsyncEngine, user_id: str) -> int:
+    async with engine.begin() as connection:
+        return (await AdminRepository(connection).get_user(user_id))["balance"]
+
+
+async def superlike_count(engine: AsyncEngine, sender_id: str) -> int:
+    async with engine.connect() as connection:
+        return (
+            await connection.execute(
+                select(func.count()).select_from(SuperlikeRecord).where(SuperlikeRecord.sender_id == sender_id)
+            )
+        ).scalar_one()
+
+
+async def assert_audit_passes(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        report = await audit_ledger(connection)
+    assert report.problems == []
+
+
+async def test_migrations_create_exactly_the_declared_schema(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        diff = await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
+    assert diff == []
+
+
+async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger_entries(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=100, price=15)
+    superlike = await service(engine).send(world.stream_id, world.viewer_id, None)
+    assert (superlike.price, superlike.sender_balance_after) == (15, 85)
+    assert await balance_of(engine, world.viewer_id) == 85
+    assert await balance_of(engine, world.host_id) == 15
+    async with engine.connect() as connection:
+        entries = (
+            await connection.execute(
+                select(LedgerEntry.user_id, LedgerEntry.amount, LedgerEntry.kind)
+                .where(LedgerEntry.superlike_id == superlike.superlike_id)
+                .order_by(LedgerEntry.amount)
+            )
+        ).all()
+        stored = (
+            await connection.execute(select(SuperlikeRecord).where(SuperlikeRecord.id == superlike.superlike_id))
+        ).mappings().one()
+    assert [tuple(e) for e in entries] == [
+        (world.viewer_id, -15, "superlike_debit"),
+        (world.host_id, 15, "superlike_credit"),
+    ]
+    assert (stored["sender_name"], stored["sender_profile_photo"], stored["price"]) == ("sample", "sample.jpg", 15)
+    assert stored["created_at_ms"] == superlike.created_at_ms
+    await assert_audit_passes(engine)
+
+
+async def test_refused_superlike_changes_nothing(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=5, price=10)
+    with pytest.raises(errors.InsufficientBalance):
+        await service(engine).send(world.stream_id, world.viewer_id, None)
+    assert await balance_of(engine, world.viewer_id) == 5
+    assert await balance_of(engine, world.host_id) == 0
+    assert await superlike_count(engine, world.viewer_id) == 0
+
+
+async def test_every_refusal_is_read_from_storage(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=100)
+    superlikes = service(engine)
+    with pytest.raises(errors.StreamNotFound):
+        await superlikes.send("aaaaaaaaaaaaaaaaaaaaaaaa", world.viewer_id, None)
+    with pytest.raises(errors.SenderNotFound):
+        await superlikes.send(world.stream_id, "bbbbbbbbbbbbbbbbbbbbbbbb", None)
+    with pytest.raises(errors.SenderIsHost):
+        await superlikes.send(world.stream_id, world.host_id, None)
+    async with engine.begin() as connection:
+        await AdminRepository(connection).ban(world.stream_id, world.viewer_id)
+    with pytest.raises(errors.SenderBanned):
+        await superlikes.send(world.stream_id, world.viewer_id, None)
+    async with engine.begin() as connection:
+        await AdminRepository(connection).unban(world.stream_id, world.viewer_id)
+        await AdminRepository(connection).set_stream_state(world.stream_id, StreamState.ENDED)
+    with pytest.raises(errors.StreamNotLive):
+        await superlikes.send(world.stream_id, world.viewer_id, None)
+    assert await balance_of(engine, world.viewer_id) == 100
+
+
+async def test_idempotent_retry_is_charged_once_and_replays_the_same_receipt(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=100)
+    first = await service(engine).send(world.stream_id, world.viewer_id, "retry-1")
+    again = await service(engine).send(world.stream_id, world.viewer_id, "retry-1")
+    assert again == first
+    assert await balance_of(engine, world.viewer_id) == 90
+    other = await create_stream(engine, world.host_id)
+    with pytest.raises(errors.IdempotencyKeyReused):
+        await service(engine).send(other["id"], world.viewer_id, "retry-1")
+    # Keys are scoped per sender: another viewer may use the same key.
+    second_viewer = await create_user(engine, coins=10)
+    assert (await service(engine).send(world.stream_id, second_viewer["id"], "retry-1")).price == 10
+
+
+async def test_fifty_concurrent_superlikes_from_a_sender_who_can_afford_twenty(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=200, price=10)
+    outcomes = await asyncio.gather(
+        *(service(engine).send(world.stream_id, world.viewer_id, None) for _ in range(50)),
+        return_exceptions=True,
+    )
+    succeeded = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, errors.InsufficientBalance)]
+    assert (len(succeeded), len(refused)) == (20, 30)
+    assert sorted(s.sender_balance_after for s in succeeded) == list(range(0, 200, 10))
+    assert await balance_of(engine, world.viewer_id) == 0
+    assert await balance_of(engine, world.host_id) == 200
+    assert await superlike_count(engine, world.viewer_id) == 20
+    await assert_audit_passes(engine)
+
+
+async def test_concurrent_requests_with_one_key_charge_once(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=100)
+    outcomes = await asyncio.gather(
+        *(service(engine).send(world.stream_id, world.viewer_id, "same-key") for _ in range(20))
+    )
+    assert len({o.superlike_id for o in outcomes}) == 1
+    assert await balance_of(engine, world.viewer_id) == 90
+    assert await superlike_count(engine, world.viewer_id) == 1
+
+
+async def test_two_hosts_superliking_each_other_concurrently_do_not_deadlock(engine: AsyncEngine) -> None:
+    alice = await create_user(engine, coins=1000)
+    bob = await create_user(engine, coins=1000)
+    alice_stream = await create_stream(engine, alice["id"])
+    bob_stream = await create_stream(engine, bob["id"])
+    sends = [service(engine).send(bob_stream["id"], alice["id"], None) for _ in range(15)]
+    sends += [service(engine).send(alice_stream["id"], bob["id"], None) for _ in range(15)]
+    await asyncio.wait_for(asyncio.gather(*sends), timeout=30)
+    assert await balance_of(engine, alice["id"]) == 1000
+    assert await balance_of(engine, bob["id"]) == 1000
+
+
+async def test_stream_state_changes_follow_the_lifecycle(engine: AsyncEngine) -> None:
+    host = await create_user(engine)
+    stream = await create_stream(engine, host["id"], state=StreamState.SCHEDULED)
+    async with engine.begin() as connection:
+        repo = AdminRepository(connection)
+        assert (await repo.set_stream_state(stream["id"], StreamState.LIVE))["state"] == "live"
+        assert (await repo.set_stream_state(stream["id"], StreamState.ENDED))["state"] == "ended"
+        with pytest.raises(errors.Conflict):
+            await repo.set_stream_state(stream["id"], StreamState.LIVE)
+
+
+async def test_purge_frees_keys_older_than_the_cutoff_only(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=100)
+    old = await service(engine).send(world.stream_id, world.viewer_id, "old-key")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE superlikes SET created_at_ms = created_at_ms - 90000000 WHERE id = :id"),
+            {"id": old.superlike_id},
+        )
+    await service(engine).send(world.stream_id, world.viewer_id, "new-key")
+    async with engine.begin() as connection:
+        purged = await AdminRepository(connection).purge_idempotency_keys(old.created_at_ms - 86_400_000 + 1)
+    assert purged >= 1
+    # The purged key is free again (a new charge); the recent one still replays.
+    assert (await service(engine).send(world.stream_id, world.viewer_id, "old-key")).superlike_id != old.superlike_id
+    assert await balance_of(engine, world.viewer_id) == 70
+    await service(engine).send(world.stream_id, world.viewer_id, "new-key")
+    assert await balance_of(engine, world.viewer_id) == 70
+
+
+async def test_admin_refuses_bad_input_with_clear_errors(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        repo = AdminRepository(connection)
+        with pytest.raises(errors.InvalidAdminInput, match="coins must not be negative"):
+            await repo.create_user(username="neg", name="n", surname="s", profile_photo="", coins=-1)
+        with pytest.raises(errors.InvalidAdminInput, match="user id must be a 24-character hex id"):
+            await repo.credit_coins("nope", 5)
+        with pytest.raises(errors.UserNotFound):
+            await repo.credit_coins("cccccccccccccccccccccccc", 5)
+
+
+async def test_audit_reports_a_tampered_balance(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=50)
+    async with engine.connect() as connection:
+        async with connection.begin() as transaction:
+            await connection.execute(
+                text("UPDATE wallets SET balance = balance + 1 WHERE user_id = :id"), {"id": world.viewer_id}
+            )
+            report = await audit_ledger(connection)
+            await transaction.rollback()
+    assert f"wallet {world.viewer_id}: balance 51 but ledger sums to 50" in report.problems
+    assert not report.ok
+
+
+async def test_unreachable_database_is_reported_as_storage_unavailable() -> None:
+    engine = create_engine("postgresql://postgres@127.0.0.1:1/none", connect_timeout_s=1)
+    try:
+        with pytest.raises(errors.StorageUnavailable):
+            await service(engine).send("64d15f9e2e6c8f4d5a123000", "64d15f9e2e6c8f4d5a123456", None)
+    finally:
+        await engine.dispose()

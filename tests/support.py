@@ -1,0 +1,71 @@
+"""Test helpers shared by the suites: seeding data through the real admin repository, tokens."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass
+
+import jwt
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.adapters.admin_repository import AdminRepository
+from server.domain.superlike import StreamState
+
+ISSUER = "https://auth.test.allmine.app"
+AUDIENCE = "livechat-test"
+_counter = itertools.count()
+
+
+def unique_name(prefix: str) -> str:
+    # Tests share databases, so every row they create has a name no other test (or run) uses.
+    return f"{prefix}{os.getpid()}x{next(_counter)}x{time.monotonic_ns() % 10**9}"
+
+
+@dataclass(frozen=True)
+class World:
+    host_id: str
+    viewer_id: str
+    stream_id: str
+
+
+async def create_user(engine: AsyncEngine, coins: int = 0, **profile: str) -> dict:
+    async with engine.begin() as connection:
+        return await AdminRepository(connection).create_user(
+            username=profile.get("username", unique_name("u")),
+            name=profile.get("name", "Jane"),
+            surname=profile.get("surname", "Doe"),
+            profile_photo=profile.get("profile_photo", "jane.jpg"),
+            coins=coins,
+        )
+
+
+async def create_stream(
+    engine: AsyncEngine, host_id: str, price: int = 10, state: StreamState = StreamState.LIVE
+) -> dict:
+    async with engine.begin() as connection:
+        return await AdminRepository(connection).create_stream(host_id=host_id, price=price, state=state)
+
+
+async def build_world(
+    engine: AsyncEngine, coins: int = 100, price: int = 10, state: StreamState = StreamState.LIVE
+) -> World:
+    host = await create_user(engine, coins=0)
+    viewer = await create_user(engine, coins=coins, name="sample", surname="sample", profile_photo="sample.jpg")
+    stream = await create_stream(engine, host["id"], price=price, state=state)
+    return World(host_id=host["id"], viewer_id=viewer["id"], stream_id=stream["id"])
+
+
+
+
+def sign(claims: dict, key: object, alg: str = "RS256", kid: str | None = "test-rsa") -> str:
+    headers = {"kid": kid} if kid else {}
+    return jwt.encode(claims, key, algorithm=alg, headers=headers)
+
+
+def claims_for(subject: str, **overrides: object) -> dict:
+    now = int(time.time())
+    claims: dict = {"sub": subject, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 600}
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from server.config import ConfigError, load_settings
+
+AUTH = {"LIVECHAT_JWKS": "/keys/jwks.json", "LIVECHAT_JWT_ISSUER": "iss", "LIVECHAT_JWT_AUDIENCE": "aud"}
+
+
+def test_defaults_use_the_embedded_sqlite_database() -> None:
+    settings = load_settings({})
+    assert settings.database_url == "sqlite:///./livechat.db"
+    assert (settings.grpc_host, settings.grpc_port) == ("127.0.0.1", 50051)
+    assert settings.idempotency_retention_hours == 24
+
+
+def test_all_variables_are_read() -> None:
+    settings = load_settings(
+        {
+            **AUTH,
+            "DATABASE_URL": "postgresql://u@db/livechat",
+            "LIVECHAT_GRPC_HOST": "0.0.0.0",
+            "LIVECHAT_GRPC_PORT": "6000",
+            "LIVECHAT_DB_POOL_SIZE": "32",
+            "LIVECHAT_SHUTDOWN_GRACE_SECONDS": "2.5",
+            "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS": "48",
+            "LIVECHAT_LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.database_url == "postgresql://u@db/livechat"
+    assert (settings.grpc_host, settings.grpc_port, settings.db_pool_size) == ("0.0.0.0", 6000, 32)
+    assert (settings.shutdown_grace_seconds, settings.idempotency_retention_hours) == (2.5, 48)
+    assert settings.log_level == "DEBUG"
+    settings.require_auth()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LIVECHAT_GRPC_PORT": "http"}, "LIVECHAT_GRPC_PORT='http' is not an integer"),
+        ({"LIVECHAT_GRPC_PORT": "70000"}, "LIVECHAT_GRPC_PORT=70000 is out of range [0, 65535]"),
+        ({"LIVECHAT_IDEMPOTENCY_RETENTION_HOURS": "1"}, "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS=1 is out of range [24, 8760]"),
+        ({"LIVECHAT_SHUTDOWN_GRACE_SECONDS": "soon"}, "LIVECHAT_SHUTDOWN_GRACE_SECONDS='soon' is not a number"),
+        ({"LIVECHAT_LOG_LEVEL": "loud"}, "LIVECHAT_LOG_LEVEL='LOUD' must be DEBUG, INFO, WARNING or ERROR"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with sqlite:// or postgresql://, got 'mysql'"),
+        ({"LIVECHAT_JWT_HS256_SECRET": "short"}, "LIVECHAT_JWT_HS256_SECRET must be at least 32 bytes (RFC 7518 section 3.2)"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env)
+    assert str(raised.value) == message
+
+
+def test_serving_requires_the_token_settings() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"LIVECHAT_JWKS": "/k"}).require_auth()
+    assert str(raised.value) == "LIVECHAT_JWT_ISSUER, LIVECHAT_JWT_AUDIENCE must be set to serve (see README: Configuration)"
