@@ -1,0 +1,71 @@
+"""A real server (production wiring from server.app) on port 0, per database, and a client channel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest_asyncio
+from grpc_status import rpc_status
+from google.rpc import error_details_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
+from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
+from server.app import RunningServer, start_server
+from server.config import load_settings
+from tests.conftest import SigningKeys, server_env
+from tests.support import claims_for, sign
+
+
+@dataclass
+class Api:
+    server: RunningServer
+    channel: grpc.aio.Channel
+    stub: chat_grpc.LiveStreamChatStub
+    engine: AsyncEngine
+    keys: SigningKeys
+
+    def token_for(self, user_id: str, **claims: object) -> str:
+        return sign(claims_for(user_id, **claims), self.keys.rsa_private)
+
+    async def send(
+        self,
+        stream_id: str,
+        token: str | None,
+        request_id: str = "",
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> chat_pb2.SendSuperlikeResponse:
+        if token is not None:
+            metadata = (("authorization", f"Bearer {token}"), *metadata)
+        return await self.stub.SendSuperlike(
+            chat_pb2.SendSuperlikeRequest(stream_id=stream_id, request_id=request_id), metadata=metadata, timeout=10
+        )
+
+
+def error_of(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, str]:
+    """(code, message, ErrorInfo.reason) of a failed call, read back from grpc-status-details-bin."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "every error carries a google.rpc.Status"
+    assert status.message == error.details()
+    infos = []
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        assert detail.Unpack(info)
+        infos.append(info)
+    assert len(infos) == 1
+    assert infos[0].domain == "livestream.allmine.app"
+    return error.code(), error.details(), infos[0].reason
+
+
+@pytest_asyncio.fixture(scope="session")
+async def api(database_url: str, engine: AsyncEngine, signing_keys: SigningKeys) -> AsyncIterator[Api]:
+    settings = load_settings(server_env(database_url, signing_keys.jwks_path))
+    running = await start_server(settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        yield Api(running, channel, chat_grpc.LiveStreamChatStub(channel), engine, signing_keys)
+    finally:
+        await channel.close()
+        await running.stop(1)

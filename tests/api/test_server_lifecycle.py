@@ -1,0 +1,124 @@
+"""Startup, shutdown and database outages of the real server process wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
+from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
+from server.adapters import schema
+from server.adapters.database import create_engine
+from server.app import PortInUse, start_server
+from server.config import load_settings
+from tests.api.conftest import error_of
+from tests.conftest import SigningKeys, server_env
+from tests.support import build_world, claims_for, sign
+from tests.tcp_proxy import TcpProxy
+
+
+async def _health(channel: grpc.aio.Channel) -> int:
+    response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    return response.status
+
+
+async def test_a_second_server_on_a_taken_port_fails_loudly(sqlite_url: str, signing_keys: SigningKeys) -> None:
+    first = await start_server(load_settings(server_env(sqlite_url, signing_keys.jwks_path)))
+    try:
+        with pytest.raises(PortInUse, match=f"cannot listen on 127.0.0.1:{first.port}"):
+            await start_server(load_settings(server_env(sqlite_url, signing_keys.jwks_path, port=first.port)))
+    finally:
+        await first.stop(0)
+
+
+async def test_shutdown_lets_the_in_flight_superlike_finish(tmp_path: Path, signing_keys: SigningKeys) -> None:
+    database = tmp_path / "shutdown.db"
+    url = f"sqlite:///{database}"
+    engine = create_engine(url)
+    await schema.upgrade(engine)
+    world = await build_world(engine, coins=100)
+    await engine.dispose()
+    running = await start_server(load_settings(server_env(url, signing_keys.jwks_path)))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    # Another writer holds SQLite's write lock, so the superlike waits inside its transaction.
+    blocker = sqlite3.connect(database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    token = sign(claims_for(world.viewer_id), signing_keys.rsa_private)
+    call = chat_grpc.LiveStreamChatStub(channel).SendSuperlike(
+        chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id),
+        metadata=(("authorization", f"Bearer {token}"),),
+        timeout=10,
+    )
+    in_flight = asyncio.ensure_future(call)
+    await asyncio.sleep(0.3)
+    stopping = asyncio.ensure_future(running.stop(5))
+    await asyncio.sleep(0.3)
+    assert not in_flight.done()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    response = await in_flight
+    await stopping
+    await channel.close()
+    assert response.sender_balance == 90
+
+
+async def test_database_outage_is_unavailable_and_health_recovers_by_itself(
+    postgres_url: str, signing_keys: SigningKeys
+) -> None:
+    target = urlsplit(postgres_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    url = postgres_url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+    engine = create_engine(url)
+    await schema.upgrade(engine)
+    world = await build_world(engine, coins=100)
+    await engine.dispose()
+    running = await start_server(load_settings(server_env(url, signing_keys.jwks_path)))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    stub = chat_grpc.LiveStreamChatStub(channel)
+    token = sign(claims_for(world.viewer_id), signing_keys.rsa_private)
+
+    async def send() -> chat_pb2.SendSuperlikeResponse:
+        return await stub.SendSuperlike(
+            chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=10,
+        )
+
+    try:
+        assert (await send()).sender_balance == 90
+        assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
+        await proxy.cut()
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await send()
+        assert error_of(raised.value) == (
+            grpc.StatusCode.UNAVAILABLE,
+            "Service temporarily unavailable, please retry",
+            "STORAGE_UNAVAILABLE",
+        )
+        await asyncio.sleep(0.1)
+        assert await _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+        await proxy.restore()
+        for _ in range(50):
+            if await _health(channel) == health_pb2.HealthCheckResponse.SERVING:
+                break
+            await asyncio.sleep(0.1)
+        assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
+        # Connections broken by the outage are replaced; the next calls succeed without a restart.
+        outcomes = []
+        for _ in range(3):
+            try:
+                outcomes.append((await send()).sender_balance)
+            except grpc.aio.AioRpcError as error:
+                outcomes.append(error.code())
+        assert outcomes == [80, 70, 60]
+    finally:
+        await channel.close()
+        await running.stop(1)
+        await proxy.cut()
