@@ -2,7 +2,10 @@
 -- before grpc_json_transcoder, so responses reach it after the transcoder).
 --
 -- Request path (all callers):
---   * removes identity-like headers a client could forge (the only identity is the verified JWT);
+--   * removes identity-like and x-envoy-* headers a client could forge (the only identity is the
+--     verified JWT);
+-- Request path (REST callers only):
+--   * drops the query string (the transcoder would otherwise bind it to request fields);
 --   * answers a non-POST call to the superlike route with 405 (rendered by local_reply_config).
 -- Response path (REST callers only, i.e. responses that are not application/grpc):
 --   * rewrites the transcoder's error body {"code":N,"message":"...","details":[...]} into
@@ -16,7 +19,7 @@ local FORGEABLE_PREFIXES = {
   "x-authenticated", "x-sender", "x-caller", "x-envoy-",
 }
 
-local SUPERLIKE_PATH = "^/api/v1/live%-stream/[^/]+/chat/superlike$"
+local SUPERLIKE_PATH = "^/api/v1/live%-stream/[^/]+/chat/superlike/?$"
 
 -- Used when the server sends an error without a message.
 local DEFAULT_MESSAGES = {
@@ -149,10 +152,18 @@ function envoy_on_request(request_handle)
   local headers = request_handle:headers()
   remove_matching(headers, is_forgeable)
 
-  local path = string.match(headers:get(":path") or "", "^[^?]*")
-  if not is_grpc(headers:get("content-type"))
-      and string.find(path, SUPERLIKE_PATH) ~= nil
-      and headers:get(":method") ~= "POST" then
+  if is_grpc(headers:get("content-type")) then
+    return
+  end
+  local raw_path = headers:get(":path") or ""
+  local path = string.match(raw_path, "^[^?]*")
+  -- The REST contract has no query parameters, but the transcoder would bind them to request
+  -- fields (e.g. ?streamId=... would override the stream in the path). The path and the body are
+  -- the only inputs, so the query string is dropped.
+  if path ~= raw_path then
+    headers:replace(":path", path)
+  end
+  if string.find(path, SUPERLIKE_PATH) ~= nil and headers:get(":method") ~= "POST" then
     request_handle:respond({[":status"] = "405", ["allow"] = "POST"}, "Method not allowed")
   end
 end
@@ -193,7 +204,7 @@ function envoy_on_response(response_handle)
   local envelope = '{"isSuccess":false,"statusCode":' .. status
       .. ',"data":null,"errors":["' .. message .. '"],"timestamp":"'
       .. utc_timestamp(response_handle) .. '"}'
+  -- setBytes also fixes content-length; the headers object may no longer be touched once the
+  -- body has been buffered, and content-type is already application/json.
   body:setBytes(envelope)
-  headers:replace("content-type", "application/json")
-  headers:replace("content-length", tostring(#envelope))
 end

