@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -152,15 +153,13 @@ class AdminRepository:
     async def ban(self, stream_id: str, user_id: str) -> dict[str, Any]:
         stream = await self.get_stream(stream_id)
         user = await self.get_user(user_id)
-        exists = (
-            await self._connection.execute(
-                select(ChatBan.user_id).where(ChatBan.stream_id == stream["id"], ChatBan.user_id == user["id"])
-            )
-        ).first()
-        if exists is None:
-            await self._connection.execute(
-                insert(ChatBan).values(stream_id=stream["id"], user_id=user["id"], created_at_ms=now_ms())
-            )
+        # Banning twice (or concurrently) is not an error: the ban simply exists.
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        await self._connection.execute(
+            dialect.insert(ChatBan)
+            .values(stream_id=stream["id"], user_id=user["id"], created_at_ms=now_ms())
+            .on_conflict_do_nothing()
+        )
         return {"streamId": stream["id"], "userId": user["id"], "banned": True}
 
     async def unban(self, stream_id: str, user_id: str) -> dict[str, Any]:
