@@ -19,7 +19,7 @@ node_modules/.installed: package.json package-lock.json
 install: $(STAMP) node_modules/.installed
 
 run: $(STAMP)
-	$(PY) scripts/run_local.py
+	$(PY) -m devstack
 
 test: install
 	$(PY) -m pytest

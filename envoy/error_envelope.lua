@@ -5,6 +5,7 @@
 --   * removes identity-like and x-envoy-* headers a client could forge (the only identity is the
 --     verified JWT);
 -- Request path (REST callers only):
+--   * drops grpc-* headers (gRPC control metadata is not part of the REST contract);
 --   * drops the query string (the transcoder would otherwise bind it to request fields);
 --   * answers a non-POST call to the superlike route with 405 (rendered by local_reply_config).
 -- Response path (REST callers only, i.e. responses that are not application/grpc):
@@ -155,6 +156,8 @@ function envoy_on_request(request_handle)
   if is_grpc(headers:get("content-type")) then
     return
   end
+  -- A REST caller must not hand the server gRPC control metadata (e.g. grpc-timeout).
+  remove_matching(headers, function(name) return starts_with(name, "grpc-") end)
   local raw_path = headers:get(":path") or ""
   local path = string.match(raw_path, "^[^?]*")
   -- The REST contract has no query parameters, but the transcoder would bind them to request

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import ipaddress
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,16 @@ def _ip(name: str, value: Any) -> str:
         raise RenderError(f"{name} must be an IPv4 or IPv6 address, got {value!r}") from None
 
 
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*$")
+
+
 def _host(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or any(c.isspace() or c in "/:@" for c in value):
-        # ':' is allowed for IPv6 literals only.
-        try:
-            return _ip(name, value)
-        except RenderError:
-            raise RenderError(f"{name} must be a host name or IP address, got {value!r}") from None
-    return value
+    if isinstance(value, str) and _HOSTNAME.match(value):
+        return value
+    try:
+        return _ip(name, value)
+    except RenderError:
+        raise RenderError(f"{name} must be a host name or IP address, got {value!r}") from None
 
 
 def _text(name: str, value: Any) -> str:

