@@ -112,7 +112,7 @@ class Stack:
             )
         self._wait_for_health(f"127.0.0.1:{self.config.grpc_port}", self.server, self.server_log, timeout)
 
-    def start_envoy(self, timeout: float = 30.0) -> None:
+    def start_envoy(self, timeout: float = 30.0, *, wait_for_healthy_upstream: bool = True) -> None:
         renderer = load_envoy_renderer()
         rendered = renderer.render(
             listen_address="127.0.0.1",
@@ -142,7 +142,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._wait_for_envoy(timeout)
+        self._wait_for_envoy(timeout, wait_for_healthy_upstream)
 
     def stop(self) -> None:
         for process in (self.envoy, self.server):
@@ -174,7 +174,7 @@ class Stack:
                 time.sleep(0.1)
         raise RuntimeError(f"{target} not SERVING after {timeout}s:\n{log.read_text()[-3000:]}")
 
-    def _wait_for_envoy(self, timeout: float) -> None:
+    def _wait_for_envoy(self, timeout: float, healthy_upstream: bool) -> None:
         assert self.envoy is not None
         deadline = time.monotonic() + timeout
         ready_url = f"http://127.0.0.1:{self.config.admin_port}/clusters"
@@ -185,7 +185,9 @@ class Stack:
                 with urllib.request.urlopen(ready_url, timeout=1) as response:
                     clusters = response.read().decode()
                 # Ready when the upstream passed Envoy's own grpc.health check.
-                if "livestream_chat::" in clusters and "health_flags::healthy" in clusters:
+                if "livestream_chat::" in clusters and (
+                    not healthy_upstream or "health_flags::healthy" in clusters
+                ):
                     return
             except (urllib.error.URLError, OSError):
                 pass
