@@ -130,10 +130,25 @@ def _run_dev(args: argparse.Namespace, settings: Settings) -> Any:
     return {"token": token, "sub": args.sub, "expiresInSeconds": args.ttl}
 
 
+def _health_status(address: str, timeout: float) -> str:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.RpcError as error:
+            return f"UNREACHABLE ({error.code().name})"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livechat", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the gRPC server (settings from the environment)")
+    health = commands.add_parser("health", help="exit 0 when a server answers SERVING (container probes)")
+    health.add_argument("--address", help="host:port (default: LIVECHAT_GRPC_HOST:LIVECHAT_GRPC_PORT)")
+    health.add_argument("--timeout", type=float, default=2.0)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations")
@@ -201,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"error": type(error).__name__, "message": str(error)}), file=sys.stderr)
                 return 1
             return 0
+        if args.command == "health":
+            address = args.address or f"{settings.grpc_host}:{settings.grpc_port}"
+            status = _health_status(address, args.timeout)
+            _print({"address": address, "status": status})
+            return 0 if status == "SERVING" else 1
         if args.command == "db":
             _print(asyncio.run(_upgrade(settings, args.revision)))
             return 0

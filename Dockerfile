@@ -1,0 +1,20 @@
+# The gRPC server image. Envoy runs from the official envoyproxy/envoy image (docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /srv
+COPY pyproject.toml README.md ./
+COPY server ./server
+COPY gen ./gen
+COPY envoy ./envoy
+RUN pip install . \
+    && useradd --system --uid 10001 --no-create-home livechat
+
+USER livechat
+EXPOSE 50051
+HEALTHCHECK --interval=5s --timeout=3s --retries=5 CMD ["livechat", "health"]
+CMD ["livechat", "serve"]
