@@ -130,18 +130,6 @@ def _run_dev(args: argparse.Namespace, settings: Settings) -> Any:
     return {"token": token, "sub": args.sub, "expiresInSeconds": args.ttl}
 
 
-def _health_status(address: str, timeout: float) -> str:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(address) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
-        except grpc.RpcError as error:
-            return f"UNREACHABLE ({error.code().name})"
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livechat", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -218,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "health":
             address = args.address or f"{settings.grpc_host}:{settings.grpc_port}"
-            status = _health_status(address, args.timeout)
+            from server.api.health import serving_status
+
+            status = serving_status(address, args.timeout)
             _print({"address": address, "status": status})
             return 0 if status == "SERVING" else 1
         if args.command == "db":

@@ -6,8 +6,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from grpc_health.v1 import health
-from grpc_health.v1 import health_pb2
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +65,15 @@ class StorageHealth:
             log.warning("database unreachable: NOT_SERVING")
         for service in self._services:
             await self._servicer.set(service, SERVING if ok else NOT_SERVING)
+
+
+def serving_status(address: str, timeout_seconds: float) -> str:
+    """A server's overall health as a word (SERVING, NOT_SERVING, UNREACHABLE (...)), for probes."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout_seconds
+            )
+        except grpc.RpcError as error:
+            return f"UNREACHABLE ({error.code().name})"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
