@@ -21,6 +21,7 @@ from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.adapters.database import create_engine
 from server.adapters.probe import database_reachable
+from server.adapters.settlement import run_settlement, settle_once
 from server.adapters.unit_of_work import SqlUnitOfWork
 from server.api.health import StorageHealth
 from server.api.superlike_servicer import LiveStreamChatServicer
@@ -53,15 +54,21 @@ class RunningServer:
     port: int
     engine: AsyncEngine
     health: health.HealthServicer
-    _health_task: asyncio.Task[None]
+    _background: list[asyncio.Task[None]]
 
     async def stop(self, grace_seconds: float) -> None:
         """Stops taking calls, lets in-flight ones finish for up to `grace_seconds`, then releases."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_seconds)
-        self._health_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._health_task
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # Leave no credit pending behind us when the database is reachable (another server or the
+        # next start would fold it anyway).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(settle_once(self.engine), timeout=5)
         await self.engine.dispose()
 
 
@@ -115,9 +122,12 @@ async def _start(settings: Settings, engine: AsyncEngine, verifier: TokenVerifie
         raise PortInUse(f"cannot listen on {address}")
     await storage_health.check_now()
     await server.start()
-    health_task = asyncio.create_task(storage_health.run(), name="storage-health")
+    background = [
+        asyncio.create_task(storage_health.run(), name="storage-health"),
+        asyncio.create_task(run_settlement(engine, settings.settle_interval_seconds), name="settlement"),
+    ]
     log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
-    return RunningServer(server, port, engine, health_servicer, health_task)
+    return RunningServer(server, port, engine, health_servicer, background)
 
 
 async def serve(settings: Settings) -> None:

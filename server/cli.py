@@ -63,6 +63,17 @@ async def _audit(settings: Settings) -> dict[str, Any]:
         await engine.dispose()
 
 
+async def _settle(settings: Settings) -> dict[str, Any]:
+    from server.adapters.database import create_engine
+    from server.adapters.settlement import settle_once
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        return {"applied": await settle_once(engine)}
+    finally:
+        await engine.dispose()
+
+
 async def _upgrade(settings: Settings, revision: str) -> dict[str, Any]:
     from server.adapters import schema
     from server.adapters.database import create_engine
@@ -79,6 +90,8 @@ def _run_admin(args: argparse.Namespace, settings: Settings) -> Any:
     command = args.admin_command
     if command == "audit":
         return asyncio.run(_audit(settings))
+    if command == "settle":
+        return asyncio.run(_settle(settings))
     if command == "purge-idempotency-keys":
         hours = args.older_than_hours or settings.idempotency_retention_hours
         if hours < 24:
@@ -168,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         ban.add_argument("--stream", required=True)
         ban.add_argument("--user", required=True)
     admin.add_parser("audit", help="check ledger invariants; exit 1 on any discrepancy")
+    admin.add_parser("settle", help="fold pending host credits into wallets now (the server does it continuously)")
     purge = admin.add_parser("purge-idempotency-keys", help="free idempotency keys past the retention")
     purge.add_argument("--older-than-hours", type=int, help="default: LIVECHAT_IDEMPOTENCY_RETENTION_HOURS")
 

@@ -28,6 +28,7 @@ class Settings:
     db_pool_size: int = 10
     shutdown_grace_seconds: float = 10.0
     health_check_interval_seconds: float = 2.0
+    settle_interval_seconds: float = 0.2
     idempotency_retention_hours: int = 24
     log_level: str = "INFO"
 
@@ -95,6 +96,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_size=_int(env, "LIVECHAT_DB_POOL_SIZE", 10, 1, 200),
         shutdown_grace_seconds=_float(env, "LIVECHAT_SHUTDOWN_GRACE_SECONDS", 10.0, 0.0, 300.0),
         health_check_interval_seconds=_float(env, "LIVECHAT_HEALTH_INTERVAL_SECONDS", 2.0, 0.1, 60.0),
+        settle_interval_seconds=_float(env, "LIVECHAT_SETTLE_INTERVAL_SECONDS", 0.2, 0.01, 60.0),
         idempotency_retention_hours=_int(
             env, "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS", 24, MIN_IDEMPOTENCY_RETENTION_HOURS, 24 * 365
         ),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -71,9 +71,17 @@ class AdminRepository:
 
     async def get_user(self, user_id: str) -> dict[str, Any]:
         user_id = _object_id(user_id, "user id")
+        pending = (
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+            .where(LedgerEntry.user_id == User.id, LedgerEntry.applied.is_(False))
+            .scalar_subquery()
+        )
         row = (
             await self._connection.execute(
-                select(User.id, User.username, User.name, User.surname, User.profile_photo, Wallet.balance)
+                select(
+                    User.id, User.username, User.name, User.surname, User.profile_photo, Wallet.balance,
+                    pending.label("pending"),
+                )
                 .join(Wallet, Wallet.user_id == User.id)
                 .where(User.id == user_id)
             )
@@ -86,7 +94,10 @@ class AdminRepository:
             "name": row.name,
             "surname": row.surname,
             "profilePhoto": row.profile_photo,
-            "balance": row.balance,
+            # What the user owns, including superlike earnings not yet folded into the wallet; only
+            # the settled part can be spent until the settlement task (sub-second) folds the rest.
+            "balance": row.balance + row.pending,
+            "pendingCredits": row.pending,
         }
 
     async def credit_coins(self, user_id: str, coins: int) -> dict[str, Any]:
@@ -188,6 +199,7 @@ class AuditReport:
     wallets: int
     superlikes: int
     total_balance: int
+    pending_credits: int
     coins_issued: int
     problems: list[str]
 
@@ -201,6 +213,7 @@ class AuditReport:
             "wallets": self.wallets,
             "superlikes": self.superlikes,
             "totalBalance": self.total_balance,
+            "pendingCredits": self.pending_credits,
             "coinsIssued": self.coins_issued,
             "problems": self.problems,
         }
@@ -209,15 +222,16 @@ class AuditReport:
 async def audit_ledger(connection: AsyncConnection, *, max_listed: int = 20) -> AuditReport:
     """Checks the money invariants on a live database (run it in a REPEATABLE READ/snapshot txn).
 
-    1. every wallet balance equals the sum of its ledger entries, and none is negative;
-    2. the sum of all balances equals the coins ever issued (coin_credit entries): superlikes only
-       move coins, never create or destroy them;
+    1. every wallet balance equals the sum of its applied ledger entries, and none is negative;
+    2. the sum of all balances plus pending (unapplied) credits equals the coins ever issued
+       (coin_credit entries): superlikes only move coins, never create or destroy them;
     3. every superlike has exactly one debit of -price from its sender and one credit of +price to its
        stream's host, and no superlike ledger entry lacks its superlike.
     """
     problems: list[str] = []
     entry_sums = (
         select(LedgerEntry.user_id, func.coalesce(func.sum(LedgerEntry.amount), 0).label("total"))
+        .where(LedgerEntry.applied.is_(True))
         .group_by(LedgerEntry.user_id)
         .subquery()
     )
@@ -228,18 +242,23 @@ async def audit_ledger(connection: AsyncConnection, *, max_listed: int = 20) -> 
         .limit(max_listed)
     )
     for user_id, balance, total in mismatched:
-        problems.append(f"wallet {user_id}: balance {balance} but ledger sums to {total}")
+        problems.append(f"wallet {user_id}: balance {balance} but its applied ledger entries sum to {total}")
 
     wallets, total_balance = (
         await connection.execute(select(func.count(), func.coalesce(func.sum(Wallet.balance), 0)))
     ).one()
-    coins_issued = (
+    coins_issued, pending = (
         await connection.execute(
-            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.kind == "coin_credit")
+            select(
+                func.coalesce(func.sum(case((LedgerEntry.kind == "coin_credit", LedgerEntry.amount))), 0),
+                func.coalesce(func.sum(case((LedgerEntry.applied.is_(False), LedgerEntry.amount))), 0),
+            )
         )
-    ).scalar_one()
-    if total_balance != coins_issued:
-        problems.append(f"balances sum to {total_balance} but {coins_issued} coins were issued")
+    ).one()
+    if total_balance + pending != coins_issued:
+        problems.append(
+            f"balances sum to {total_balance} with {pending} pending, but {coins_issued} coins were issued"
+        )
 
     debit = LedgerEntry.__table__.alias("debit")
     credit = LedgerEntry.__table__.alias("credit")
@@ -291,6 +310,7 @@ async def audit_ledger(connection: AsyncConnection, *, max_listed: int = 20) -> 
         wallets=int(wallets),
         superlikes=int(superlikes),
         total_balance=int(total_balance),
+        pending_credits=int(pending),
         coins_issued=int(coins_issued),
         problems=problems,
     )

@@ -51,33 +51,60 @@ FROM superlikes k WHERE k.sender_id = :sender_id AND k.idempotency_key = :key
 # The balance check and the debit are one statement: under concurrency the row lock makes the second
 # debit re-read the first one's result, so a balance can never go below zero.
 _DEBIT = text("""
-UPDATE wallets SET balance = balance - :amount
-WHERE user_id = :user_id AND balance >= :amount
+UPDATE wallets SET balance = balance - :price
+WHERE user_id = :sender_id AND balance >= :price
 RETURNING balance
 """)
-
-_CREDIT = text("UPDATE wallets SET balance = balance + :amount WHERE user_id = :user_id")
 
 _INSERT_SUPERLIKE = text("""
 INSERT INTO superlikes (id, stream_id, sender_id, sender_username, sender_name, sender_surname,
                         sender_profile_photo, price, sender_balance_after, created_at_ms,
                         idempotency_key)
-VALUES (:id, :stream_id, :sender_id, :username, :name, :surname, :profile_photo, :price,
+VALUES (:superlike_id, :stream_id, :sender_id, :username, :name, :surname, :profile_photo, :price,
         :balance_after, :created_at_ms, :key)
 ON CONFLICT (sender_id, idempotency_key) DO NOTHING
 RETURNING id
 """)
 
+# The host's credit is written pending (applied = false) and folded into the wallet by the settlement
+# task: the superlike never locks the host's wallet row, so one hot stream does not serialise.
 _INSERT_LEDGER_PAIR = text("""
-INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms)
-VALUES (:sender_id, -CAST(:amount AS BIGINT), 'superlike_debit', :superlike_id, :created_at_ms),
-       (:host_id, CAST(:amount AS BIGINT), 'superlike_credit', :superlike_id, :created_at_ms)
+INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms, applied)
+VALUES (:sender_id, -CAST(:price AS BIGINT), 'superlike_debit', :superlike_id, :created_at_ms, TRUE),
+       (:host_id, CAST(:price AS BIGINT), 'superlike_credit', :superlike_id, :created_at_ms, FALSE)
+""")
+
+# PostgreSQL does the whole charge in one round trip. Each step feeds the next, which fixes their
+# order: no debit -> no superlike -> no ledger entries. A key conflict leaves the debit in place with
+# no superlike; the caller sees superlike_id NULL and rolls the transaction back.
+_CHARGE_IN_ONE_STATEMENT = text("""
+WITH debit AS (
+    UPDATE wallets SET balance = balance - :price
+    WHERE user_id = :sender_id AND balance >= :price
+    RETURNING balance
+), superlike AS (
+    INSERT INTO superlikes (id, stream_id, sender_id, sender_username, sender_name, sender_surname,
+                            sender_profile_photo, price, sender_balance_after, created_at_ms,
+                            idempotency_key)
+    SELECT :superlike_id, :stream_id, :sender_id, :username, :name, :surname, :profile_photo, :price,
+           debit.balance, :created_at_ms, :key
+    FROM debit
+    ON CONFLICT (sender_id, idempotency_key) DO NOTHING
+    RETURNING id
+), ledger AS (
+    INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms, applied)
+    SELECT :sender_id, -CAST(:price AS BIGINT), 'superlike_debit', id, :created_at_ms, TRUE FROM superlike
+    UNION ALL
+    SELECT :host_id, CAST(:price AS BIGINT), 'superlike_credit', id, :created_at_ms, FALSE FROM superlike
+)
+SELECT debit.balance AS balance_after, (SELECT id FROM superlike) AS superlike_id FROM debit
 """)
 
 
 class SqlSuperlikeRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        self._single_statement = connection.dialect.name == "postgresql"
 
     async def load_context(
         self, request: SuperlikeRequest
@@ -112,47 +139,35 @@ class SqlSuperlikeRepository:
         return None if row is None else _prior_from_row(row, sender_id)
 
     async def charge(self, superlike: Superlike, host_id: str, key: str | None) -> int | ChargeRefused:
-        sender_id = superlike.sender.user_id
-        amount = superlike.price
-        # Wallet rows are locked in id order, so two users superliking each other's streams at the
-        # same moment cannot deadlock.
-        if host_id < sender_id:
-            await self._connection.execute(_CREDIT, {"amount": amount, "user_id": host_id})
-        debited = await self._connection.execute(_DEBIT, {"amount": amount, "user_id": sender_id})
-        balance_after = debited.scalar_one_or_none()
+        snapshot = superlike.sender
+        params = {
+            "superlike_id": superlike.superlike_id,
+            "stream_id": superlike.stream_id,
+            "sender_id": snapshot.user_id,
+            "host_id": host_id,
+            "username": snapshot.username,
+            "name": snapshot.name,
+            "surname": snapshot.surname,
+            "profile_photo": snapshot.profile_photo,
+            "price": superlike.price,
+            "created_at_ms": superlike.created_at_ms,
+            "key": key,
+        }
+        if self._single_statement:
+            row = (await self._connection.execute(_CHARGE_IN_ONE_STATEMENT, params)).one_or_none()
+            if row is None:
+                return ChargeRefused.INSUFFICIENT_BALANCE
+            if row.superlike_id is None:
+                return ChargeRefused.IDEMPOTENCY_KEY_TAKEN
+            return int(row.balance_after)
+        # SQLite has no data-modifying CTEs; its statements run in-process, so three cost little.
+        balance_after = (await self._connection.execute(_DEBIT, params)).scalar_one_or_none()
         if balance_after is None:
             return ChargeRefused.INSUFFICIENT_BALANCE
-        if host_id > sender_id:
-            await self._connection.execute(_CREDIT, {"amount": amount, "user_id": host_id})
-        snapshot = superlike.sender
-        inserted = await self._connection.execute(
-            _INSERT_SUPERLIKE,
-            {
-                "id": superlike.superlike_id,
-                "stream_id": superlike.stream_id,
-                "sender_id": sender_id,
-                "username": snapshot.username,
-                "name": snapshot.name,
-                "surname": snapshot.surname,
-                "profile_photo": snapshot.profile_photo,
-                "price": amount,
-                "balance_after": balance_after,
-                "created_at_ms": superlike.created_at_ms,
-                "key": key,
-            },
-        )
+        inserted = await self._connection.execute(_INSERT_SUPERLIKE, {**params, "balance_after": balance_after})
         if inserted.scalar_one_or_none() is None:
             return ChargeRefused.IDEMPOTENCY_KEY_TAKEN
-        await self._connection.execute(
-            _INSERT_LEDGER_PAIR,
-            {
-                "sender_id": sender_id,
-                "host_id": host_id,
-                "amount": amount,
-                "superlike_id": superlike.superlike_id,
-                "created_at_ms": superlike.created_at_ms,
-            },
-        )
+        await self._connection.execute(_INSERT_LEDGER_PAIR, params)
         return int(balance_after)
 
 

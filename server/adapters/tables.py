@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -15,6 +16,8 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -106,16 +109,28 @@ class SuperlikeRecord(Base):
 
 
 class LedgerEntry(Base):
-    """Every coin movement, append-only. A wallet's balance always equals the sum of its entries.
+    """Every coin movement, append-only.
 
     kinds: `coin_credit` brings coins into the system (purchase, grant), `superlike_debit` and
     `superlike_credit` move a superlike's price from sender to host and always come in pairs.
+
+    `applied` says whether the entry is already part of its wallet's `balance`. Debits and coin
+    credits are applied in their own transaction; a host's superlike credit is written unapplied and
+    folded into the wallet shortly after by the settlement task, so superlikes on one stream never
+    queue on the host's wallet row. Invariant: balance == sum of the wallet's applied entries.
     """
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
         CheckConstraint(
             "kind IN ('coin_credit', 'superlike_debit', 'superlike_credit')", name="kind_known"
+        ),
+        CheckConstraint("applied OR kind = 'superlike_credit'", name="only_credits_pending"),
+        Index(
+            "ix_ledger_entries_pending_user_id",
+            "user_id",
+            postgresql_where=text("NOT applied"),
+            sqlite_where=text("NOT applied"),
         ),
     )
 
@@ -127,3 +142,4 @@ class LedgerEntry(Base):
         ObjectId, ForeignKey("superlikes.id"), nullable=True, index=True
     )
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    applied: Mapped[bool] = mapped_column(Boolean, server_default=true())

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from server.adapters.admin_repository import AdminRepository, audit_ledger
 from server.adapters.database import create_engine
+from server.adapters.settlement import settle_once
 from server.adapters.tables import SuperlikeRecord, Wallet
 from server.adapters.unit_of_work import SqlUnitOfWork
 from server.domain import errors
@@ -30,8 +31,9 @@ superlike_op = st.tuples(
 credit_op = st.tuples(st.just("credit"), st.integers(0, USERS - 1), st.integers(1, 30))
 ban_op = st.tuples(st.sampled_from(["ban", "unban"]), st.integers(0, STREAMS - 1), st.integers(0, USERS - 1))
 state_op = st.tuples(st.just("end"), st.integers(0, STREAMS - 1))
+settle_op = st.tuples(st.just("settle"))
 operations = st.lists(
-    st.one_of(superlike_op, superlike_op, superlike_op, credit_op, ban_op, state_op), min_size=1, max_size=40
+    st.one_of(superlike_op, superlike_op, superlike_op, credit_op, ban_op, state_op, settle_op), min_size=1, max_size=40
 )
 # Operations run in concurrent batches: each batch is gathered, batches run one after another.
 batch_sizes = st.lists(st.integers(1, 12), min_size=1, max_size=8)
@@ -58,6 +60,9 @@ async def _run(url: str, ops: list[tuple], batches: list[int]) -> None:
                     return
                 if key is not None:
                     charged_keys.setdefault((sender, key), set()).add(superlike.superlike_id)
+                return
+            if kind == "settle":
+                await settle_once(engine)
                 return
             async with engine.begin() as connection:
                 admin = AdminRepository(connection)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AdminRepository, audit_ledger
 from server.adapters.database import create_engine
+from server.adapters.settlement import settle_once
 from server.adapters.tables import Base, LedgerEntry, SuperlikeRecord
 from server.adapters.unit_of_work import SqlUnitOfWork
 from server.domain import errors
@@ -63,7 +64,7 @@ async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger
     async with engine.connect() as connection:
         entries = (
             await connection.execute(
-                select(LedgerEntry.user_id, LedgerEntry.amount, LedgerEntry.kind)
+                select(LedgerEntry.user_id, LedgerEntry.amount, LedgerEntry.kind, LedgerEntry.applied)
                 .where(LedgerEntry.superlike_id == superlike.superlike_id)
                 .order_by(LedgerEntry.amount)
             )
@@ -72,8 +73,8 @@ async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger
             await connection.execute(select(SuperlikeRecord).where(SuperlikeRecord.id == superlike.superlike_id))
         ).mappings().one()
     assert [tuple(e) for e in entries] == [
-        (world.viewer_id, -15, "superlike_debit"),
-        (world.host_id, 15, "superlike_credit"),
+        (world.viewer_id, -15, "superlike_debit", True),
+        (world.host_id, 15, "superlike_credit", False),
     ]
     assert (stored["sender_name"], stored["sender_profile_photo"], stored["price"]) == ("sample", "sample.jpg", 15)
     assert stored["created_at_ms"] == superlike.created_at_ms
@@ -212,7 +213,7 @@ async def test_audit_reports_a_tampered_balance(engine: AsyncEngine) -> None:
             )
             report = await audit_ledger(connection)
             await transaction.rollback()
-    assert f"wallet {world.viewer_id}: balance 51 but ledger sums to 50" in report.problems
+    assert f"wallet {world.viewer_id}: balance 51 but its applied ledger entries sum to 50" in report.problems
     assert not report.ok
 
 
@@ -223,3 +224,36 @@ async def test_unreachable_database_is_reported_as_storage_unavailable() -> None
             await service(engine).send("64d15f9e2e6c8f4d5a123000", "64d15f9e2e6c8f4d5a123456", None)
     finally:
         await engine.dispose()
+
+
+async def test_host_credits_stay_pending_until_settled_and_the_books_balance_throughout(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=100, price=10)
+    for _ in range(3):
+        await service(engine).send(world.stream_id, world.viewer_id, None)
+    async with engine.begin() as connection:
+        host = await AdminRepository(connection).get_user(world.host_id)
+        report = await audit_ledger(connection)
+    assert (host["balance"], host["pendingCredits"]) == (30, 30)
+    assert report.problems == [] and report.pending_credits >= 30
+    await settle_once(engine)
+    async with engine.begin() as connection:
+        host = await AdminRepository(connection).get_user(world.host_id)
+        settled_wallet = (
+            await connection.execute(text("SELECT balance FROM wallets WHERE user_id = :id"), {"id": world.host_id})
+        ).scalar_one()
+    assert (host["balance"], host["pendingCredits"], settled_wallet) == (30, 0, 30)
+    await assert_audit_passes(engine)
+
+
+async def test_concurrent_settlements_apply_each_credit_once(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=1000, price=7)
+    sends = [service(engine).send(world.stream_id, world.viewer_id, None) for _ in range(40)]
+    settles = [settle_once(engine) for _ in range(10)]
+    await asyncio.gather(*sends, *settles)
+    await settle_once(engine)
+    async with engine.begin() as connection:
+        wallet = (
+            await connection.execute(text("SELECT balance FROM wallets WHERE user_id = :id"), {"id": world.host_id})
+        ).scalar_one()
+    assert wallet == 280
+    await assert_audit_passes(engine)

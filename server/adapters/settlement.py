@@ -1,0 +1,67 @@
+"""Folding pending host credits into wallet balances.
+
+A superlike writes the host's credit as a pending ledger entry instead of updating the host's wallet
+row, so concurrent superlikes on one stream never wait for each other. This task applies pending
+entries in one statement: the entries it marks applied are exactly the ones it adds, so running it
+concurrently (several servers) or while superlikes commit can neither lose nor double a credit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger(__name__)
+
+_SETTLE_POSTGRES = text("""
+WITH picked AS (
+    UPDATE ledger_entries SET applied = TRUE
+    WHERE NOT applied
+    RETURNING user_id, amount
+), totals AS (
+    SELECT user_id, SUM(amount) AS amount, COUNT(*) AS entries FROM picked GROUP BY user_id
+), credited AS (
+    UPDATE wallets SET balance = wallets.balance + totals.amount
+    FROM totals WHERE wallets.user_id = totals.user_id
+    RETURNING totals.entries
+)
+SELECT COALESCE(SUM(entries), 0) FROM credited
+""")
+
+# SQLite runs one writer at a time (BEGIN IMMEDIATE), so two statements in one transaction see the
+# same pending set.
+_SETTLE_SQLITE_WALLETS = text("""
+UPDATE wallets SET balance = balance + (
+    SELECT SUM(amount) FROM ledger_entries e WHERE e.user_id = wallets.user_id AND NOT e.applied
+)
+WHERE user_id IN (SELECT user_id FROM ledger_entries WHERE NOT applied)
+""")
+_SETTLE_SQLITE_ENTRIES = text("UPDATE ledger_entries SET applied = 1 WHERE NOT applied")
+
+
+async def settle_pending_credits(connection: AsyncConnection) -> int:
+    """Applies every pending credit visible now; returns how many entries were applied."""
+    if connection.dialect.name == "postgresql":
+        return int((await connection.execute(_SETTLE_POSTGRES)).scalar_one())
+    await connection.execute(_SETTLE_SQLITE_WALLETS)
+    return int((await connection.execute(_SETTLE_SQLITE_ENTRIES)).rowcount)
+
+
+async def settle_once(engine: AsyncEngine) -> int:
+    async with engine.begin() as connection:
+        return await settle_pending_credits(connection)
+
+
+async def run_settlement(engine: AsyncEngine, interval_seconds: float) -> None:
+    """Settles every `interval_seconds` until cancelled; database outages are retried quietly."""
+    while True:
+        try:
+            await settle_once(engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # an outage is reported by the health task; keep trying
+            log.debug("settlement skipped: %s", error)
+        await asyncio.sleep(interval_seconds)
