@@ -23,6 +23,16 @@ from server.domain.errors import DomainError
 from server.domain.superlike import DEFAULT_SUPERLIKE_PRICE, StreamState
 
 
+def _run_event_loop(main: Any) -> None:
+    """uvloop when installed: grpc.aio supports it and it cuts the event loop's share of each call."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level,
@@ -213,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             from server.auth.jwks import JwksUnavailable
 
             try:
-                asyncio.run(serve(settings))
+                _run_event_loop(serve(settings))
             except (PortInUse, JwksUnavailable) as error:
                 print(json.dumps({"error": type(error).__name__, "message": str(error)}), file=sys.stderr)
                 return 1

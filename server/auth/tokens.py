@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -25,16 +27,54 @@ class TokenPolicy:
     hs256_secret: str | None = None
 
 
+# A client sends the same token with every call until it expires; re-verifying its signature each
+# time is most of the cost of authentication. Verified tokens are remembered briefly (bounded in count
+# and in time, so a key removed from the JWKS stops being honoured within a minute).
+VERIFIED_CACHE_SIZE = 10_000
+VERIFIED_CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    subject: str
+    not_before: float
+    expires: float
+    cached_until: float
+
+
 class TokenVerifier:
-    def __init__(self, policy: TokenPolicy, keys: JwksKeySet) -> None:
+    def __init__(self, policy: TokenPolicy, keys: JwksKeySet, clock: object = time.time) -> None:
         self._policy = policy
         self._keys = keys
+        self._clock = clock
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     async def subject_of(self, token: str) -> str:
         """Returns the verified `sub` claim; raises Unauthenticated with a generic message otherwise.
 
         Why a token failed is logged, never returned: the caller learns only that it is not accepted.
         """
+        now = self._clock()  # type: ignore[operator]
+        remembered = self._verified.get(token)
+        if remembered is not None and now < remembered.cached_until:
+            leeway = self._policy.leeway_seconds
+            if remembered.not_before - leeway <= now < remembered.expires + leeway:
+                return remembered.subject
+            raise Unauthenticated()
+        subject, claims = await self._verify(token)
+        self._remember(token, subject, claims, now)
+        return subject
+
+    def _remember(self, token: str, subject: str, claims: dict[str, object], now: float) -> None:
+        expires = claims["exp"]
+        not_before = claims.get("nbf", 0)
+        if not isinstance(expires, int | float) or not isinstance(not_before, int | float):
+            return
+        self._verified[token] = _Verified(subject, float(not_before), float(expires), now + VERIFIED_CACHE_SECONDS)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+
+    async def _verify(self, token: str) -> tuple[str, dict[str, object]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:
@@ -75,6 +115,6 @@ class TokenVerifier:
             subject = claims.get("sub")
             if not isinstance(subject, str) or not subject:
                 raise Unauthenticated()
-            return subject
+            return subject, claims
         log.info("rejected token: %s", last_error)
         raise Unauthenticated()
