@@ -1,4 +1,9 @@
-"""One database transaction per use case, on one pooled connection."""
+"""One unit of work per use case, on one pooled connection.
+
+SQLite: one `BEGIN IMMEDIATE` transaction, committed by `commit()`. PostgreSQL: autocommit, because
+every write of the superlike use case is a single atomic statement (see superlike_repository); this
+saves the BEGIN and COMMIT round trips, and `commit()`/`rollback()` have nothing left to do.
+"""
 
 from __future__ import annotations
 
@@ -22,13 +27,17 @@ class SqlUnitOfWork:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._autocommit = engine.dialect.name == "postgresql"
         self._connection: AsyncConnection | None = None
         self._transaction: AsyncTransaction | None = None
 
     async def __aenter__(self) -> Self:
         try:
             self._connection = await self._engine.connect()
-            self._transaction = await self._connection.begin()
+            if self._autocommit:
+                self._connection = await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                self._transaction = await self._connection.begin()
         except Exception as error:
             await self._close()
             if is_unavailable(error):
@@ -51,12 +60,12 @@ class SqlUnitOfWork:
             raise StorageUnavailable() from error
 
     async def commit(self) -> None:
-        assert self._transaction is not None
-        await self._transaction.commit()
+        if self._transaction is not None:
+            await self._transaction.commit()
 
     async def rollback(self) -> None:
-        assert self._transaction is not None
-        await self._transaction.rollback()
+        if self._transaction is not None:
+            await self._transaction.rollback()
 
     async def _close(self) -> None:
         if self._connection is not None:

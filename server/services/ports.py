@@ -13,6 +13,9 @@ from server.domain.superlike import Superlike, SuperlikeContext, SuperlikeReques
 class ChargeRefused(enum.Enum):
     INSUFFICIENT_BALANCE = "insufficient_balance"
     IDEMPOTENCY_KEY_TAKEN = "idempotency_key_taken"
+    # The stream ended, the sender was banned or the price changed after the rules were checked:
+    # nothing was charged and the rules must be checked again.
+    CONDITIONS_CHANGED = "conditions_changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,8 @@ class SuperlikeRepository(Protocol):
 
         Returns the sender's balance after the debit, or why nothing was charged. Atomic with respect
         to concurrent charges of the same wallet: the balance check and the debit are one statement.
+        Storage that cannot hold the rules' inputs stable until the write (no lock between the read
+        and the write) re-checks them in the write and answers CONDITIONS_CHANGED.
         """
 
 

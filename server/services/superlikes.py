@@ -17,6 +17,9 @@ from server.domain.superlike import (
 from server.services.ports import ChargeRefused, PriorSuperlike, UnitOfWorkFactory
 
 
+MAX_ATTEMPTS = 3
+
+
 class SuperlikeService:
     def __init__(self, unit_of_work: UnitOfWorkFactory, clock: Callable[[], int] = now_ms) -> None:
         self._unit_of_work = unit_of_work
@@ -24,13 +27,14 @@ class SuperlikeService:
 
     async def send(self, stream_id: str, sender_id: str, idempotency_key: str | None) -> Superlike:
         request = parse_request(stream_id, sender_id, idempotency_key)
-        # A second pass happens only when a concurrent request with the same key committed between
-        # our read and our write; that pass finds its superlike and replays it.
-        for _ in range(2):
+        # Another pass happens only when something changed between our read and our write: a
+        # concurrent request with the same key committed (the next pass replays it), or the stream or
+        # ban changed (the next pass reports why). Each cause resolves in one pass.
+        for _ in range(MAX_ATTEMPTS):
             outcome = await self._attempt(request)
             if outcome is not None:
                 return outcome
-        raise RuntimeError("idempotency key still contended after a retry")
+        raise RuntimeError(f"superlike still contended after {MAX_ATTEMPTS} attempts")
 
     async def _attempt(self, request: SuperlikeRequest) -> Superlike | None:
         async with self._unit_of_work() as uow:
@@ -49,7 +53,7 @@ class SuperlikeService:
                 sender_balance_after=0,  # known after the debit
             )
             charged = await uow.superlikes.charge(draft, context.stream_host_id, request.idempotency_key)
-            if charged is ChargeRefused.IDEMPOTENCY_KEY_TAKEN:
+            if charged is ChargeRefused.IDEMPOTENCY_KEY_TAKEN or charged is ChargeRefused.CONDITIONS_CHANGED:
                 await uow.rollback()
                 return None
             if charged is ChargeRefused.INSUFFICIENT_BALANCE:

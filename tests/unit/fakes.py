@@ -31,6 +31,8 @@ class FakeDatabase:
         self.superlikes: list[tuple[Superlike, str | None]] = []
         # Simulates a concurrent request committing between our read and our write.
         self.commit_before_charge: tuple[Superlike, str] | None = None
+        # Simulates an operator ending the stream between our read and our write.
+        self.end_stream_before_charge: str | None = None
 
 
 class FakeSuperlikeRepository:
@@ -62,6 +64,11 @@ class FakeSuperlikeRepository:
         return self._prior(sender_id, key)
 
     async def charge(self, superlike: Superlike, host_id: str, key: str | None) -> int | ChargeRefused:
+        if self._db.end_stream_before_charge is not None:
+            self._db.streams[self._db.end_stream_before_charge].state = StreamState.ENDED
+            self._db.end_stream_before_charge = None
+        if self._db.streams[superlike.stream_id].state is not StreamState.LIVE:
+            return ChargeRefused.CONDITIONS_CHANGED
         if self._db.commit_before_charge is not None:
             other, other_key = self._db.commit_before_charge
             self._db.commit_before_charge = None
