@@ -50,7 +50,16 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout_s: float = 5
 
 
 def _create_sqlite_engine(url: str, connect_timeout_s: float) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": connect_timeout_s})
+    # SQLite has one writer at a time. With one pooled connection, writers queue in order on the pool
+    # instead of racing for the file lock through busy_timeout's sleep-and-retry, which turned a
+    # burst of concurrent superlikes into second-long tail latencies.
+    engine = create_async_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=connect_timeout_s,
+        connect_args={"timeout": connect_timeout_s},
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
