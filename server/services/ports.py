@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, Self
 
 from server.domain.superlike import Superlike, SuperlikeContext, SuperlikeRequest
-
-
-class ChargeRefused(enum.Enum):
-    INSUFFICIENT_BALANCE = "insufficient_balance"
-    IDEMPOTENCY_KEY_TAKEN = "idempotency_key_taken"
-    # The stream ended, the sender was banned or the price changed after the rules were checked:
-    # nothing was charged and the rules must be checked again.
-    CONDITIONS_CHANGED = "conditions_changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,22 +16,31 @@ class PriorSuperlike:
     superlike: Superlike
 
 
+@dataclass(frozen=True, slots=True)
+class SendAttempt:
+    """What one attempt to charge found and did.
+
+    - `prior`: a superlike is already stored under the request's key; nothing was charged.
+    - `superlike`: the new superlike, charged and stored (durable once the unit of work commits).
+    - `contended`: a concurrent request with the same key won the race; nothing was charged and the
+      next attempt will find its superlike as `prior`.
+    - none of these: the rules refused, judged on `context` (the caller explains which rule), or the
+      balance was spent by a concurrent superlike between the read and the debit.
+    """
+
+    context: SuperlikeContext
+    prior: PriorSuperlike | None = None
+    superlike: Superlike | None = None
+    contended: bool = False
+
+
 class SuperlikeRepository(Protocol):
-    async def load_context(
-        self, request: SuperlikeRequest
-    ) -> tuple[SuperlikeContext, PriorSuperlike | None]:
-        """The rules' inputs and, when the request has a key, the superlike already stored under it."""
+    async def send_if_allowed(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
+        """Reads the rules' inputs and, if the rules allow and the key is unused, debits the sender,
+        records the host's credit and stores the superlike with its two ledger entries, atomically.
+        The balance check and the debit are one statement, so concurrent charges never overdraw."""
 
     async def find_by_key(self, sender_id: str, key: str) -> PriorSuperlike | None: ...
-
-    async def charge(self, superlike: Superlike, host_id: str, key: str | None) -> int | ChargeRefused:
-        """Debits the sender, credits the host, stores the superlike and its two ledger entries.
-
-        Returns the sender's balance after the debit, or why nothing was charged. Atomic with respect
-        to concurrent charges of the same wallet: the balance check and the debit are one statement.
-        Storage that cannot hold the rules' inputs stable until the write (no lock between the read
-        and the write) re-checks them in the write and answers CONDITIONS_CHANGED.
-        """
 
 
 class UnitOfWork(Protocol):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 from server.domain import errors
@@ -14,10 +13,10 @@ from server.domain.superlike import (
     check_superlike_allowed,
     parse_request,
 )
-from server.services.ports import ChargeRefused, PriorSuperlike, UnitOfWorkFactory
+from server.services.ports import PriorSuperlike, UnitOfWorkFactory
 
 
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 2
 
 
 class SuperlikeService:
@@ -27,45 +26,34 @@ class SuperlikeService:
 
     async def send(self, stream_id: str, sender_id: str, idempotency_key: str | None) -> Superlike:
         request = parse_request(stream_id, sender_id, idempotency_key)
-        # Another pass happens only when something changed between our read and our write: a
-        # concurrent request with the same key committed (the next pass replays it), or the stream or
-        # ban changed (the next pass reports why). Each cause resolves in one pass.
+        # A second pass happens only when a concurrent request with the same key committed between
+        # our read and our write; that pass finds its superlike and replays it.
         for _ in range(MAX_ATTEMPTS):
             outcome = await self._attempt(request)
             if outcome is not None:
                 return outcome
-        raise RuntimeError(f"superlike still contended after {MAX_ATTEMPTS} attempts")
+        raise RuntimeError(f"idempotency key still contended after {MAX_ATTEMPTS} attempts")
 
     async def _attempt(self, request: SuperlikeRequest) -> Superlike | None:
         async with self._unit_of_work() as uow:
-            context, prior = await uow.superlikes.load_context(request)
-            if prior is not None:
-                return _replay(prior, request)
-            price = check_superlike_allowed(request, context)
-            assert context.sender is not None and context.stream_host_id is not None
             created_at_ms = self._clock()
-            draft = Superlike(
-                superlike_id=new_object_id(created_at_ms),
-                stream_id=request.stream_id,
-                sender=context.sender,
-                price=price,
-                created_at_ms=created_at_ms,
-                sender_balance_after=0,  # known after the debit
-            )
-            charged = await uow.superlikes.charge(draft, context.stream_host_id, request.idempotency_key)
-            if charged is ChargeRefused.IDEMPOTENCY_KEY_TAKEN or charged is ChargeRefused.CONDITIONS_CHANGED:
-                await uow.rollback()
+            attempt = await uow.superlikes.send_if_allowed(request, new_object_id(created_at_ms), created_at_ms)
+            if attempt.prior is not None:
+                return _replay(attempt.prior, request)
+            if attempt.superlike is not None:
+                await uow.commit()
+                return attempt.superlike
+            if attempt.contended:
                 return None
-            if charged is ChargeRefused.INSUFFICIENT_BALANCE:
-                if request.idempotency_key is not None:
-                    # A concurrent request with our key may have spent the coins: answer with its
-                    # outcome rather than a refusal the client never caused.
-                    prior = await uow.superlikes.find_by_key(request.sender_id, request.idempotency_key)
-                    if prior is not None:
-                        return _replay(prior, request)
-                raise errors.InsufficientBalance()
-            await uow.commit()
-            return dataclasses.replace(draft, sender_balance_after=charged)
+            # Nothing was charged: the rules say why, in the contract's order.
+            check_superlike_allowed(request, attempt.context)
+            # The rules allowed it as read, but a concurrent superlike spent the coins first. If that
+            # was a request with our key, its outcome is ours.
+            if request.idempotency_key is not None:
+                prior = await uow.superlikes.find_by_key(request.sender_id, request.idempotency_key)
+                if prior is not None:
+                    return _replay(prior, request)
+            raise errors.InsufficientBalance()
 
 
 def _replay(prior: PriorSuperlike, request: SuperlikeRequest) -> Superlike:

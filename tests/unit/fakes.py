@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Self
 
+from server.domain.errors import DomainError
 from server.domain.superlike import (
     SenderSnapshot,
     StreamState,
     Superlike,
     SuperlikeContext,
     SuperlikeRequest,
+    check_superlike_allowed,
 )
-from server.services.ports import ChargeRefused, PriorSuperlike
+from server.services.ports import PriorSuperlike, SendAttempt
 
 
 @dataclasses.dataclass
@@ -31,8 +33,6 @@ class FakeDatabase:
         self.superlikes: list[tuple[Superlike, str | None]] = []
         # Simulates a concurrent request committing between our read and our write.
         self.commit_before_charge: tuple[Superlike, str] | None = None
-        # Simulates an operator ending the stream between our read and our write.
-        self.end_stream_before_charge: str | None = None
 
 
 class FakeSuperlikeRepository:
@@ -46,44 +46,47 @@ class FakeSuperlikeRepository:
                 return PriorSuperlike(superlike)
         return None
 
-    async def load_context(self, request: SuperlikeRequest) -> tuple[SuperlikeContext, PriorSuperlike | None]:
+    def _context(self, request: SuperlikeRequest) -> SuperlikeContext:
         stream = self._db.streams.get(request.stream_id)
-        return (
-            SuperlikeContext(
-                stream_host_id=stream.host_id if stream else None,
-                stream_state=stream.state if stream else None,
-                stream_price=stream.price if stream else None,
-                sender=self._db.users.get(request.sender_id),
-                sender_balance=self._db.balances.get(request.sender_id),
-                sender_banned=bool(stream and request.sender_id in stream.banned),
-            ),
-            self._prior(request.sender_id, request.idempotency_key),
+        return SuperlikeContext(
+            stream_host_id=stream.host_id if stream else None,
+            stream_state=stream.state if stream else None,
+            stream_price=stream.price if stream else None,
+            sender=self._db.users.get(request.sender_id),
+            sender_balance=self._db.balances.get(request.sender_id),
+            sender_banned=bool(stream and request.sender_id in stream.banned),
         )
 
-    async def find_by_key(self, sender_id: str, key: str) -> PriorSuperlike | None:
-        return self._prior(sender_id, key)
-
-    async def charge(self, superlike: Superlike, host_id: str, key: str | None) -> int | ChargeRefused:
-        if self._db.end_stream_before_charge is not None:
-            self._db.streams[self._db.end_stream_before_charge].state = StreamState.ENDED
-            self._db.end_stream_before_charge = None
-        if self._db.streams[superlike.stream_id].state is not StreamState.LIVE:
-            return ChargeRefused.CONDITIONS_CHANGED
+    async def send_if_allowed(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
+        context = self._context(request)
+        prior = self._prior(request.sender_id, request.idempotency_key)
+        if prior is not None:
+            return SendAttempt(context=context, prior=prior)
+        try:
+            price = check_superlike_allowed(request, context)
+        except DomainError:
+            return SendAttempt(context=context)
         if self._db.commit_before_charge is not None:
             other, other_key = self._db.commit_before_charge
             self._db.commit_before_charge = None
             self._db.balances[other.sender.user_id] -= other.price
             self._db.superlikes.append((other, other_key))
-        sender_id = superlike.sender.user_id
-        if self._db.balances[sender_id] < superlike.price:
-            return ChargeRefused.INSUFFICIENT_BALANCE
-        if key is not None and self._prior(sender_id, key) is not None:
-            return ChargeRefused.IDEMPOTENCY_KEY_TAKEN
-        balance = self._db.balances[sender_id] - superlike.price
-        self._staged.append(("debit", sender_id, superlike.price))
-        self._staged.append(("credit", host_id, superlike.price))
-        self._staged.append(("superlike", dataclasses.replace(superlike, sender_balance_after=balance), key))
-        return balance
+        if self._db.balances[request.sender_id] < price:
+            return SendAttempt(context=context)
+        if self._prior(request.sender_id, request.idempotency_key) is not None:
+            return SendAttempt(context=context, contended=True)
+        assert context.sender is not None and context.stream_host_id is not None
+        superlike = Superlike(
+            superlike_id, request.stream_id, context.sender, price, created_at_ms,
+            self._db.balances[request.sender_id] - price,
+        )
+        self._staged.append(("debit", request.sender_id, price))
+        self._staged.append(("credit", context.stream_host_id, price))
+        self._staged.append(("superlike", superlike, request.idempotency_key))
+        return SendAttempt(context=context, superlike=superlike)
+
+    async def find_by_key(self, sender_id: str, key: str) -> PriorSuperlike | None:
+        return self._prior(sender_id, key)
 
 
 class FakeUnitOfWork:

@@ -166,10 +166,3 @@ def test_new_ids_are_object_ids_carrying_their_creation_second() -> None:
     assert int(object_id[:8], 16) == NOW_MS // 1000
     assert new_object_id(NOW_MS) != object_id
 
-
-async def test_stream_ending_between_the_rules_and_the_charge_is_reported_as_not_live() -> None:
-    db = make_db()
-    db.end_stream_before_charge = STREAM
-    with pytest.raises(errors.StreamNotLive):
-        await service(db).send(STREAM, VIEWER, None)
-    assert db.balances == {HOST: 0, VIEWER: 100}
