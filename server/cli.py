@@ -58,17 +58,12 @@ async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[Any]
 
 
 async def _audit(settings: Settings) -> dict[str, Any]:
-    from server.adapters.admin_repository import audit_ledger
-    from server.adapters.database import create_engine, is_sqlite
+    from server.adapters.admin_repository import audit_database
+    from server.adapters.database import create_engine
 
     engine = create_engine(settings.database_url, pool_size=1)
     try:
-        async with engine.connect() as connection:
-            if not is_sqlite(engine):
-                # One consistent snapshot for all checks while superlikes keep flowing.
-                connection = await connection.execution_options(isolation_level="REPEATABLE READ")
-            async with connection.begin():
-                return (await audit_ledger(connection)).as_dict()
+        return (await audit_database(engine)).as_dict()
     finally:
         await engine.dispose()
 

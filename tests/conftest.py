@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,31 @@ def postgres_url() -> Iterator[str]:
     base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
     yield f"{base}/{name}"
     asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def separate_database(
+    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], str]]:
+    """Another empty database of the same kind as the given URL.
+
+    Every running server folds pending host credits in the background; a server sharing a database
+    with tests that read those credits would change them under the tests' feet. Servers that live for
+    the whole session therefore get a database of their own.
+    """
+    created: list[str] = []
+
+    def make(like_url: str) -> str:
+        if like_url.startswith("sqlite"):
+            return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'separate.db'}"
+        name = f"livechat_test_{secrets.token_hex(4)}"
+        asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return f"{POSTGRES_ADMIN_URL.rpartition('/')[0]}/{name}"
+
+    yield make
+    for name in created:
+        asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

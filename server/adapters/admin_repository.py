@@ -11,7 +11,9 @@ from typing import Any
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.adapters.database import READ_ONLY_OPTION, is_sqlite
 
 from server.adapters.tables import ChatBan, LedgerEntry, LiveStream, SuperlikeRecord, User, Wallet
 from server.domain import errors
@@ -190,9 +192,6 @@ class AdminRepository:
         )
         return int(result.rowcount)
 
-    async def audit(self) -> AuditReport:
-        return await audit_ledger(self._connection)
-
 
 @dataclass(frozen=True)
 class AuditReport:
@@ -219,8 +218,24 @@ class AuditReport:
         }
 
 
+async def audit_database(engine: AsyncEngine) -> AuditReport:
+    """The audit on one consistent snapshot, while servers keep writing and settling.
+
+    The checks span several statements; under READ COMMITTED a settlement committing between two of
+    them would look like coins vanishing. PostgreSQL gets REPEATABLE READ; SQLite a read transaction
+    (a snapshot in WAL mode) that does not take the write lock.
+    """
+    async with engine.connect() as connection:
+        if is_sqlite(engine):
+            connection = await connection.execution_options(**{READ_ONLY_OPTION: True})
+        else:
+            connection = await connection.execution_options(isolation_level="REPEATABLE READ")
+        async with connection.begin():
+            return await audit_ledger(connection)
+
+
 async def audit_ledger(connection: AsyncConnection, *, max_listed: int = 20) -> AuditReport:
-    """Checks the money invariants on a live database (run it in a REPEATABLE READ/snapshot txn).
+    """Checks the money invariants inside the caller's transaction (see audit_database for a live one).
 
     1. every wallet balance equals the sum of its applied ledger entries, and none is negative;
     2. the sum of all balances plus pending (unapplied) credits equals the coins ever issued

@@ -10,6 +10,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
+# Execution option for connections that only read: on SQLite they begin without the write lock.
+READ_ONLY_OPTION = "livechat_read_only"
+
+
 def async_url(url: str) -> str:
     """Accepts the URLs people paste (postgres://, postgresql://, sqlite://) and picks async drivers."""
     parsed = make_url(url)
@@ -74,10 +78,14 @@ def _create_sqlite_engine(url: str, connect_timeout_s: float) -> AsyncEngine:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        # SQLite allows one writer. Taking the write lock at BEGIN makes concurrent superlikes queue
-        # (busy_timeout) instead of failing with "database is locked" when a reader upgrades.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Any) -> None:
+        # SQLite allows one writer. Taking the write lock at BEGIN makes concurrent writers queue
+        # (busy_timeout) instead of failing with "database is locked" when a reader upgrades. Readers
+        # that never write (probes, checks) must not hold that lock, or they stall other processes.
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -92,4 +100,17 @@ def is_unavailable(error: BaseException) -> bool:
         if isinstance(error, exc.OperationalError | exc.InterfaceError):
             return True
         return isinstance(error.orig, OSError | ConnectionError | asyncio.TimeoutError)
+    return False
+
+
+def failed_before_sending(error: BaseException) -> bool:
+    """True when the driver refused to send the statement because the connection was already closed
+    (asyncpg's client-side InterfaceError): the database never saw it, so nothing can have changed."""
+    import asyncpg
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, asyncpg.exceptions.InterfaceError):
+            return True
+        seen = seen.__cause__ or seen.__context__
     return False

@@ -14,6 +14,8 @@ import logging
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.adapters.database import READ_ONLY_OPTION
+
 log = logging.getLogger(__name__)
 
 _SETTLE_POSTGRES = text("""
@@ -50,7 +52,16 @@ async def settle_pending_credits(connection: AsyncConnection) -> int:
     return int((await connection.execute(_SETTLE_SQLITE_ENTRIES)).rowcount)
 
 
+_ANY_PENDING = text("SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE NOT applied)")
+
+
 async def settle_once(engine: AsyncEngine) -> int:
+    # A cheap read (the partial index on pending entries) first: most ticks find nothing to do, and
+    # must not take SQLite's write lock just to learn that.
+    async with engine.connect() as connection:
+        await connection.execution_options(**{READ_ONLY_OPTION: True})
+        if not (await connection.execute(_ANY_PENDING)).scalar_one():
+            return 0
     async with engine.begin() as connection:
         return await settle_pending_credits(connection)
 

@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.domain.errors import DomainError
+from server.adapters.database import failed_before_sending, is_unavailable
+from server.domain.errors import DomainError, OutcomeUnknown
 from server.domain.superlike import (
     SenderSnapshot,
     StreamState,
@@ -142,6 +143,12 @@ class SqlSuperlikeRepository:
         except IntegrityError as error:
             if KEY_CONSTRAINT in str(error.orig):
                 return SendAttempt(context=_EMPTY_CONTEXT, contended=True)
+            raise
+        except Exception as error:
+            # Once the statement was sent, a broken connection may have lost the answer to a commit:
+            # saying "nothing changed" then could make a client pay twice.
+            if is_unavailable(error) and not failed_before_sending(error):
+                raise OutcomeUnknown() from error
             raise
         context = _context_from_row(row)
         prior = _prior_from_row(row, request.sender_id)

@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class SqlUnitOfWork:
-    """Rolls back unless `commit()` ran. Connectivity failures surface as StorageUnavailable, whose
-    meaning is "nothing was stored, retry later" — a transaction that did not commit left no trace."""
+    """Rolls back unless `commit()` ran. Connectivity failures surface as StorageUnavailable ("nothing
+    was stored, retry later"): a transaction that did not commit left no trace. A failure while an
+    autocommit write was in flight is the repository's to report (OutcomeUnknown)."""
 
     superlikes: SqlSuperlikeRepository
 

@@ -28,6 +28,7 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.InsufficientBalance: grpc.StatusCode.ABORTED,
     errors.IdempotencyKeyReused: grpc.StatusCode.ABORTED,
     errors.StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.OutcomeUnknown: grpc.StatusCode.UNAVAILABLE,
 }
 
 

@@ -70,10 +70,21 @@ class IdempotencyKeyReused(DomainError):
 
 
 class StorageUnavailable(DomainError):
-    """The database cannot be reached right now; the request changed nothing and may be retried."""
+    """The database could not be reached before anything was written: nothing changed, retry freely."""
 
     reason = "STORAGE_UNAVAILABLE"
     message = "Service temporarily unavailable, please retry"
+
+
+class OutcomeUnknown(StorageUnavailable):
+    """The connection broke while the charge was being written: it may have committed. Only a retry
+    with the same idempotency key is safe (it replays the charge if it happened)."""
+
+    reason = "OUTCOME_UNKNOWN"
+    message = (
+        "Service temporarily unavailable; the superlike may have been sent. "
+        "Retry with the same Idempotency-Key to get its outcome without a second charge"
+    )
 
 
 # Admin-side refusals (CLI); never reach the gRPC API.

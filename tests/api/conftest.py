@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
+import pytest
 import pytest_asyncio
 from grpc_status import rpc_status
 from google.rpc import error_details_pb2
@@ -13,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
+from server.adapters import schema
+from server.adapters.database import create_engine
 from server.app import RunningServer, start_server
 from server.config import load_settings
 from tests.conftest import SigningKeys, server_env
@@ -59,13 +62,21 @@ def error_of(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, str]:
     return error.code(), error.details(), infos[0].reason
 
 
+@pytest.fixture(scope="session")
+def api_database_url(database_url: str, separate_database: Callable[[str], str]) -> str:
+    return separate_database(database_url)
+
+
 @pytest_asyncio.fixture(scope="session")
-async def api(database_url: str, engine: AsyncEngine, signing_keys: SigningKeys) -> AsyncIterator[Api]:
-    settings = load_settings(server_env(database_url, signing_keys.jwks_path))
-    running = await start_server(settings)
+async def api(api_database_url: str, signing_keys: SigningKeys) -> AsyncIterator[Api]:
+    # The server settles pending credits in the background, so it gets a database of its own.
+    engine = create_engine(api_database_url, pool_size=10)
+    await schema.upgrade(engine)
+    running = await start_server(load_settings(server_env(api_database_url, signing_keys.jwks_path)))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     try:
         yield Api(running, channel, chat_grpc.LiveStreamChatStub(channel), engine, signing_keys)
     finally:
         await channel.close()
         await running.stop(1)
+        await engine.dispose()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.ports import free_port
+from server.adapters import schema
+from server.adapters.database import create_engine
 from devstack.stack import DEFAULT_AUDIENCE, DEFAULT_ISSUER, Stack, StackConfig
 from tests.conftest import SigningKeys
 from tests.support import claims_for, sign
@@ -48,13 +51,32 @@ def stack_config(workdir: Path, database_url: str, keys: SigningKeys) -> StackCo
 
 
 @pytest.fixture(scope="session")
+def edge_database_url(database_url: str, separate_database: Callable[[str], str]) -> str:
+    # A database of its own: the stack's server settles pending credits in the background, and on
+    # SQLite the in-process servers of tests/api would hold the file's write lock while the test
+    # event loop is paused mid-write, stalling this separate process in a way no deployment has.
+    return separate_database(database_url)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def edge_engine(edge_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(edge_database_url, pool_size=5)
+    await schema.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
 def edge(
-    engine: AsyncEngine, database_url: str, signing_keys: SigningKeys, tmp_path_factory: pytest.TempPathFactory
+    edge_engine: AsyncEngine,
+    edge_database_url: str,
+    signing_keys: SigningKeys,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Edge]:
-    # `engine` has migrated the database; the server process shares it.
-    stack = Stack(stack_config(tmp_path_factory.mktemp("stack"), database_url, signing_keys))
+    # `edge_engine` has migrated the database; the server process shares it.
+    stack = Stack(stack_config(tmp_path_factory.mktemp("stack"), edge_database_url, signing_keys))
     stack.start()
     try:
-        yield Edge(stack, engine, signing_keys)
+        yield Edge(stack, edge_engine, signing_keys)
     finally:
         stack.stop()

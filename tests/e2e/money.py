@@ -6,10 +6,10 @@ from the service cannot hide a wrong row.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,11 +24,16 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters.admin_repository import AuditReport, audit_ledger
+from server.adapters.admin_repository import AuditReport, audit_database
 from server.adapters.database import is_sqlite
 from tests.e2e.http_client import ENVELOPE_KEYS, TIMESTAMP
 
 SERVER_UNAVAILABLE = "Service temporarily unavailable, please retry"  # the server: STORAGE_UNAVAILABLE
+# the server, when the connection broke while the charge was in flight: OUTCOME_UNKNOWN
+OUTCOME_UNKNOWN = (
+    "Service temporarily unavailable; the superlike may have been sent. "
+    "Retry with the same Idempotency-Key to get its outcome without a second charge"
+)
 EDGE_UNAVAILABLE = "Service temporarily unavailable"  # Envoy: upstream down, reset or unhealthy
 INSUFFICIENT = "Insufficient coin balance for a superlike"
 
@@ -108,6 +113,7 @@ def resend(port: int, stream_id: str, senders: dict[str, Sender], sent: Sequence
 
 class Load:
     """`workers` threads sending superlikes to one stream until stopped, every call with a new key.
+    Stop it from a thread (`asyncio.to_thread(load.stop)`) when its calls depend on the event loop.
 
     Sender i of worker w is senders[(w + i * workers) % len(senders)], so every sender is used by
     several workers at once.
@@ -127,13 +133,9 @@ class Load:
         self._sent: list[Sent] = []
         self._threads = [threading.Thread(target=self._run, args=(w,), daemon=True) for w in range(workers)]
 
-    def __enter__(self) -> Load:
+    def start(self) -> None:
         for thread in self._threads:
             thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def stop(self) -> list[Sent]:
         self._stop.set()
@@ -216,12 +218,22 @@ async def wallet(engine: AsyncEngine, user_id: str) -> tuple[int, int]:
     return int(balance), int(total)
 
 
+async def settled_wallet(engine: AsyncEngine, user_id: str, expected: int, timeout: float = 10.0) -> tuple[int, int]:
+    """(balance, ledger sum) once both equal `expected`, or as they are after `timeout` seconds.
+
+    A host's credits may reach the wallet shortly after the superlike commits (the server folds
+    pending credits in continuously), so the host's wallet is checked as it settles, within a bound.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        current = await wallet(engine, user_id)
+        if current == (expected, expected) or time.monotonic() > deadline:
+            return current
+        await asyncio.sleep(0.05)
+
+
 async def audit(engine: AsyncEngine) -> AuditReport:
-    async with engine.connect() as connection:
-        if not is_sqlite(engine):
-            connection = await connection.execution_options(isolation_level="REPEATABLE READ")
-        async with connection.begin():
-            return await audit_ledger(connection)
+    return await audit_database(engine)
 
 
 def cli_audit(database_url: str) -> tuple[int, dict[str, Any]]:
@@ -246,8 +258,9 @@ async def assert_books_balance(
       no two 2xx answers for different keys name the same superlike;
     * every superlike of the stream has exactly its debit and its credit, nothing more;
     * at most one superlike per (sender, key), and no superlike under a key nobody sent;
-    * each sender's balance is its starting coins minus price x its superlikes, the host's is
-      price x all superlikes, and every balance equals the sum of its ledger entries;
+    * each sender's balance is its starting coins minus price x its superlikes, the host's is (once
+      settled, within a bound) price x all superlikes, and every balance equals the sum of its ledger
+      entries;
     * the global audit finds nothing.
     Returns the stored superlikes by id.
     """
@@ -279,6 +292,101 @@ async def assert_books_balance(
     for sender_id, start in coins.items():
         assert await wallet(engine, sender_id) == (start - price * per_sender[sender_id],) * 2, sender_id
     assert set(per_sender) <= set(coins)
-    assert await wallet(engine, host_id) == (price * len(stored),) * 2
+    assert await settled_wallet(engine, host_id, price * len(stored)) == (price * len(stored),) * 2
     assert (await audit(engine)).problems == []
     return stored
+
+
+# --- a database link that loses one commit acknowledgement -------------------------------------------
+
+
+# PostgreSQL's ReadyForQuery message with status "idle": the transaction is over, i.e. committed.
+_READY_IDLE = b"Z\x00\x00\x00\x05I"
+
+
+class CommitAckDropper:
+    """A TCP forwarder to PostgreSQL that can lose the acknowledgement of exactly one committed charge.
+
+    Armed with an idempotency key, it watches what the server sends. Once a statement on some
+    connection carries the key (as a bound parameter, so prepared-statement caching cannot hide it),
+    the database's answers on that connection are forwarded until the one that reports the connection
+    idle again (ReadyForQuery "I": after COMMIT, or after a statement run in autocommit). That answer
+    and everything after it are withheld. The charge is durably committed; the server never learns
+    that it was. `release()` resets the withheld connection, as a failed network path would.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._armed: bytes | None = None
+        self._held: list[asyncio.StreamWriter] = []
+        self.holding = asyncio.Event()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def arm(self, key: str) -> None:
+        self.holding.clear()
+        self._armed = key.encode()
+
+    async def release(self) -> None:
+        for writer in self._held:
+            writer.transport.abort()
+        self._held.clear()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update({writer, upstream_writer})
+        link = {"keyed": False, "mute": False}
+        for task in (
+            asyncio.create_task(self._to_database(reader, upstream_writer, link)),
+            asyncio.create_task(self._to_server(upstream_reader, writer, upstream_writer, link)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _to_database(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           link: dict[str, bool]) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self._armed is not None and self._armed in data:
+                    link["keyed"], self._armed = True, None
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    async def _to_server(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         database: asyncio.StreamWriter, link: dict[str, bool]) -> None:
+        try:
+            while data := await reader.read(65536):
+                if link["keyed"] and not link["mute"] and _READY_IDLE in data:
+                    link["mute"] = True
+                    self._held += [writer, database]
+                    self.holding.set()
+                if not link["mute"]:
+                    writer.write(data)
+                    await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.transport.abort()

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from server.adapters.admin_repository import AdminRepository, audit_ledger
+from server.adapters.admin_repository import AdminRepository, audit_database
 from server.adapters.database import create_engine
 from server.adapters.settlement import settle_once
 from server.adapters.tables import SuperlikeRecord, Wallet
@@ -85,8 +85,8 @@ async def _run(url: str, ops: list[tuple], batches: list[int]) -> None:
         await asyncio.gather(*(apply(op) for op in ops[position:]))
 
         assert all(len(ids) == 1 for ids in charged_keys.values())
+        report = await audit_database(engine)
         async with engine.connect() as connection:
-            report = await audit_ledger(connection)
             negative = (
                 await connection.execute(select(func.count()).select_from(Wallet).where(Wallet.balance < 0))
             ).scalar_one()

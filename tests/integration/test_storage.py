@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters.admin_repository import AdminRepository, audit_ledger
+from server.adapters.admin_repository import AdminRepository, audit_database, audit_ledger
 from server.adapters.database import create_engine
 from server.adapters.settlement import settle_once
 from server.adapters.tables import Base, LedgerEntry, SuperlikeRecord
@@ -42,9 +42,7 @@ async def superlike_count(engine: AsyncEngine, sender_id: str) -> int:
 
 
 async def assert_audit_passes(engine: AsyncEngine) -> None:
-    async with engine.begin() as connection:
-        report = await audit_ledger(connection)
-    assert report.problems == []
+    assert (await audit_database(engine)).problems == []
 
 
 async def test_migrations_create_exactly_the_declared_schema(engine: AsyncEngine) -> None:
@@ -232,7 +230,7 @@ async def test_host_credits_stay_pending_until_settled_and_the_books_balance_thr
         await service(engine).send(world.stream_id, world.viewer_id, None)
     async with engine.begin() as connection:
         host = await AdminRepository(connection).get_user(world.host_id)
-        report = await audit_ledger(connection)
+    report = await audit_database(engine)
     assert (host["balance"], host["pendingCredits"]) == (30, 30)
     assert report.problems == [] and report.pending_credits >= 30
     await settle_once(engine)
