@@ -58,6 +58,8 @@ class StackConfig:
     issuer: str = DEFAULT_ISSUER
     audience: str = DEFAULT_AUDIENCE
     extra_server_env: dict[str, str] = field(default_factory=dict)
+    # Tests set this: if the test runner is killed before it can stop the stack, the kernel stops it.
+    die_with_parent: bool = False
 
     def server_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -109,6 +111,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if self.config.die_with_parent else None,
             )
         self._wait_for_health(f"127.0.0.1:{self.config.grpc_port}", self.server, self.server_log, timeout)
 
@@ -141,6 +144,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if self.config.die_with_parent else None,
             )
         self._wait_for_envoy(timeout, wait_for_healthy_upstream)
 
@@ -193,6 +197,14 @@ class Stack:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"envoy not ready after {timeout}s:\n{self.envoy_log.read_text()[-3000:]}")
+
+
+def _die_with_parent() -> None:
+    """Linux PR_SET_PDEATHSIG: SIGTERM this child when the process that started it dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:

@@ -47,6 +47,7 @@ def stack_config(workdir: Path, database_url: str, keys: SigningKeys) -> StackCo
         http_port=free_port(),
         admin_port=free_port(),
         extra_server_env={"LIVECHAT_HEALTH_INTERVAL_SECONDS": "0.5"},
+        die_with_parent=True,
     )
 
 
