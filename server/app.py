@@ -53,7 +53,7 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     engine: AsyncEngine
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
     _background: list[asyncio.Task[None]]
 
     async def stop(self, grace_seconds: float) -> None:
@@ -96,7 +96,7 @@ async def start_server(settings: Settings) -> RunningServer:
 
 
 async def _start(settings: Settings, engine: AsyncEngine, verifier: TokenVerifier) -> RunningServer:
-    health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+    health_servicer = health.aio.HealthServicer()
     storage_health = StorageHealth(
         health_servicer,
         lambda: database_reachable(engine),

@@ -24,7 +24,7 @@ class StorageHealth:
 
     def __init__(
         self,
-        servicer: health.HealthServicer,
+        servicer: health.aio.HealthServicer,
         probe: Callable[[], Awaitable[bool]],
         services: list[str],
         interval_seconds: float,
