@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
+
 from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -94,6 +96,12 @@ def is_unavailable(error: BaseException) -> bool:
     """True when the failure is the database being unreachable or overloaded, not a bug of ours."""
     if isinstance(error, exc.TimeoutError | OSError | asyncio.TimeoutError | ConnectionError):
         return True
+    # Raised by the driver itself on the hot path, which bypasses SQLAlchemy's wrapping.
+    if isinstance(
+        error,
+        asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.exceptions.OperatorInterventionError,
+    ):
+        return True
     if isinstance(error, exc.DBAPIError):
         if error.connection_invalidated:
             return True
@@ -106,8 +114,6 @@ def is_unavailable(error: BaseException) -> bool:
 def failed_before_sending(error: BaseException) -> bool:
     """True when the driver refused to send the statement because the connection was already closed
     (asyncpg's client-side InterfaceError): the database never saw it, so nothing can have changed."""
-    import asyncpg
-
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, asyncpg.exceptions.InterfaceError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -13,4 +14,10 @@ def now_ms() -> int:
 def format_timestamp(epoch_ms: int) -> str:
     """`YYYY-MM-DDTHH:MM:SS.mmmZ`, the contract's format (protobuf Timestamp JSON may drop digits)."""
     seconds, millis = divmod(epoch_ms, 1000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+    return f"{_second_prefix(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _second_prefix(epoch_seconds: int) -> str:
+    # strftime is the costliest step of rendering a superlike; consecutive superlikes share a second.
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
