@@ -31,7 +31,7 @@ lint: install
 	$(PY) -m pytest tests/test_contract.py
 
 bench: install
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules build .local

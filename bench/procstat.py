@@ -1,0 +1,141 @@
+"""CPU seconds and resident memory of the processes under test, read from procfs."""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from dataclasses import dataclass, field
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of the whole process (all threads), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def pids_named(comm: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm", encoding="ascii", errors="replace") as handle:
+                if handle.read().strip() == comm:
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def children_cpu_seconds() -> float:
+    """CPU of every child this process has reaped: the load tools, which exit at the end of each run."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class CpuSnapshot:
+    at: float
+    server: float | None
+    envoy: float | None
+    postgres: dict[int, float]
+    load_tool: float
+
+
+def snapshot(server_pid: int | None, envoy_pid: int | None, count_postgres: bool) -> CpuSnapshot:
+    postgres: dict[int, float] = {}
+    if count_postgres:
+        for pid in pids_named("postgres"):
+            seconds = cpu_seconds(pid)
+            if seconds is not None:
+                postgres[pid] = seconds
+    return CpuSnapshot(
+        at=time.monotonic(),
+        server=cpu_seconds(server_pid) if server_pid else None,
+        envoy=cpu_seconds(envoy_pid) if envoy_pid else None,
+        postgres=postgres,
+        load_tool=children_cpu_seconds(),
+    )
+
+
+def cpu_delta(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float | None]:
+    def diff(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(b - a, 3)
+
+    # Backends that started during the window count from zero; the pool keeps its connections, so
+    # backends rarely come and go during a run.
+    postgres = sum(seconds - before.postgres.get(pid, 0.0) for pid, seconds in after.postgres.items())
+    return {
+        "wall_s": round(after.at - before.at, 3),
+        "server": diff(before.server, after.server),
+        "envoy": diff(before.envoy, after.envoy),
+        "postgres": round(postgres, 3) if after.postgres else None,
+        "load_tool": round(after.load_tool - before.load_tool, 3),
+    }
+
+
+@dataclass
+class RssSampler:
+    """Samples VmRSS of the server and Envoy every `interval` seconds on a background thread."""
+
+    server_pid: int
+    envoy_pid: int | None
+    interval: float = 0.5
+    samples: list[tuple[float, int | None, int | None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _t0: float = field(default_factory=time.monotonic)
+
+    def start(self) -> None:
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._sample()
+
+    def now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _sample(self) -> None:
+        envoy = rss_kb(self.envoy_pid) if self.envoy_pid else None
+        self.samples.append((round(self.now(), 2), rss_kb(self.server_pid), envoy))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def window(self, start: float, end: float) -> dict[str, int | None]:
+        inside = [s for s in list(self.samples) if start <= s[0] <= end]
+        server = [s[1] for s in inside if s[1] is not None]
+        envoy = [s[2] for s in inside if s[2] is not None]
+        return {
+            "server_rss_start_kb": server[0] if server else None,
+            "server_rss_end_kb": server[-1] if server else None,
+            "server_rss_peak_kb": max(server) if server else None,
+            "envoy_rss_peak_kb": max(envoy) if envoy else None,
+            "samples": len(inside),
+        }

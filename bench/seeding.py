@@ -1,0 +1,177 @@
+"""The benchmark's world: thousands of rich senders, many live streams with their own hosts, one hot
+stream. Seeded with bulk INSERTs that keep the ledger invariants (every coin credit has its
+`coin_credit` ledger entry), so `livechat admin audit` passes before and after the load."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlalchemy.engine import make_url
+
+from server.adapters import schema
+from server.adapters.database import create_engine
+from server.adapters.tables import LedgerEntry, LiveStream, User, Wallet
+from server.auth.local_keys import mint_token
+from server.domain.clock import now_ms
+
+SENDER_COINS = 10**9
+SUPERLIKE_PRICE = 1
+
+
+def _object_id(label: str) -> str:
+    # Deterministic but spread over the id space: senders sort both below and above hosts, so both
+    # lock orders of the charge are exercised.
+    return hashlib.sha1(label.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class World:
+    sender_ids: list[str]
+    host_ids: list[str]
+    stream_ids: list[str]  # spread streams; hot_stream_id is separate
+    hot_host_id: str
+    hot_stream_id: str
+
+    @classmethod
+    def build(cls, senders: int, streams: int) -> World:
+        return cls(
+            sender_ids=[_object_id(f"bench-sender-{i}") for i in range(senders)],
+            host_ids=[_object_id(f"bench-host-{i}") for i in range(streams)],
+            stream_ids=[_object_id(f"bench-stream-{i}") for i in range(streams)],
+            hot_host_id=_object_id("bench-hot-host"),
+            hot_stream_id=_object_id("bench-hot-stream"),
+        )
+
+
+def mint_tokens(private_key: Any, world: World, *, issuer: str, audience: str, ttl_seconds: int) -> list[str]:
+    """One RS256 token per sender. The key is passed loaded (PyJWT accepts a key object): re-parsing
+    the PEM for every token costs ~40 ms, which adds up over thousands of senders."""
+    return [
+        mint_token(private_key, subject=sender, issuer=issuer, audience=audience, ttl_seconds=ttl_seconds)
+        for sender in world.sender_ids
+    ]
+
+
+def reset_sqlite(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+async def reset_postgres(url: str, admin_db: str) -> str:
+    """Drops and recreates the benchmark database named in `url` (never the admin database)."""
+    import asyncpg
+
+    parsed = make_url(url)
+    name = parsed.database
+    if not name or name == admin_db:
+        raise ValueError(f"the benchmark database must be its own database, got {name!r}")
+    admin = parsed.set(drivername="postgresql", database=admin_db)
+    connection = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=5)
+    try:
+        quoted = '"' + name.replace('"', '""') + '"'
+        await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        await connection.execute(f"CREATE DATABASE {quoted}")
+    finally:
+        await connection.close()
+    return url
+
+
+async def seed(database_url: str, world: World) -> dict[str, Any]:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        await schema.upgrade(engine)
+        now = now_ms()
+        hosts = [*world.host_ids, world.hot_host_id]
+        users = [
+            {"id": uid, "username": f"bench_s{i}", "name": "Bench", "surname": f"Sender{i}",
+             "profile_photo": f"s{i}.jpg", "created_at_ms": now}
+            for i, uid in enumerate(world.sender_ids)
+        ] + [
+            {"id": uid, "username": f"bench_h{i}", "name": "Bench", "surname": f"Host{i}",
+             "profile_photo": f"h{i}.jpg", "created_at_ms": now}
+            for i, uid in enumerate(hosts)
+        ]
+        wallets = [{"user_id": uid, "balance": SENDER_COINS} for uid in world.sender_ids] + [
+            {"user_id": uid, "balance": 0} for uid in hosts
+        ]
+        credits = [
+            {"user_id": uid, "amount": SENDER_COINS, "kind": "coin_credit", "superlike_id": None, "created_at_ms": now}
+            for uid in world.sender_ids
+        ]
+        streams = [
+            {"id": sid, "host_id": host, "state": "live", "superlike_price": SUPERLIKE_PRICE, "created_at_ms": now}
+            for sid, host in zip([*world.stream_ids, world.hot_stream_id], hosts, strict=True)
+        ]
+        async with engine.begin() as connection:
+            await connection.execute(insert(User), users)
+            await connection.execute(insert(Wallet), wallets)
+            await connection.execute(insert(LedgerEntry), credits)
+            await connection.execute(insert(LiveStream), streams)
+        if engine.dialect.name == "postgresql":
+            async with engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await connection.execute(text("ANALYZE"))
+        return {"users": len(users), "senders": len(world.sender_ids), "streams": len(streams),
+                "sender_coins": SENDER_COINS, "price": SUPERLIKE_PRICE}
+    finally:
+        await engine.dispose()
+
+
+class SuperlikeCounter:
+    """`SELECT count(*) FROM superlikes` between runs: what the server really wrote."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        parsed = make_url(database_url)
+        self._sqlite_path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+        self._pg: Any = None
+
+    def count(self) -> int:
+        if self._sqlite_path is not None:
+            connection = sqlite3.connect(f"file:{self._sqlite_path}?mode=ro", uri=True, timeout=30)
+            try:
+                return int(connection.execute("SELECT count(*) FROM superlikes").fetchone()[0])
+            finally:
+                connection.close()
+        import asyncio
+
+        import asyncpg
+
+        async def _count() -> int:
+            dsn = make_url(self._url).set(drivername="postgresql").render_as_string(hide_password=False)
+            connection = await asyncpg.connect(dsn, timeout=5)
+            try:
+                return int(await connection.fetchval("SELECT count(*) FROM superlikes"))
+            finally:
+                await connection.close()
+
+        return asyncio.run(_count())
+
+    def server_version(self) -> str:
+        if self._sqlite_path is not None:
+            return f"SQLite {sqlite3.sqlite_version}"
+        import asyncio
+
+        import asyncpg
+
+        async def _version() -> str:
+            dsn = make_url(self._url).set(drivername="postgresql").render_as_string(hide_password=False)
+            connection = await asyncpg.connect(dsn, timeout=5)
+            try:
+                version = await connection.fetchval("SELECT version()")
+                settings = {
+                    name: await connection.fetchval(f"SHOW {name}")
+                    for name in ("synchronous_commit", "fsync", "shared_buffers", "max_connections")
+                }
+                return f"{version}; " + ", ".join(f"{k}={v}" for k, v in settings.items())
+            finally:
+                await connection.close()
+
+        return asyncio.run(_version())
