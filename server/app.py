@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
-from server.adapters.database import create_engine
+from server.adapters import schema
+from server.adapters.database import create_engine, is_unavailable
 from server.adapters.probe import database_reachable
 from server.adapters.settlement import run_settlement, settle_once
 from server.adapters.unit_of_work import SqlUnitOfWork
@@ -89,10 +90,24 @@ async def start_server(settings: Settings) -> RunningServer:
     await keys.load()  # fail at startup, not on the first request, when the JWKS is unusable
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     try:
+        await _check_schema(engine)
         return await _start(settings, engine, verifier)
     except BaseException:
         await engine.dispose()
         raise
+
+
+async def _check_schema(engine: AsyncEngine) -> None:
+    try:
+        await schema.check_current(engine)
+    except schema.SchemaNotCurrent:
+        raise
+    except Exception as error:
+        # An unreachable database is not a reason to refuse to start: the server comes up
+        # NOT_SERVING and recovers by itself, like after any outage.
+        if not is_unavailable(error):
+            raise
+        log.warning("database unreachable at startup, schema not checked: %s", error)
 
 
 async def _start(settings: Settings, engine: AsyncEngine, verifier: TokenVerifier) -> RunningServer:

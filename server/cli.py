@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.exc import SQLAlchemyError
 
 from server.config import ConfigError, Settings, load_settings
 from server.domain.errors import DomainError
@@ -39,6 +39,7 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _print(document: Any) -> None:
@@ -204,6 +205,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _database_error(error: SQLAlchemyError, settings: Settings) -> dict[str, str]:
+    """An operator-readable account of a database failure, never a traceback."""
+    from server.adapters.database import is_unavailable
+
+    detail = str(getattr(error, "orig", None) or error).splitlines()[0]
+    if "no such table" in detail or "does not exist" in detail:
+        return {
+            "error": "SCHEMA_MISSING",
+            "message": f"the database at DATABASE_URL has no livechat schema ({detail}): run `livechat db upgrade`",
+        }
+    if is_unavailable(error):
+        return {"error": "STORAGE_UNAVAILABLE", "message": f"cannot reach the database: {detail}"}
+    return {"error": "DATABASE_ERROR", "message": detail}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -214,12 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(settings.log_level if args.command == "serve" else "WARNING")
     try:
         if args.command == "serve":
+            from server.adapters.schema import SchemaNotCurrent
             from server.app import PortInUse, serve
             from server.auth.jwks import JwksUnavailable
 
             try:
                 _run_event_loop(serve(settings))
-            except (PortInUse, JwksUnavailable) as error:
+            except (PortInUse, JwksUnavailable, SchemaNotCurrent) as error:
                 print(json.dumps({"error": type(error).__name__, "message": str(error)}), file=sys.stderr)
                 return 1
             return 0
@@ -244,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (ConfigError, OSError) as error:
         print(json.dumps({"error": type(error).__name__, "message": str(error)}), file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:
+        print(json.dumps(_database_error(error, settings)), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -6,8 +6,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.adapters.database import READ_ONLY_OPTION
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -36,3 +40,28 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(_downgrade)
+
+
+class SchemaNotCurrent(Exception):
+    """The database is reachable but not migrated to this release's schema."""
+
+
+async def check_current(engine: AsyncEngine) -> None:
+    """Raises SchemaNotCurrent unless the database is at the newest migration.
+
+    Serving an unmigrated database would turn every call into an error; failing at startup with the
+    remedy in the message is kinder to whoever deploys it.
+    """
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+    def _current(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as connection:
+        await connection.execution_options(**{READ_ONLY_OPTION: True})
+        current = await connection.run_sync(_current)
+    if current != head:
+        raise SchemaNotCurrent(
+            f"the database schema is at revision {current or 'none'}, this release needs {head}: "
+            "run `livechat db upgrade` with the same DATABASE_URL"
+        )

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.adapters import schema
+from server.adapters.schema import SchemaNotCurrent
 from server.adapters.database import create_engine
 from server.app import PortInUse, start_server
 from server.config import load_settings
@@ -28,7 +33,11 @@ async def _health(channel: grpc.aio.Channel) -> int:
     return response.status
 
 
-async def test_a_second_server_on_a_taken_port_fails_loudly(sqlite_url: str, signing_keys: SigningKeys) -> None:
+async def test_a_second_server_on_a_taken_port_fails_loudly(tmp_path: Path, signing_keys: SigningKeys) -> None:
+    sqlite_url = f"sqlite:///{tmp_path / 'port.db'}"
+    engine = create_engine(sqlite_url)
+    await schema.upgrade(engine)
+    await engine.dispose()
     first = await start_server(load_settings(server_env(sqlite_url, signing_keys.jwks_path)))
     try:
         with pytest.raises(PortInUse, match=f"cannot listen on 127.0.0.1:{first.port}"):
@@ -122,3 +131,23 @@ async def test_database_outage_is_unavailable_and_health_recovers_by_itself(
         await channel.close()
         await running.stop(1)
         await proxy.cut()
+
+
+async def test_the_server_refuses_to_start_on_an_unmigrated_database(tmp_path: Path, signing_keys: SigningKeys) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    with pytest.raises(SchemaNotCurrent, match="run `livechat db upgrade`"):
+        await start_server(load_settings(server_env(url, signing_keys.jwks_path)))
+
+
+def test_admin_commands_on_an_unmigrated_database_explain_the_remedy(tmp_path: Path) -> None:
+    livechat = Path(sys.executable).parent / "livechat"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    done = subprocess.run(
+        [str(livechat), "admin", "show-user", "a" * 24], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert json.loads(done.stderr) == {
+        "error": "SCHEMA_MISSING",
+        "message": "the database at DATABASE_URL has no livechat schema (no such table: users): "
+        "run `livechat db upgrade`",
+    }
