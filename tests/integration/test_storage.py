@@ -256,3 +256,19 @@ async def test_concurrent_settlements_apply_each_credit_once(engine: AsyncEngine
     assert wallet == 280
     await assert_audit_passes(engine)
 
+
+
+async def test_audit_reports_a_superlike_whose_credit_went_to_the_wrong_user(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=50)
+    superlike = await service(engine).send(world.stream_id, world.viewer_id, None)
+    async with engine.connect() as connection:
+        async with connection.begin() as transaction:
+            await connection.execute(
+                text("UPDATE ledger_entries SET user_id = :other WHERE superlike_id = :id AND kind = 'superlike_credit'"),
+                {"other": world.viewer_id, "id": superlike.superlike_id},
+            )
+            report = await audit_ledger(connection)
+            await transaction.rollback()
+    assert (
+        f"superlike {superlike.superlike_id}: ledger entries do not match its price, sender and host" in report.problems
+    )
