@@ -62,7 +62,8 @@ async def _audit(settings: Settings) -> dict[str, Any]:
     from server.adapters.admin_repository import audit_database
     from server.adapters.database import create_engine
 
-    engine = create_engine(settings.database_url, pool_size=1)
+    # Reading every ledger entry of a large database takes a while; it is not a request path.
+    engine = create_engine(settings.database_url, pool_size=1, command_timeout_s=3600)
     try:
         return (await audit_database(engine)).as_dict()
     finally:

@@ -33,7 +33,9 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0, command_timeout_s: float = 30.0
+) -> AsyncEngine:
     url = async_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, connect_timeout_s)
@@ -49,7 +51,7 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout_s: float = 5
         pool_pre_ping=False,
         connect_args={
             "timeout": connect_timeout_s,
-            "command_timeout": 30,
+            "command_timeout": command_timeout_s,
             "server_settings": {"application_name": "livechat"},
         },
     )
