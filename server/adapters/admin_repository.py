@@ -156,11 +156,17 @@ class AdminRepository:
             StreamState.LIVE: {StreamState.SCHEDULED.value},
             StreamState.ENDED: {StreamState.SCHEDULED.value, StreamState.LIVE.value},
         }
-        if current["state"] not in allowed.get(state, set()):
+        allowed_from = allowed.get(state, set())
+        if current["state"] not in allowed_from:
             raise errors.Conflict(f"stream is {current['state']}; it cannot become {state.value}")
-        await self._connection.execute(
-            update(LiveStream).where(LiveStream.id == current["id"]).values(state=state.value)
+        # Conditional on the state just read: a concurrent end-stream must not be undone by a start.
+        changed = await self._connection.execute(
+            update(LiveStream)
+            .where(LiveStream.id == current["id"], LiveStream.state.in_(allowed_from))
+            .values(state=state.value)
         )
+        if changed.rowcount != 1:
+            raise errors.Conflict(f"stream {current['id']} changed state concurrently; retry")
         return await self.get_stream(current["id"])
 
     async def ban(self, stream_id: str, user_id: str) -> dict[str, Any]:

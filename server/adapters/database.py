@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
 import asyncpg
@@ -98,19 +99,27 @@ def is_unavailable(error: BaseException) -> bool:
     """True when the failure is the database being unreachable or overloaded, not a bug of ours."""
     if isinstance(error, exc.TimeoutError | OSError | asyncio.TimeoutError | ConnectionError):
         return True
-    # Raised by the driver itself on the hot path, which bypasses SQLAlchemy's wrapping.
-    if isinstance(
-        error,
-        asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.exceptions.OperatorInterventionError,
-    ):
+    # Raised by the driver itself on the hot path, which bypasses SQLAlchemy's wrapping. Other
+    # InterfaceErrors (bad parameters, misuse) are bugs and must surface as such.
+    if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError):
         return True
+    if isinstance(error, asyncpg.InterfaceError):
+        return "closed" in str(error)
     if isinstance(error, exc.DBAPIError):
         if error.connection_invalidated:
             return True
+        if isinstance(error.orig, sqlite3.Error):
+            # SQLite reports bugs (no such table, syntax) as OperationalError too; only these mean
+            # "the database cannot serve right now".
+            message = str(error.orig).lower()
+            return any(transient in message for transient in _SQLITE_TRANSIENT)
         if isinstance(error, exc.OperationalError | exc.InterfaceError):
             return True
         return isinstance(error.orig, OSError | ConnectionError | asyncio.TimeoutError)
     return False
+
+
+_SQLITE_TRANSIENT = ("database is locked", "unable to open", "disk i/o error", "database or disk is full")
 
 
 def failed_before_sending(error: BaseException) -> bool:

@@ -18,10 +18,14 @@ from server.adapters.database import READ_ONLY_OPTION
 
 log = logging.getLogger(__name__)
 
+# Several servers settle the same database: a transaction-scoped advisory lock lets one of them do a
+# round while the others skip it, instead of locking wallets in different orders and deadlocking.
 _SETTLE_POSTGRES = text("""
-WITH picked AS (
+WITH turn AS (
+    SELECT pg_try_advisory_xact_lock(7316604523) AS mine
+), picked AS (
     UPDATE ledger_entries SET applied = TRUE
-    WHERE NOT applied
+    WHERE NOT applied AND (SELECT mine FROM turn)
     RETURNING user_id, amount
 ), totals AS (
     SELECT user_id, SUM(amount) AS amount, COUNT(*) AS entries FROM picked GROUP BY user_id

@@ -159,7 +159,10 @@ class SqlSuperlikeRepository:
 
     async def _send_in_one_statement(self, request: SuperlikeRequest, params: dict[str, Any]) -> SendAttempt:
         row = None
-        for pass_number in (1, 2):
+        # A database restart leaves every pooled connection dead; each refuses before sending, so
+        # trying the next one (up to a fresh connection) is safe and costs no round trip.
+        passes = self._connection.sync_engine.pool.size() + 1
+        for pass_number in range(1, passes + 1):
             driver = (await self._connection.get_raw_connection()).driver_connection
             try:
                 row = await driver.fetchrow(_SEND_SQL, *(params[name] for name in _SEND_PARAMS))
@@ -178,8 +181,8 @@ class SqlSuperlikeRepository:
                     raise
                 await self._connection.invalidate()  # the pool must not hand this connection out again
                 if failed_before_sending(error):
-                    if pass_number == 1:
-                        continue  # it died while pooled; the statement never left, so try a fresh one
+                    if pass_number < passes:
+                        continue  # it died while pooled; the statement never left, so try another
                     raise StorageUnavailable() from error
                 # Once the statement was sent, a broken connection may have lost the answer to a
                 # commit: saying "nothing changed" then could make a client pay twice.

@@ -11,6 +11,8 @@ import asyncio
 import json
 import logging
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -25,9 +27,28 @@ class JwksUnavailable(Exception):
     """The key set could not be read; callers treat the token as unverifiable."""
 
 
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        if urllib.parse.urlsplit(newurl).scheme != "https":
+            raise urllib.error.HTTPError(newurl, code, "JWKS redirect away from https refused", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_NoDowngrade)
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def check_jwks_source(source: str) -> None:
+    """Keys fetched over plain HTTP could be swapped in transit, letting anyone mint tokens."""
+    parts = urllib.parse.urlsplit(source)
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        raise JwksUnavailable(f"JWKS URL {source} must use https (plain http is accepted on loopback only)")
+
+
 def load_jwks_document(source: str, timeout_seconds: float = 5.0) -> dict[str, object]:
     if source.startswith(("https://", "http://")):
-        with urllib.request.urlopen(source, timeout=timeout_seconds) as response:  # noqa: S310 (scheme checked)
+        check_jwks_source(source)
+        with _OPENER.open(source, timeout=timeout_seconds) as response:
             return json.loads(response.read())
     return json.loads(Path(source).read_text())
 
