@@ -107,6 +107,9 @@ def _jwks_source(jwks_url: str, ca_file: str) -> tuple[dict[str, Any], dict[str,
     parts = urlsplit(jwks_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RenderError(f"--jwks-url must be an http(s) URL, got {jwks_url!r}")
+    # Keys fetched over plain HTTP could be swapped in transit, letting anyone mint tokens.
+    if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        raise RenderError(f"--jwks-url must use https (plain http only on loopback), got {jwks_url!r}")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
@@ -253,7 +256,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--audience", help="required JWT aud")
     jwks = p.add_mutually_exclusive_group()
     jwks.add_argument("--jwks-file", help="local JWKS file")
-    jwks.add_argument("--jwks-url", help="remote JWKS URL (http or https)")
+    jwks.add_argument("--jwks-url", help="remote JWKS URL (https; http only on loopback)")
     p.add_argument("--jwks-ca-file", default=DEFAULT_CA_BUNDLE,
                    help=f"CA bundle for an https --jwks-url (default {DEFAULT_CA_BUNDLE})")
     p.add_argument("--no-check-files", dest="check_files", action="store_false",
