@@ -18,10 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters import schema
-from server.adapters.database import create_engine
 
-from tests.support import AUDIENCE, ISSUER
+from tests.support import AUDIENCE, ISSUER, migrated_engine
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -98,10 +96,8 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest_asyncio.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, pool_size=20)
-    await schema.upgrade(engine)
-    yield engine
-    await engine.dispose()
+    async with migrated_engine(database_url, pool_size=20) as engine:
+        yield engine
 
 
 @dataclass(frozen=True)

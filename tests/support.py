@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import jwt
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.adapters import schema
 from server.adapters.admin_repository import AdminRepository
+from server.adapters.database import create_engine
 from server.domain.superlike import StreamState
 
 ISSUER = "https://auth.test.allmine.app"
@@ -69,3 +73,20 @@ def claims_for(subject: str, **overrides: object) -> dict:
     claims: dict = {"sub": subject, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 600}
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
+
+
+@contextlib.asynccontextmanager
+async def migrated_engine(url: str, pool_size: int = 5) -> AsyncIterator[AsyncEngine]:
+    """An engine on `url` with the schema at head, disposed on exit."""
+    engine = create_engine(url, pool_size=pool_size)
+    try:
+        await schema.upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def migrated_world(url: str, coins: int = 100) -> World:
+    """Migrates `url` and seeds a world there, for tests that start their own server on it."""
+    async with migrated_engine(url, pool_size=1) as engine:
+        return await build_world(engine, coins=coins)

@@ -14,12 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
-from server.adapters import schema
-from server.adapters.database import create_engine
 from server.app import RunningServer, start_server
 from server.config import load_settings
 from tests.conftest import SigningKeys, server_env
-from tests.support import claims_for, sign
+from tests.support import claims_for, migrated_engine, sign
 
 
 @dataclass
@@ -70,13 +68,11 @@ def api_database_url(database_url: str, separate_database: Callable[[str], str])
 @pytest_asyncio.fixture(scope="session")
 async def api(api_database_url: str, signing_keys: SigningKeys) -> AsyncIterator[Api]:
     # The server settles pending credits in the background, so it gets a database of its own.
-    engine = create_engine(api_database_url, pool_size=10)
-    await schema.upgrade(engine)
-    running = await start_server(load_settings(server_env(api_database_url, signing_keys.jwks_path)))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-    try:
-        yield Api(running, channel, chat_grpc.LiveStreamChatStub(channel), engine, signing_keys)
-    finally:
-        await channel.close()
-        await running.stop(1)
-        await engine.dispose()
+    async with migrated_engine(api_database_url, pool_size=10) as engine:
+        running = await start_server(load_settings(server_env(api_database_url, signing_keys.jwks_path)))
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+        try:
+            yield Api(running, channel, chat_grpc.LiveStreamChatStub(channel), engine, signing_keys)
+        finally:
+            await channel.close()
+            await running.stop(1)

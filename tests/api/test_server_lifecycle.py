@@ -17,14 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
-from server.adapters import schema
 from server.adapters.schema import SchemaNotCurrent
-from server.adapters.database import create_engine
 from server.app import PortInUse, start_server
 from server.config import load_settings
 from tests.api.conftest import error_of
 from tests.conftest import SigningKeys, server_env
-from tests.support import build_world, claims_for, sign
+from tests.support import claims_for, migrated_engine, migrated_world, sign
 from tests.tcp_proxy import TcpProxy
 
 
@@ -35,9 +33,8 @@ async def _health(channel: grpc.aio.Channel) -> int:
 
 async def test_a_second_server_on_a_taken_port_fails_loudly(tmp_path: Path, signing_keys: SigningKeys) -> None:
     sqlite_url = f"sqlite:///{tmp_path / 'port.db'}"
-    engine = create_engine(sqlite_url)
-    await schema.upgrade(engine)
-    await engine.dispose()
+    async with migrated_engine(sqlite_url):
+        pass
     first = await start_server(load_settings(server_env(sqlite_url, signing_keys.jwks_path)))
     try:
         with pytest.raises(PortInUse, match=f"cannot listen on 127.0.0.1:{first.port}"):
@@ -49,10 +46,7 @@ async def test_a_second_server_on_a_taken_port_fails_loudly(tmp_path: Path, sign
 async def test_shutdown_lets_the_in_flight_superlike_finish(tmp_path: Path, signing_keys: SigningKeys) -> None:
     database = tmp_path / "shutdown.db"
     url = f"sqlite:///{database}"
-    engine = create_engine(url)
-    await schema.upgrade(engine)
-    world = await build_world(engine, coins=100)
-    await engine.dispose()
+    world = await migrated_world(url)
     running = await start_server(load_settings(server_env(url, signing_keys.jwks_path)))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     # Another writer holds SQLite's write lock, so the superlike waits inside its transaction.
@@ -84,10 +78,7 @@ async def test_database_outage_is_unavailable_and_health_recovers_by_itself(
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
     await proxy.start()
     url = postgres_url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
-    engine = create_engine(url)
-    await schema.upgrade(engine)
-    world = await build_world(engine, coins=100)
-    await engine.dispose()
+    world = await migrated_world(url)
     running = await start_server(load_settings(server_env(url, signing_keys.jwks_path)))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     stub = chat_grpc.LiveStreamChatStub(channel)

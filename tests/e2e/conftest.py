@@ -11,11 +11,9 @@ import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.ports import free_port
-from server.adapters import schema
-from server.adapters.database import create_engine
 from devstack.stack import DEFAULT_AUDIENCE, DEFAULT_ISSUER, Stack, StackConfig
 from tests.conftest import SigningKeys
-from tests.support import claims_for, sign
+from tests.support import claims_for, migrated_engine, sign
 
 
 @dataclass
@@ -61,10 +59,8 @@ def edge_database_url(database_url: str, separate_database: Callable[[str], str]
 
 @pytest_asyncio.fixture(scope="session")
 async def edge_engine(edge_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(edge_database_url, pool_size=5)
-    await schema.upgrade(engine)
-    yield engine
-    await engine.dispose()
+    async with migrated_engine(edge_database_url) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AuditReport, audit_database
-from server.adapters.database import is_sqlite
 from tests.e2e.http_client import ENVELOPE_KEYS, TIMESTAMP
 
 SERVER_UNAVAILABLE = "Service temporarily unavailable, please retry"  # the server: STORAGE_UNAVAILABLE

@@ -30,11 +30,11 @@ pytest.register_assert_rewrite("tests.e2e.money")  # its checks report their val
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from devstack.stack import DEFAULT_AUDIENCE, DEFAULT_ISSUER, Stack
-from server.adapters import schema
-from server.adapters.database import create_engine, is_sqlite
+from server.adapters.database import is_sqlite
 from tests.api.conftest import error_of
 from tests.conftest import SigningKeys
 from tests.e2e.conftest import Edge, stack_config
+from tests.support import migrated_engine
 from tests.e2e.money import (
     CommitAckDropper,
     EDGE_UNAVAILABLE,
@@ -134,10 +134,8 @@ async def assert_every_key_settles_once(
 
 @pytest_asyncio.fixture(scope="module")
 async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(postgres_url, pool_size=5)
-    await schema.upgrade(engine)
-    yield engine
-    await engine.dispose()
+    async with migrated_engine(postgres_url) as engine:
+        yield engine
 
 
 # --- 1. crash ------------------------------------------------------------------------------------------
