@@ -23,6 +23,7 @@ from server.adapters import schema
 from server.adapters.database import create_engine, is_unavailable
 from server.adapters.probe import database_reachable
 from server.adapters.settlement import run_settlement, settle_once
+from server.adapters.sqlite_worker import SqliteWorker
 from server.adapters.unit_of_work import SqlUnitOfWork
 from server.api.health import StorageHealth
 from server.api.superlike_servicer import LiveStreamChatServicer
@@ -56,6 +57,7 @@ class RunningServer:
     engine: AsyncEngine
     health: health.aio.HealthServicer
     _background: list[asyncio.Task[None]]
+    sqlite_worker: SqliteWorker | None = None
 
     async def stop(self, grace_seconds: float) -> None:
         """Stops taking calls, lets in-flight ones finish for up to `grace_seconds`, then releases."""
@@ -69,7 +71,9 @@ class RunningServer:
         # Leave no credit pending behind us when the database is reachable (another server or the
         # next start would fold it anyway).
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(settle_once(self.engine), timeout=5)
+            await asyncio.wait_for(settle_once(self.engine, self.sqlite_worker), timeout=5)
+        if self.sqlite_worker is not None:
+            await self.sqlite_worker.close()
         await self.engine.dispose()
 
 
@@ -112,37 +116,44 @@ async def _check_schema(engine: AsyncEngine) -> None:
 
 async def _start(settings: Settings, engine: AsyncEngine, verifier: TokenVerifier) -> RunningServer:
     health_servicer = health.aio.HealthServicer()
+    # SQLite: every database call of the server runs on one dedicated thread (see sqlite_worker).
+    worker = SqliteWorker(settings.database_url) if engine.dialect.name == "sqlite" else None
     storage_health = StorageHealth(
         health_servicer,
-        lambda: database_reachable(engine),
+        worker.reachable if worker is not None else lambda: database_reachable(engine),
         services=["", CHAT_SERVICE_NAME],
         interval_seconds=settings.health_check_interval_seconds,
     )
-    superlikes = SuperlikeService(lambda: SqlUnitOfWork(engine))
-    servicer = LiveStreamChatServicer(superlikes, verifier, storage_health.report_unavailable)
-
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [CHAT_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server,
-    )
-    address = f"{settings.grpc_host}:{settings.grpc_port}"
     try:
-        port = server.add_insecure_port(address)
-    except RuntimeError as error:
-        raise PortInUse(f"cannot listen on {address}: the port is taken or the address is invalid") from error
-    if port == 0:
-        raise PortInUse(f"cannot listen on {address}")
-    await storage_health.check_now()
-    await server.start()
-    background = [
-        asyncio.create_task(storage_health.run(), name="storage-health"),
-        asyncio.create_task(run_settlement(engine, settings.settle_interval_seconds), name="settlement"),
-    ]
-    log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
-    return RunningServer(server, port, engine, health_servicer, background)
+        superlikes = SuperlikeService(lambda: SqlUnitOfWork(engine, worker))
+        servicer = LiveStreamChatServicer(superlikes, verifier, storage_health.report_unavailable)
+
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            [CHAT_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server,
+        )
+        address = f"{settings.grpc_host}:{settings.grpc_port}"
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as error:
+            raise PortInUse(f"cannot listen on {address}: the port is taken or the address is invalid") from error
+        if port == 0:
+            raise PortInUse(f"cannot listen on {address}")
+        await storage_health.check_now()
+        await server.start()
+        background = [
+            asyncio.create_task(storage_health.run(), name="storage-health"),
+            asyncio.create_task(run_settlement(engine, settings.settle_interval_seconds, worker), name="settlement"),
+        ]
+        log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
+    except BaseException:
+        if worker is not None:
+            await worker.close()
+        raise
+    return RunningServer(server, port, engine, health_servicer, background, worker)
 
 
 async def serve(settings: Settings) -> None:

@@ -15,7 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.adapters import schema
 from server.adapters.admin_repository import AdminRepository
 from server.adapters.database import create_engine
+from server.adapters.sqlite_worker import SqliteWorker
+from server.adapters.unit_of_work import SqlUnitOfWork
 from server.domain.superlike import StreamState
+from server.services.superlikes import SuperlikeService
 
 ISSUER = "https://auth.test.allmine.app"
 AUDIENCE = "livechat-test"
@@ -90,3 +93,17 @@ async def migrated_world(url: str, coins: int = 100) -> World:
     """Migrates `url` and seeds a world there, for tests that start their own server on it."""
     async with migrated_engine(url, pool_size=1) as engine:
         return await build_world(engine, coins=coins)
+
+
+_sqlite_workers: dict[str, SqliteWorker] = {}
+
+
+def superlike_service(engine: AsyncEngine) -> SuperlikeService:
+    """The SendSuperlike use case on `engine`, wired as server.app wires it (SQLite on its thread)."""
+    worker = None
+    if engine.dialect.name == "sqlite":
+        url = engine.url.render_as_string(hide_password=False)
+        if url not in _sqlite_workers:
+            _sqlite_workers[url] = SqliteWorker(url)
+        worker = _sqlite_workers[url]
+    return SuperlikeService(lambda: SqlUnitOfWork(engine, worker))

@@ -8,7 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from sqlalchemy import event, exc
+from sqlalchemy import Engine, event, exc
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -69,8 +70,26 @@ def _create_sqlite_engine(url: str, connect_timeout_s: float) -> AsyncEngine:
         pool_timeout=connect_timeout_s,
         connect_args={"timeout": connect_timeout_s},
     )
+    configure_sqlite(engine.sync_engine, connect_timeout_s)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def create_blocking_sqlite_engine(url: str, connect_timeout_s: float = 5.0) -> Engine:
+    """A synchronous engine with one connection, for the server's dedicated SQLite thread."""
+    parsed = make_url(url).set(drivername="sqlite+pysqlite")
+    engine = sa_create_engine(
+        parsed,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=connect_timeout_s,
+        connect_args={"timeout": connect_timeout_s, "check_same_thread": False},
+    )
+    configure_sqlite(engine, connect_timeout_s)
+    return engine
+
+
+def configure_sqlite(engine: Engine, connect_timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN IMMEDIATE below is what runs.
         dbapi_connection.isolation_level = None
@@ -82,7 +101,7 @@ def _create_sqlite_engine(url: str, connect_timeout_s: float) -> AsyncEngine:
         cursor.execute(f"PRAGMA busy_timeout={int(connect_timeout_s * 1000)}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         # SQLite allows one writer. Taking the write lock at BEGIN makes concurrent writers queue
         # (busy_timeout) instead of failing with "database is locked" when a reader upgrades. Readers
@@ -91,8 +110,6 @@ def _create_sqlite_engine(url: str, connect_timeout_s: float) -> AsyncEngine:
             connection.exec_driver_sql("BEGIN")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 def is_unavailable(error: BaseException) -> bool:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.adapters.database import READ_ONLY_OPTION
+from server.adapters.sqlite_worker import SqliteWorker
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,13 @@ async def settle_pending_credits(connection: AsyncConnection) -> int:
 _ANY_PENDING = text("SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE NOT applied)")
 
 
-async def settle_once(engine: AsyncEngine) -> int:
+async def settle_once(engine: AsyncEngine, sqlite_worker: SqliteWorker | None = None) -> int:
     # A cheap read (the partial index on pending entries) first: most ticks find nothing to do, and
     # must not take SQLite's write lock just to learn that.
+    if sqlite_worker is not None:
+        if not await sqlite_worker.read(lambda connection: connection.execute(_ANY_PENDING).scalar_one()):
+            return 0
+        return await sqlite_worker.write(_settle_sqlite)
     async with engine.connect() as connection:
         await connection.execution_options(**{READ_ONLY_OPTION: True})
         if not (await connection.execute(_ANY_PENDING)).scalar_one():
@@ -70,11 +75,18 @@ async def settle_once(engine: AsyncEngine) -> int:
         return await settle_pending_credits(connection)
 
 
-async def run_settlement(engine: AsyncEngine, interval_seconds: float) -> None:
+def _settle_sqlite(connection: Connection) -> int:
+    connection.execute(_SETTLE_SQLITE_WALLETS)
+    return int(connection.execute(_SETTLE_SQLITE_ENTRIES).rowcount)
+
+
+async def run_settlement(
+    engine: AsyncEngine, interval_seconds: float, sqlite_worker: SqliteWorker | None = None
+) -> None:
     """Settles every `interval_seconds` until cancelled; database outages are retried quietly."""
     while True:
         try:
-            await settle_once(engine)
+            await settle_once(engine, sqlite_worker)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # an outage is reported by the health task; keep trying

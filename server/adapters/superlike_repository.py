@@ -1,8 +1,8 @@
 """SendSuperlike's storage: a few statements written once at import, shared by SQLite and PostgreSQL.
 
 The hot path does no statement construction, and the drivers (asyncpg especially) reuse their
-prepared forms. PostgreSQL sends one statement per superlike; SQLite, in-process, runs a short
-transaction of four.
+prepared forms. PostgreSQL sends one statement per superlike; SQLite runs a short transaction of
+four as one call on its dedicated thread.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import re
 from typing import Any
 
 import asyncpg
-from sqlalchemy import TextClause, text
+from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.adapters.database import failed_before_sending, is_unavailable
+from server.adapters.sqlite_worker import SqliteWorker
 from server.domain.errors import DomainError, OutcomeUnknown, StorageUnavailable
 from server.domain.superlike import (
     SenderSnapshot,
@@ -117,8 +118,7 @@ def _positional(statement: TextClause) -> tuple[str, tuple[str, ...]]:
 # nothing a fixed, hand-written statement needs.
 _SEND_SQL, _SEND_PARAMS = _positional(_SEND_IN_ONE_STATEMENT)
 
-# SQLite: the same steps as separate statements inside one BEGIN IMMEDIATE transaction, which holds
-# the database's single write lock from the read to the commit, so nothing can change in between.
+# SQLite: the same steps as separate statements inside one BEGIN IMMEDIATE transaction.
 _DEBIT = text("""
 UPDATE wallets SET balance = balance - :price
 WHERE user_id = :sender_id AND balance >= :price
@@ -140,24 +140,24 @@ VALUES (:sender_id, -CAST(:price AS BIGINT), 'superlike_debit', :superlike_id, :
 """)
 
 
-class SqlSuperlikeRepository:
+def _params(request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> dict[str, Any]:
+    return {
+        "stream_id": request.stream_id,
+        "sender_id": request.sender_id,
+        "key": request.idempotency_key,
+        "superlike_id": superlike_id,
+        "created_at_ms": created_at_ms,
+    }
+
+
+class PostgresSuperlikeRepository:
+    """One autocommit statement per superlike on a pooled asyncpg connection."""
+
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
-        self._single_statement = connection.dialect.name == "postgresql"
 
     async def send_if_allowed(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
-        params = {
-            "stream_id": request.stream_id,
-            "sender_id": request.sender_id,
-            "key": request.idempotency_key,
-            "superlike_id": superlike_id,
-            "created_at_ms": created_at_ms,
-        }
-        if self._single_statement:
-            return await self._send_in_one_statement(request, params)
-        return await self._send_in_transaction(request, params)
-
-    async def _send_in_one_statement(self, request: SuperlikeRequest, params: dict[str, Any]) -> SendAttempt:
+        params = _params(request, superlike_id, created_at_ms)
         row = None
         # A database restart leaves every pooled connection dead; each refuses before sending, so
         # trying the next one (up to a fresh connection) is safe and costs no round trip.
@@ -194,38 +194,59 @@ class SqlSuperlikeRepository:
             return SendAttempt(context=context, prior=prior)
         return SendAttempt(context=context, superlike=_new_superlike(params, context, int(row["balance_after"])))
 
-    async def _send_in_transaction(self, request: SuperlikeRequest, params: dict[str, Any]) -> SendAttempt:
-        row = (await self._connection.execute(_LOAD_CONTEXT, params)).mappings().one()
-        context = _context_from_row(row)
-        prior = _prior_from_row(row, request.sender_id)
-        if prior is not None:
-            return SendAttempt(context=context, prior=prior)
-        try:
-            price = check_superlike_allowed(request, context)
-        except DomainError:
-            return SendAttempt(context=context)  # the caller explains the refusal from the context
-        assert context.sender is not None and context.stream_host_id is not None
-        snapshot = context.sender
-        params = {
-            **params,
-            "host_id": context.stream_host_id,
-            "price": price,
-            "username": snapshot.username,
-            "name": snapshot.name,
-            "surname": snapshot.surname,
-            "profile_photo": snapshot.profile_photo,
-        }
-        balance_after = (await self._connection.execute(_DEBIT, params)).scalar_one_or_none()
-        if balance_after is None:
-            return SendAttempt(context=context)
-        await self._connection.execute(_INSERT_SUPERLIKE, {**params, "balance_after": balance_after})
-        await self._connection.execute(_INSERT_LEDGER_PAIR, params)
-        return SendAttempt(context=context, superlike=_new_superlike(params, context, int(balance_after)))
-
     async def find_by_key(self, sender_id: str, key: str) -> PriorSuperlike | None:
         result = await self._connection.execute(_FIND_BY_KEY, {"sender_id": sender_id, "key": key})
         row = result.mappings().one_or_none()
         return None if row is None else _prior_from_row(row, sender_id)
+
+
+class SqliteSuperlikeRepository:
+    """One BEGIN IMMEDIATE transaction per superlike, run as a single call on the SQLite thread."""
+
+    def __init__(self, worker: SqliteWorker) -> None:
+        self._worker = worker
+
+    async def send_if_allowed(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
+        params = _params(request, superlike_id, created_at_ms)
+        return await self._worker.write(lambda connection: _send_in_transaction(connection, request, params))
+
+    async def find_by_key(self, sender_id: str, key: str) -> PriorSuperlike | None:
+        def find(connection: Connection) -> PriorSuperlike | None:
+            row = connection.execute(_FIND_BY_KEY, {"sender_id": sender_id, "key": key}).mappings().one_or_none()
+            return None if row is None else _prior_from_row(row, sender_id)
+
+        return await self._worker.read(find)
+
+
+def _send_in_transaction(connection: Connection, request: SuperlikeRequest, params: dict[str, Any]) -> SendAttempt:
+    # The transaction holds SQLite's single write lock from this read to the commit: nothing can
+    # change in between, so the rules decide on current data and the debit cannot fail after them.
+    row = connection.execute(_LOAD_CONTEXT, params).mappings().one()
+    context = _context_from_row(row)
+    prior = _prior_from_row(row, request.sender_id)
+    if prior is not None:
+        return SendAttempt(context=context, prior=prior)
+    try:
+        price = check_superlike_allowed(request, context)
+    except DomainError:
+        return SendAttempt(context=context)  # the caller explains the refusal from the context
+    assert context.sender is not None and context.stream_host_id is not None
+    snapshot = context.sender
+    params = {
+        **params,
+        "host_id": context.stream_host_id,
+        "price": price,
+        "username": snapshot.username,
+        "name": snapshot.name,
+        "surname": snapshot.surname,
+        "profile_photo": snapshot.profile_photo,
+    }
+    balance_after = connection.execute(_DEBIT, params).scalar_one_or_none()
+    if balance_after is None:
+        return SendAttempt(context=context)
+    connection.execute(_INSERT_SUPERLIKE, {**params, "balance_after": balance_after})
+    connection.execute(_INSERT_LEDGER_PAIR, params)
+    return SendAttempt(context=context, superlike=_new_superlike(params, context, int(balance_after)))
 
 
 _EMPTY_CONTEXT = SuperlikeContext(None, None, None, None, None, False)

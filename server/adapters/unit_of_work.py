@@ -1,8 +1,11 @@
-"""One unit of work per use case, on one pooled connection.
+"""One unit of work per use case.
 
-SQLite: one `BEGIN IMMEDIATE` transaction, committed by `commit()`. PostgreSQL: autocommit, because
-every write of the superlike use case is a single atomic statement (see superlike_repository); this
-saves the BEGIN and COMMIT round trips, and `commit()`/`rollback()` have nothing left to do.
+Both databases write a superlike atomically inside the repository call, so there is nothing left to
+commit here: PostgreSQL runs one autocommit statement on a pooled connection (no BEGIN/COMMIT round
+trips), SQLite one BEGIN IMMEDIATE transaction as a single call on its dedicated thread. The unit of
+work owns the PostgreSQL connection for the duration of the use case and turns connectivity failures
+before anything was sent into StorageUnavailable ("nothing was stored, retry"); a failure while a
+write was in flight is the repository's to report (OutcomeUnknown).
 """
 
 from __future__ import annotations
@@ -10,63 +13,50 @@ from __future__ import annotations
 import logging
 from typing import Self
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.adapters.database import is_unavailable
-from server.adapters.superlike_repository import SqlSuperlikeRepository
+from server.adapters.sqlite_worker import SqliteWorker
+from server.adapters.superlike_repository import PostgresSuperlikeRepository, SqliteSuperlikeRepository
 from server.domain.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 
 class SqlUnitOfWork:
-    """Rolls back unless `commit()` ran. Connectivity failures surface as StorageUnavailable ("nothing
-    was stored, retry later"): a transaction that did not commit left no trace. A failure while an
-    autocommit write was in flight is the repository's to report (OutcomeUnknown)."""
+    superlikes: PostgresSuperlikeRepository | SqliteSuperlikeRepository
 
-    superlikes: SqlSuperlikeRepository
-
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sqlite_worker: SqliteWorker | None = None) -> None:
+        if engine.dialect.name == "sqlite" and sqlite_worker is None:
+            raise ValueError("SQLite units of work run on a SqliteWorker")
         self._engine = engine
-        self._autocommit = engine.dialect.name == "postgresql"
+        self._sqlite_worker = sqlite_worker
         self._connection: AsyncConnection | None = None
-        self._transaction: AsyncTransaction | None = None
 
     async def __aenter__(self) -> Self:
+        if self._sqlite_worker is not None:
+            self.superlikes = SqliteSuperlikeRepository(self._sqlite_worker)
+            return self
         try:
-            self._connection = await self._engine.connect()
-            if self._autocommit:
-                self._connection = await self._connection.execution_options(isolation_level="AUTOCOMMIT")
-            else:
-                self._transaction = await self._connection.begin()
+            connection = await self._engine.connect()
+            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
         except Exception as error:
             await self._close()
             if is_unavailable(error):
                 log.warning("database unavailable: %s", error)
                 raise StorageUnavailable() from error
             raise
-        self.superlikes = SqlSuperlikeRepository(self._connection)
+        self.superlikes = PostgresSuperlikeRepository(self._connection)
         return self
 
     async def __aexit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
-        try:
-            if self._transaction is not None and self._transaction.is_active:
-                await self._transaction.rollback()
-        except Exception as rollback_error:  # the original error, if any, is the one that matters
-            log.warning("rollback failed: %s", rollback_error)
-        finally:
-            await self._close()
+        await self._close()
         if error is not None and not isinstance(error, StorageUnavailable) and is_unavailable(error):
             log.warning("database unavailable: %s", error)
             raise StorageUnavailable() from error
 
     async def commit(self) -> None:
-        if self._transaction is not None:
-            await self._transaction.commit()
-
-    async def rollback(self) -> None:
-        if self._transaction is not None:
-            await self._transaction.rollback()
+        """Nothing to do: the repository's write is already atomic and durable."""
 
     async def _close(self) -> None:
         if self._connection is not None:

@@ -53,7 +53,5 @@ class UnitOfWork(Protocol):
 
     async def commit(self) -> None: ...
 
-    async def rollback(self) -> None: ...
-
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -13,11 +13,9 @@ from server.adapters.admin_repository import AdminRepository, audit_database
 from server.adapters.database import create_engine
 from server.adapters.settlement import settle_once
 from server.adapters.tables import SuperlikeRecord, Wallet
-from server.adapters.unit_of_work import SqlUnitOfWork
 from server.domain import errors
 from server.domain.superlike import StreamState
-from server.services.superlikes import SuperlikeService
-from tests.support import create_stream, create_user
+from tests.support import create_stream, create_user, superlike_service
 
 USERS = 4
 STREAMS = 2
@@ -45,7 +43,7 @@ async def _run(url: str, ops: list[tuple], batches: list[int]) -> None:
         users = [await create_user(engine, coins=25) for _ in range(USERS)]
         hosts = [await create_user(engine, coins=0) for _ in range(STREAMS)]
         streams = [await create_stream(engine, host["id"], price=10) for host in hosts]
-        service = SuperlikeService(lambda: SqlUnitOfWork(engine))
+        service = superlike_service(engine)
         charged_keys: dict[tuple[str, str], set[str]] = {}
 
         async def apply(op: tuple) -> None:

@@ -14,17 +14,16 @@ from server.adapters.admin_repository import AdminRepository, audit_database, au
 from server.adapters.database import create_engine
 from server.adapters.settlement import settle_once
 from server.adapters.tables import Base, LedgerEntry, SuperlikeRecord
-from server.adapters.unit_of_work import SqlUnitOfWork
 from server.domain import errors
 from server.domain.superlike import StreamState
 from server.services.superlikes import SuperlikeService
-from tests.support import build_world, create_stream, create_user
+from tests.support import build_world, create_stream, create_user, superlike_service
 
 pytestmark = pytest.mark.usefixtures("engine")
 
 
 def service(engine: AsyncEngine) -> SuperlikeService:
-    return SuperlikeService(lambda: SqlUnitOfWork(engine))
+    return superlike_service(engine)
 
 
 async def balance_of(engine: AsyncEngine, user_id: str) -> int:

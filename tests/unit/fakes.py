@@ -112,6 +112,3 @@ class FakeUnitOfWork:
                 self._db.superlikes.append((entry[1], entry[2]))
         self._staged.clear()
         self.committed = True
-
-    async def rollback(self) -> None:
-        self._staged.clear()
