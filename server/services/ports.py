@@ -21,7 +21,7 @@ class SendAttempt:
     """What one attempt to charge found and did.
 
     - `prior`: a superlike is already stored under the request's key; nothing was charged.
-    - `superlike`: the new superlike, charged and stored (durable once the unit of work commits).
+    - `superlike`: the new superlike, charged and stored atomically.
     - `contended`: a concurrent request with the same key won the race; nothing was charged and the
       next attempt will find its superlike as `prior`.
     - none of these: the rules refused, judged on `context` (the caller explains which rule), or the
@@ -49,7 +49,7 @@ class UnitOfWork(Protocol):
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, *exc_info: object) -> None:
-        """Rolls back unless `commit()` ran; connectivity failures become StorageUnavailable."""
+        """Releases storage; connectivity failures become StorageUnavailable."""
 
     async def commit(self) -> None: ...
 
