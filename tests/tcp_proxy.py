@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass, field
 
 
 class TcpProxy:
@@ -40,19 +41,36 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers.update({writer, upstream_writer})
-        for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
-            task = asyncio.create_task(self._pipe(source, sink))
+        link = Link(client=writer, upstream=upstream_writer)
+        for source, sink, upstream in ((reader, upstream_writer, True), (upstream_reader, writer, False)):
+            task = asyncio.create_task(self._pipe(source, sink, upstream, link))
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def forward(self, data: bytes, to_upstream: bool, link: Link) -> bool:
+        """Whether to pass `data` on; subclasses may watch or withhold traffic."""
+        return True
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, to_upstream: bool, link: Link
+    ) -> None:
         try:
             while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
+                if self.forward(data, to_upstream, link):
+                    writer.write(data)
+                    await writer.drain()
         except (OSError, asyncio.CancelledError):
             pass
         finally:
             with contextlib.suppress(Exception):
                 writer.transport.abort()
             self._writers.discard(writer)
+
+
+@dataclass
+class Link:
+    """One proxied connection: both ends, and room for a subclass's per-connection state."""
+
+    client: asyncio.StreamWriter
+    upstream: asyncio.StreamWriter
+    state: dict[str, bool] = field(default_factory=dict)

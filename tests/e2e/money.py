@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AuditReport, audit_database
 from tests.e2e.http_client import ENVELOPE_KEYS, TIMESTAMP
+from tests.tcp_proxy import Link, TcpProxy
 
 SERVER_UNAVAILABLE = "Service temporarily unavailable, please retry"  # the server: STORAGE_UNAVAILABLE
 # the server, when the connection broke while the charge was in flight: OUTCOME_UNKNOWN
@@ -303,7 +304,7 @@ async def assert_books_balance(
 _READY_IDLE = b"Z\x00\x00\x00\x05I"
 
 
-class CommitAckDropper:
+class CommitAckDropper(TcpProxy):
     """A TCP forwarder to PostgreSQL that can lose the acknowledgement of exactly one committed charge.
 
     Armed with an idempotency key, it watches what the server sends. Once a statement on some
@@ -315,18 +316,10 @@ class CommitAckDropper:
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__(target_host, target_port)
         self._armed: bytes | None = None
         self._held: list[asyncio.StreamWriter] = []
         self.holding = asyncio.Event()
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
 
     def arm(self, key: str) -> None:
         self.holding.clear()
@@ -338,54 +331,15 @@ class CommitAckDropper:
         self._held.clear()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
+        await self.cut()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.update({writer, upstream_writer})
-        link = {"keyed": False, "mute": False}
-        for task in (
-            asyncio.create_task(self._to_database(reader, upstream_writer, link)),
-            asyncio.create_task(self._to_server(upstream_reader, writer, upstream_writer, link)),
-        ):
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _to_database(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                           link: dict[str, bool]) -> None:
-        try:
-            while data := await reader.read(65536):
-                if self._armed is not None and self._armed in data:
-                    link["keyed"], self._armed = True, None
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.transport.abort()
-
-    async def _to_server(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                         database: asyncio.StreamWriter, link: dict[str, bool]) -> None:
-        try:
-            while data := await reader.read(65536):
-                if link["keyed"] and not link["mute"] and _READY_IDLE in data:
-                    link["mute"] = True
-                    self._held += [writer, database]
-                    self.holding.set()
-                if not link["mute"]:
-                    writer.write(data)
-                    await writer.drain()
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.transport.abort()
+    def forward(self, data: bytes, to_upstream: bool, link: Link) -> bool:
+        if to_upstream:
+            if self._armed is not None and self._armed in data:
+                link.state["keyed"], self._armed = True, None
+            return True
+        if link.state.get("keyed") and not link.state.get("mute") and _READY_IDLE in data:
+            link.state["mute"] = True
+            self._held += [link.client, link.upstream]
+            self.holding.set()
+        return not link.state.get("mute")
