@@ -35,10 +35,14 @@ class StorageHealth:
         self._interval = interval_seconds
         self._wake = asyncio.Event()
         self._serving: bool | None = None
+        self._flips: set[asyncio.Task[None]] = set()
 
     def report_unavailable(self) -> None:
         if self._serving:
-            asyncio.get_running_loop().create_task(self._publish(False))
+            # The event loop keeps only a weak reference to tasks: hold this one until it is done.
+            flip = asyncio.get_running_loop().create_task(self._publish(False))
+            self._flips.add(flip)
+            flip.add_done_callback(self._flips.discard)
         self._wake.set()
 
     async def check_now(self) -> bool:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from server.domain import errors
 
 ERROR_DOMAIN = "livestream.allmine.app"
 INTERNAL_MESSAGE = "Internal server error"
+INTERNAL_REASON = "INTERNAL"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
@@ -44,5 +45,3 @@ def rich_status(code: grpc.StatusCode, message: str, reason: str) -> tuple[tuple
     status = status_pb2.Status(code=code.value[0], message=message, details=[info])
     return ((STATUS_DETAILS_KEY, status.SerializeToString()),)
 
-
-INTERNAL_REASON = code_pb2.Code.Name(code_pb2.INTERNAL)

@@ -12,6 +12,10 @@ ENVELOPE_KEYS = ["isSuccess", "statusCode", "data", "errors", "timestamp"]
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
+def superlike_path(stream_id: str) -> str:
+    return f"/api/v1/live-stream/{stream_id}/chat/superlike"
+
+
 @dataclass
 class Response:
     status: int

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AuditReport, audit_database
-from tests.e2e.http_client import ENVELOPE_KEYS, TIMESTAMP
+from tests.e2e.http_client import ENVELOPE_KEYS, TIMESTAMP, superlike_path
 from tests.tcp_proxy import Link, TcpProxy
 
 SERVER_UNAVAILABLE = "Service temporarily unavailable, please retry"  # the server: STORAGE_UNAVAILABLE
@@ -36,10 +36,6 @@ OUTCOME_UNKNOWN = (
 )
 EDGE_UNAVAILABLE = "Service temporarily unavailable"  # Envoy: upstream down, reset or unhealthy
 INSUFFICIENT = "Insufficient coin balance for a superlike"
-
-
-def superlike_path(stream_id: str) -> str:
-    return f"/api/v1/live-stream/{stream_id}/chat/superlike"
 
 
 @dataclass(frozen=True)

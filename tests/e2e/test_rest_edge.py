@@ -16,14 +16,10 @@ from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.adapters.admin_repository import AdminRepository
 from server.domain.superlike import StreamState
 from tests.e2e.conftest import Edge
-from tests.e2e.http_client import TIMESTAMP, Response, assert_envelope, request
+from tests.e2e.http_client import TIMESTAMP, Response, assert_envelope, request, superlike_path
 from tests.support import build_world, claims_for, create_stream, sign
 
 pytestmark = pytest.mark.e2e
-
-
-def superlike_path(stream_id: str) -> str:
-    return f"/api/v1/live-stream/{stream_id}/chat/superlike"
 
 
 def post(edge: Edge, stream_id: str, token: str | None, headers: dict[str, str] | None = None,

@@ -56,7 +56,8 @@ async def test_a_remembered_token_is_refused_once_it_expires(key: tuple) -> None
 
 async def test_the_cache_window_forces_a_fresh_verification(key: tuple, tmp_path: Path) -> None:
     private, path = key
-    keys = JwksKeySet(str(path), min_refresh_interval_seconds=0)
+    # ttl 0: every lookup that reaches the key set re-reads the JWKS file.
+    keys = JwksKeySet(str(path), ttl_seconds=0, min_refresh_interval_seconds=0)
     await keys.load()
     clock = Clock()
     verifier = TokenVerifier(TokenPolicy("iss", "aud"), keys, clock=clock)
@@ -65,9 +66,11 @@ async def test_the_cache_window_forces_a_fresh_verification(key: tuple, tmp_path
         private, algorithm="RS256", headers={"kid": "k"},
     )
     assert await verifier.subject_of(token) == "a" * 24
-    # The key is rotated out of the JWKS: within the window the token is still remembered ...
-    path.write_text(json.dumps({"keys": []}))
-    keys._keys = []  # the refreshed (empty) key set, as a reload would leave it
+    # The identity provider rotates its key: kid "k" leaves the JWKS.
+    rotated = json.loads(RSAAlgorithm.to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()))
+    rotated.update({"kid": "k2", "use": "sig", "alg": "RS256"})
+    path.write_text(json.dumps({"keys": [rotated]}))
+    # Within the window the token is still remembered ...
     clock.now = T0 + VERIFIED_CACHE_SECONDS - 1
     assert await verifier.subject_of(token) == "a" * 24
     # ... and after it the token must verify again, which it no longer can.
