@@ -24,6 +24,7 @@ from server.adapters.database import create_engine, is_unavailable
 from server.adapters.probe import database_reachable
 from server.adapters.settlement import run_settlement, settle_once
 from server.adapters.sqlite_worker import SqliteWorker
+from server.adapters.superlike_repository import PostgresSuperlikeRepository, SqliteSuperlikeRepository, superlike_repository
 from server.adapters.unit_of_work import SqlUnitOfWork
 from server.api.health import StorageHealth
 from server.api.superlike_servicer import LiveStreamChatServicer
@@ -57,12 +58,14 @@ class RunningServer:
     engine: AsyncEngine
     health: health.aio.HealthServicer
     _background: list[asyncio.Task[None]]
+    superlike_storage: PostgresSuperlikeRepository | SqliteSuperlikeRepository
     sqlite_worker: SqliteWorker | None = None
 
     async def stop(self, grace_seconds: float) -> None:
         """Stops taking calls, lets in-flight ones finish for up to `grace_seconds`, then releases."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_seconds)
+        await self.superlike_storage.close()  # batches already handed to the database finish
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -125,7 +128,8 @@ async def _start(settings: Settings, engine: AsyncEngine, verifier: TokenVerifie
         interval_seconds=settings.health_check_interval_seconds,
     )
     try:
-        superlikes = SuperlikeService(lambda: SqlUnitOfWork(engine, worker))
+        storage = superlike_repository(engine, worker, batches_in_flight=settings.db_batches_in_flight)
+        superlikes = SuperlikeService(lambda: SqlUnitOfWork(storage))
         servicer = LiveStreamChatServicer(superlikes, verifier, storage_health.report_unavailable)
 
         server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -153,7 +157,7 @@ async def _start(settings: Settings, engine: AsyncEngine, verifier: TokenVerifie
         if worker is not None:
             await worker.close()
         raise
-    return RunningServer(server, port, engine, health_servicer, background, worker)
+    return RunningServer(server, port, engine, health_servicer, background, storage, worker)
 
 
 async def serve(settings: Settings) -> None:

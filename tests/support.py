@@ -16,6 +16,7 @@ from server.adapters import schema
 from server.adapters.admin_repository import AdminRepository
 from server.adapters.database import create_engine
 from server.adapters.sqlite_worker import SqliteWorker
+from server.adapters.superlike_repository import superlike_repository
 from server.adapters.unit_of_work import SqlUnitOfWork
 from server.domain.superlike import StreamState
 from server.services.superlikes import SuperlikeService
@@ -106,4 +107,5 @@ def superlike_service(engine: AsyncEngine) -> SuperlikeService:
         if url not in _sqlite_workers:
             _sqlite_workers[url] = SqliteWorker(url)
         worker = _sqlite_workers[url]
-    return SuperlikeService(lambda: SqlUnitOfWork(engine, worker))
+    storage = superlike_repository(engine, worker)
+    return SuperlikeService(lambda: SqlUnitOfWork(storage))

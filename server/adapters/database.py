@@ -122,14 +122,13 @@ def is_unavailable(error: BaseException) -> bool:
         return True
     if isinstance(error, asyncpg.InterfaceError):
         return "closed" in str(error)
+    if isinstance(error, sqlite3.Error):  # the SQLite hot path also runs on the driver directly
+        return _sqlite_transient(error)
     if isinstance(error, exc.DBAPIError):
         if error.connection_invalidated:
             return True
         if isinstance(error.orig, sqlite3.Error):
-            # SQLite reports bugs (no such table, syntax) as OperationalError too; only these mean
-            # "the database cannot serve right now".
-            message = str(error.orig).lower()
-            return any(transient in message for transient in _SQLITE_TRANSIENT)
+            return _sqlite_transient(error.orig)
         if isinstance(error, exc.OperationalError | exc.InterfaceError):
             return True
         return isinstance(error.orig, OSError | ConnectionError | asyncio.TimeoutError)
@@ -137,6 +136,13 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 _SQLITE_TRANSIENT = ("database is locked", "unable to open", "disk i/o error", "database or disk is full")
+
+
+def _sqlite_transient(error: sqlite3.Error) -> bool:
+    # SQLite reports bugs (no such table, syntax) as OperationalError too; only these mean "the
+    # database cannot serve right now".
+    message = str(error).lower()
+    return any(transient in message for transient in _SQLITE_TRANSIENT)
 
 
 def failed_before_sending(error: BaseException) -> bool:

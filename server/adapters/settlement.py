@@ -30,9 +30,14 @@ WITH turn AS (
     RETURNING user_id, amount
 ), totals AS (
     SELECT user_id, SUM(amount) AS amount, COUNT(*) AS entries FROM picked GROUP BY user_id
+), locked AS (
+    -- Wallets locked in user id order, as superlike batches lock theirs: no cycle of waits.
+    SELECT w.user_id FROM wallets w WHERE w.user_id IN (SELECT user_id FROM totals)
+    ORDER BY w.user_id FOR UPDATE
 ), credited AS (
     UPDATE wallets SET balance = wallets.balance + totals.amount
-    FROM totals WHERE wallets.user_id = totals.user_id
+    FROM totals JOIN locked ON locked.user_id = totals.user_id
+    WHERE wallets.user_id = totals.user_id
     RETURNING totals.entries
 )
 SELECT COALESCE(SUM(entries), 0) FROM credited

@@ -1,21 +1,25 @@
 """SendSuperlike's storage: a few statements written once at import, shared by SQLite and PostgreSQL.
 
-The hot path does no statement construction, and the drivers (asyncpg especially) reuse their
-prepared forms. PostgreSQL sends one statement per superlike; SQLite runs a short transaction of
-four as one call on its dedicated thread.
+Superlikes are written in batches (send_batcher.py), each request with its own outcome. The hot path
+does no statement construction, and the drivers (asyncpg especially) reuse their prepared forms.
+PostgreSQL writes a batch as one statement; SQLite as one transaction on its dedicated thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
+import sqlite3
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Connection, TextClause, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.database import failed_before_sending, is_unavailable
+from server.adapters.send_batcher import BatchResult, PendingSend, SendBatcher
 from server.adapters.sqlite_worker import SqliteWorker
 from server.domain.errors import DomainError, OutcomeUnknown, StorageUnavailable
 from server.domain.superlike import (
@@ -28,29 +32,35 @@ from server.domain.superlike import (
 )
 from server.services.ports import PriorSuperlike, SendAttempt
 
+log = logging.getLogger(__name__)
+
 KEY_CONSTRAINT = "uq_superlikes_sender_key"
 
-# The rules' inputs in one row: the stream, the sender's profile, balance and ban, and any superlike
-# already stored under the request's idempotency key. Every join is optional, so a missing row reads
-# as NULL rather than as no row.
-_CONTEXT = """
-SELECT s.host_id, s.state, s.superlike_price,
-       u.id AS sender_id, u.username, u.name, u.surname, u.profile_photo,
-       w.balance,
-       EXISTS (SELECT 1 FROM chat_bans b WHERE b.stream_id = p.sid AND b.user_id = p.uid) AS banned,
-       k.id AS prior_id, k.stream_id AS prior_stream_id, k.sender_username AS prior_username,
-       k.sender_name AS prior_name, k.sender_surname AS prior_surname,
-       k.sender_profile_photo AS prior_profile_photo, k.price AS prior_price,
-       k.created_at_ms AS prior_created_at_ms, k.sender_balance_after AS prior_balance_after
-FROM (SELECT CAST(:stream_id AS VARCHAR(24)) AS sid, CAST(:sender_id AS VARCHAR(24)) AS uid,
-             CAST(:key AS VARCHAR(255)) AS idem) AS p
-LEFT JOIN live_streams s ON s.id = p.sid
-LEFT JOIN users u ON u.id = p.uid
-LEFT JOIN wallets w ON w.user_id = p.uid
-LEFT JOIN superlikes k ON k.sender_id = p.uid AND k.idempotency_key = p.idem
-"""
+# The rules' inputs, one row per request `p` (sid, uid, idem): the stream, the sender's profile,
+# balance and ban, and any superlike already stored under the request's idempotency key. Every join is
+# optional, so a missing row reads as NULL rather than as no row.
+_CONTEXT_COLUMNS = """s.host_id, s.state, s.superlike_price,
+           u.id AS sender_id, u.username, u.name, u.surname, u.profile_photo,
+           w.balance,
+           EXISTS (SELECT 1 FROM chat_bans b WHERE b.stream_id = p.sid AND b.user_id = p.uid) AS banned,
+           k.id AS prior_id, k.stream_id AS prior_stream_id, k.sender_username AS prior_username,
+           k.sender_name AS prior_name, k.sender_surname AS prior_surname,
+           k.sender_profile_photo AS prior_profile_photo, k.price AS prior_price,
+           k.created_at_ms AS prior_created_at_ms, k.sender_balance_after AS prior_balance_after"""
+_CONTEXT_JOINS = """FROM p
+    LEFT JOIN live_streams s ON s.id = p.sid
+    LEFT JOIN users u ON u.id = p.uid
+    LEFT JOIN wallets w ON w.user_id = p.uid
+    LEFT JOIN superlikes k ON k.sender_id = p.uid AND k.idempotency_key = p.idem"""
 
-_LOAD_CONTEXT = text(_CONTEXT)
+_LOAD_CONTEXT_SQL = f"""
+WITH p AS (
+    SELECT CAST(:stream_id AS VARCHAR(24)) AS sid, CAST(:sender_id AS VARCHAR(24)) AS uid,
+           CAST(:key AS VARCHAR(255)) AS idem
+)
+SELECT {_CONTEXT_COLUMNS}
+{_CONTEXT_JOINS}
+"""
 
 _FIND_BY_KEY = text("""
 SELECT k.id AS prior_id, k.stream_id AS prior_stream_id, k.sender_username AS prior_username,
@@ -60,155 +70,226 @@ SELECT k.id AS prior_id, k.stream_id AS prior_stream_id, k.sender_username AS pr
 FROM superlikes k WHERE k.sender_id = :sender_id AND k.idempotency_key = :key
 """)
 
-# PostgreSQL: the whole superlike is ONE statement, run in autocommit (a statement is atomic on its
-# own), so it costs one round trip. `ctx` reads the rules' inputs; the debit happens only when they
-# allow it — this WHERE clause is check_superlike_allowed() in SQL, and the Python rules then explain
-# a refusal from the same `ctx` row, so the two cannot disagree about what was read. Each later step
-# feeds on the previous one: no debit -> no superlike -> no ledger entries. A concurrent request with
-# the same idempotency key fails the unique index, which undoes the whole statement. The balance
-# condition is re-evaluated on the latest row version when another debit committed meanwhile, so a
-# balance never goes below zero. The host's credit is a pending ledger entry (see settlement.py): the
-# host's wallet row is not locked, so superlikes on one hot stream do not queue behind each other.
-_SEND_IN_ONE_STATEMENT = text(f"""
-WITH ctx AS ({_CONTEXT}
+# PostgreSQL: a whole batch of superlikes (distinct senders, see send_batcher.py) is ONE statement,
+# run in autocommit (a statement is atomic on its own), so a batch costs one round trip and one
+# commit. The requests arrive as parallel arrays; `n` keeps each one's place in the answer.
+#   ctx     the rules' inputs, one row per request (the query above, per request).
+#   allowed the requests check_superlike_allowed() would accept, written in SQL; the Python rules
+#           explain any refusal from the same `ctx` row, so the two cannot disagree about what was
+#           read.
+#   locked  the senders' wallets, locked in user id order. Settlement locks in the same order, so
+#           batches of several servers and settlement never wait for each other in a cycle.
+#   debit   re-checks the balance on the latest row version (a concurrent debit may have committed
+#           since the snapshot), so a balance never goes below zero.
+# Each later step feeds on the previous one: no debit -> no superlike -> no ledger entries. A
+# concurrent request (another server) with the same idempotency key fails the unique index, which
+# undoes the whole statement; the batch is then written one request at a time. The host's credit is
+# a pending ledger entry (see settlement.py): the host's wallet row is not locked, so superlikes on
+# one hot stream do not queue behind each other.
+_SEND_BATCH_SQL = """
+WITH p AS (
+    SELECT * FROM unnest($1::varchar(24)[], $2::varchar(24)[], $3::varchar(255)[], $4::varchar(24)[],
+                         $5::bigint[])
+             WITH ORDINALITY AS p(sid, uid, idem, superlike_id, created_at_ms, n)
+), ctx AS (
+    -- One index lookup per request and table, whatever the tables' sizes and the planner's guess
+    -- of the batch size (LIMIT 1 keeps each lookup a nested loop, not a join over whole tables).
+    SELECT p.n, p.superlike_id, p.created_at_ms, p.idem, p.sid AS stream_id,
+           s.host_id, s.state, s.superlike_price,
+           u.id AS sender_id, u.username, u.name, u.surname, u.profile_photo,
+           w.balance,
+           EXISTS (SELECT 1 FROM chat_bans b WHERE b.stream_id = p.sid AND b.user_id = p.uid) AS banned,
+           k.id AS prior_id, k.stream_id AS prior_stream_id, k.sender_username AS prior_username,
+           k.sender_name AS prior_name, k.sender_surname AS prior_surname,
+           k.sender_profile_photo AS prior_profile_photo, k.price AS prior_price,
+           k.created_at_ms AS prior_created_at_ms, k.sender_balance_after AS prior_balance_after
+    FROM p
+    LEFT JOIN LATERAL (SELECT * FROM live_streams WHERE id = p.sid LIMIT 1) s ON TRUE
+    LEFT JOIN LATERAL (SELECT * FROM users WHERE id = p.uid LIMIT 1) u ON TRUE
+    LEFT JOIN LATERAL (SELECT * FROM wallets WHERE user_id = p.uid LIMIT 1) w ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT * FROM superlikes WHERE sender_id = p.uid AND idempotency_key = p.idem LIMIT 1
+    ) k ON TRUE
+), locked AS (
+    SELECT allowed.*
+    FROM ctx AS allowed JOIN wallets ON wallets.user_id = allowed.sender_id
+    WHERE allowed.prior_id IS NULL AND allowed.host_id IS NOT NULL
+      AND allowed.host_id <> allowed.sender_id AND NOT allowed.banned AND allowed.state = 'live'
+    ORDER BY wallets.user_id
+    FOR UPDATE OF wallets
 ), debit AS (
-    UPDATE wallets SET balance = wallets.balance - ctx.superlike_price
-    FROM ctx
-    WHERE wallets.user_id = ctx.sender_id
-      AND ctx.prior_id IS NULL
-      AND ctx.host_id IS NOT NULL AND ctx.host_id <> ctx.sender_id
-      AND NOT ctx.banned
-      AND ctx.state = 'live'
-      AND wallets.balance >= ctx.superlike_price
-    RETURNING wallets.balance AS balance_after, ctx.superlike_price AS price, ctx.host_id AS host_id
+    UPDATE wallets SET balance = wallets.balance - locked.superlike_price
+    FROM locked
+    WHERE wallets.user_id = locked.sender_id
+      AND wallets.balance >= locked.superlike_price
+    RETURNING locked.*, wallets.balance AS balance_after
 ), superlike AS (
     INSERT INTO superlikes (id, stream_id, sender_id, sender_username, sender_name, sender_surname,
                             sender_profile_photo, price, sender_balance_after, created_at_ms,
                             idempotency_key)
-    SELECT :superlike_id, :stream_id, ctx.sender_id, ctx.username, ctx.name, ctx.surname,
-           ctx.profile_photo, debit.price, debit.balance_after, :created_at_ms, :key
-    FROM debit, ctx
-    RETURNING id
+    SELECT superlike_id, stream_id, sender_id, username, name, surname, profile_photo,
+           superlike_price, balance_after, created_at_ms, idem
+    FROM debit
 ), ledger AS (
+    -- Every debit row is a superlike row of this statement, and foreign keys are checked when the
+    -- statement ends, so the entries can come straight from `debit`.
     INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms, applied)
-    SELECT :sender_id, -CAST(debit.price AS BIGINT), 'superlike_debit', superlike.id, :created_at_ms, TRUE
-    FROM superlike, debit
+    SELECT sender_id, -CAST(superlike_price AS BIGINT), 'superlike_debit', superlike_id, created_at_ms, TRUE
+    FROM debit
     UNION ALL
-    SELECT debit.host_id, CAST(debit.price AS BIGINT), 'superlike_credit', superlike.id, :created_at_ms, FALSE
-    FROM superlike, debit
+    SELECT host_id, CAST(superlike_price AS BIGINT), 'superlike_credit', superlike_id, created_at_ms, FALSE
+    FROM debit
 )
-SELECT ctx.*, (SELECT balance_after FROM debit) AS balance_after FROM ctx
-""")
+SELECT ctx.*, debit.balance_after FROM ctx LEFT JOIN debit ON debit.n = ctx.n
+ORDER BY ctx.n
+"""
 
-
-def _positional(statement: TextClause) -> tuple[str, tuple[str, ...]]:
-    """The statement in asyncpg's `$n` form, and the parameter names in `$n` order."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    return re.sub(r"(?<![:\w]):([a-z_]+)", number, statement.text), tuple(names)
-
-
-# The hot statement goes straight to the pooled connection's asyncpg driver: SQLAlchemy's execution
-# and result layers cost about a tenth of the server's CPU per superlike on this one call, and give
-# nothing a fixed, hand-written statement needs.
-_SEND_SQL, _SEND_PARAMS = _positional(_SEND_IN_ONE_STATEMENT)
-
-# SQLite: the same steps as separate statements inside one BEGIN IMMEDIATE transaction.
-_DEBIT = text("""
+# SQLite: the same steps as separate statements inside one BEGIN IMMEDIATE transaction, run on the
+# driver's own cursor (sqlite3 takes these `:name` parameters as they are): through SQLAlchemy's
+# execution and result layers the four statements cost several times what SQLite itself spends.
+_DEBIT_SQL = """
 UPDATE wallets SET balance = balance - :price
 WHERE user_id = :sender_id AND balance >= :price
 RETURNING balance
-""")
+"""
 
-_INSERT_SUPERLIKE = text("""
+_INSERT_SUPERLIKE_SQL = """
 INSERT INTO superlikes (id, stream_id, sender_id, sender_username, sender_name, sender_surname,
                         sender_profile_photo, price, sender_balance_after, created_at_ms,
                         idempotency_key)
 VALUES (:superlike_id, :stream_id, :sender_id, :username, :name, :surname, :profile_photo, :price,
         :balance_after, :created_at_ms, :key)
-""")
+"""
 
-_INSERT_LEDGER_PAIR = text("""
+_INSERT_LEDGER_PAIR_SQL = """
 INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms, applied)
 VALUES (:sender_id, -CAST(:price AS BIGINT), 'superlike_debit', :superlike_id, :created_at_ms, TRUE),
        (:host_id, CAST(:price AS BIGINT), 'superlike_credit', :superlike_id, :created_at_ms, FALSE)
-""")
+"""
 
 
-def _params(request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> dict[str, Any]:
+def _params(pending: PendingSend) -> dict[str, Any]:
     return {
-        "stream_id": request.stream_id,
-        "sender_id": request.sender_id,
-        "key": request.idempotency_key,
-        "superlike_id": superlike_id,
-        "created_at_ms": created_at_ms,
+        "stream_id": pending.request.stream_id,
+        "sender_id": pending.request.sender_id,
+        "key": pending.request.idempotency_key,
+        "superlike_id": pending.superlike_id,
+        "created_at_ms": pending.created_at_ms,
     }
 
 
-class PostgresSuperlikeRepository:
-    """One autocommit statement per superlike on a pooled asyncpg connection."""
+# Enough to absorb every request in flight at the concurrency the server is sized for, and small
+# enough that one statement's arrays stay a few kilobytes.
+MAX_BATCH = 128
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
+
+class PostgresSuperlikeRepository:
+    """Superlikes written in batches, each one autocommit statement on a pooled asyncpg connection.
+
+    Several batches may be in flight at once (`max_in_flight`), so the server keeps working while a
+    batch waits for its commit; requests arriving meanwhile form the next batches."""
+
+    def __init__(self, engine: AsyncEngine, *, max_in_flight: int = 2) -> None:
+        self._engine = engine
+        self._batcher = SendBatcher(self._write_batch, max_batch=MAX_BATCH, max_in_flight=max_in_flight)
 
     async def send_if_allowed(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
-        params = _params(request, superlike_id, created_at_ms)
-        row = None
+        return await self._batcher.send(request, superlike_id, created_at_ms)
+
+    async def find_by_key(self, sender_id: str, key: str) -> PriorSuperlike | None:
+        async with self._engine.connect() as connection:
+            result = await connection.execute(_FIND_BY_KEY, {"sender_id": sender_id, "key": key})
+            row = result.mappings().one_or_none()
+        return None if row is None else _prior_from_row(row, sender_id)
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
+        arrays = (
+            [pending.request.stream_id for pending in batch],
+            [pending.request.sender_id for pending in batch],
+            [pending.request.idempotency_key for pending in batch],
+            [pending.superlike_id for pending in batch],
+            [pending.created_at_ms for pending in batch],
+        )
+        try:
+            rows = await self._fetch(_SEND_BATCH_SQL, arrays)
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name != KEY_CONSTRAINT:
+                raise
+            if len(batch) == 1:
+                return [SendAttempt(context=_EMPTY_CONTEXT, contended=True)]
+            # A request of another server with one of these keys committed first, and the whole
+            # statement was undone. One at a time, only that request learns of the contention.
+            return await self._write_one_by_one(batch)
+        except asyncpg.DeadlockDetectedError as error:
+            # Not expected (every writer locks wallets in one order), but harmless: the statement
+            # was undone, so each request can be written again on its own.
+            if len(batch) == 1:
+                raise StorageUnavailable() from error
+            log.warning("superlike batch chosen as a deadlock victim; writing it one by one")
+            return await self._write_one_by_one(batch)
+        return [_attempt_from_row(row, pending) for row, pending in zip(rows, batch, strict=True)]
+
+    async def _write_one_by_one(self, batch: Sequence[PendingSend]) -> BatchResult:
+        results: list[SendAttempt | BaseException] = []
+        for pending in batch:
+            try:
+                results.extend(await self._write_batch([pending]))
+            except Exception as error:  # this request's own failure, not its neighbours'
+                results.append(error)
+        return results
+
+    async def _fetch(self, sql: str, arrays: tuple[list[Any], ...]) -> list[asyncpg.Record]:
+        """Runs `sql` once on a pooled connection in autocommit, straight on the asyncpg driver:
+        SQLAlchemy's execution and result layers add CPU and nothing a fixed statement needs."""
         # A database restart leaves every pooled connection dead; each refuses before sending, so
         # trying the next one (up to a fresh connection) is safe and costs no round trip.
-        passes = self._connection.sync_engine.pool.size() + 1
+        passes = self._engine.sync_engine.pool.size() + 1
         for pass_number in range(1, passes + 1):
-            driver = (await self._connection.get_raw_connection()).driver_connection
             try:
-                row = await driver.fetchrow(_SEND_SQL, *(params[name] for name in _SEND_PARAMS))
-                break
-            except asyncpg.UniqueViolationError as error:
-                if error.constraint_name == KEY_CONSTRAINT:
-                    return SendAttempt(context=_EMPTY_CONTEXT, contended=True)
+                connection = await self._engine.connect()
+            except Exception as error:
+                if is_unavailable(error):
+                    log.warning("database unavailable: %s", error)
+                    raise StorageUnavailable() from error
                 raise
+            try:
+                driver = (await connection.get_raw_connection()).driver_connection
+                return await driver.fetch(sql, *arrays)
             except asyncio.CancelledError:
-                # The caller gave up (deadline, disconnect) mid-statement: the connection's state is
-                # unknown, so it must not go back to the pool.
-                await self._connection.invalidate()
+                # Cancelled mid-statement (shutdown): the connection's state is unknown, so it must
+                # not go back to the pool.
+                await connection.invalidate()
                 raise
             except Exception as error:
                 if not is_unavailable(error):
                     raise
-                await self._connection.invalidate()  # the pool must not hand this connection out again
+                await connection.invalidate()  # the pool must not hand this connection out again
                 if failed_before_sending(error):
                     if pass_number < passes:
                         continue  # it died while pooled; the statement never left, so try another
                     raise StorageUnavailable() from error
                 # Once the statement was sent, a broken connection may have lost the answer to a
                 # commit: saying "nothing changed" then could make a client pay twice.
+                log.warning("connection lost with a superlike batch in flight: %s", error)
                 raise OutcomeUnknown() from error
-        assert row is not None
-        context = _context_from_row(row)
-        prior = _prior_from_row(row, request.sender_id)
-        if prior is not None or row["balance_after"] is None:
-            return SendAttempt(context=context, prior=prior)
-        return SendAttempt(context=context, superlike=_new_superlike(params, context, int(row["balance_after"])))
-
-    async def find_by_key(self, sender_id: str, key: str) -> PriorSuperlike | None:
-        result = await self._connection.execute(_FIND_BY_KEY, {"sender_id": sender_id, "key": key})
-        row = result.mappings().one_or_none()
-        return None if row is None else _prior_from_row(row, sender_id)
+            finally:
+                await connection.close()
+        raise AssertionError("unreachable")
 
 
 class SqliteSuperlikeRepository:
-    """One BEGIN IMMEDIATE transaction per superlike, run as a single call on the SQLite thread."""
+    """Superlikes written in batches, each one BEGIN IMMEDIATE transaction run as a single call on the
+    SQLite thread: one commit (and one WAL sync) per batch instead of per superlike."""
 
     def __init__(self, worker: SqliteWorker) -> None:
         self._worker = worker
+        self._batcher = SendBatcher(self._write_batch, max_batch=MAX_BATCH, max_in_flight=1)
 
     async def send_if_allowed(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
-        params = _params(request, superlike_id, created_at_ms)
-        return await self._worker.write(lambda connection: _send_in_transaction(connection, request, params))
+        return await self._batcher.send(request, superlike_id, created_at_ms)
 
     async def find_by_key(self, sender_id: str, key: str) -> PriorSuperlike | None:
         def find(connection: Connection) -> PriorSuperlike | None:
@@ -217,11 +298,44 @@ class SqliteSuperlikeRepository:
 
         return await self._worker.read(find)
 
+    async def close(self) -> None:
+        await self._batcher.close()
 
-def _send_in_transaction(connection: Connection, request: SuperlikeRequest, params: dict[str, Any]) -> SendAttempt:
+    async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
+        try:
+            return await self._worker.write(
+                lambda connection: [_send_in_transaction(connection, pending=pending) for pending in batch]
+            )
+        except Exception as error:
+            if len(batch) == 1 or is_unavailable(error):
+                raise
+            # One request's failure undid the whole transaction; one at a time, only it fails.
+            log.warning("superlike batch failed, writing it one by one: %s", error)
+        results: list[SendAttempt | BaseException] = []
+        for pending in batch:
+            try:
+                results.append(await self._worker.write(partial(_send_in_transaction, pending=pending)))
+            except Exception as error:
+                results.append(error)
+        return results
+
+
+def _send_in_transaction(connection: Connection, *, pending: PendingSend) -> SendAttempt:
     # The transaction holds SQLite's single write lock from this read to the commit: nothing can
     # change in between, so the rules decide on current data and the debit cannot fail after them.
-    row = connection.execute(_LOAD_CONTEXT, params).mappings().one()
+    # Earlier requests of the same batch are part of that current data.
+    cursor = connection.connection.driver_connection.cursor()
+    cursor.row_factory = sqlite3.Row
+    try:
+        return _send_with_cursor(cursor, pending)
+    finally:
+        cursor.close()
+
+
+def _send_with_cursor(cursor: sqlite3.Cursor, pending: PendingSend) -> SendAttempt:
+    request = pending.request
+    params = _params(pending)
+    row = cursor.execute(_LOAD_CONTEXT_SQL, params).fetchone()
     context = _context_from_row(row)
     prior = _prior_from_row(row, request.sender_id)
     if prior is not None:
@@ -241,25 +355,34 @@ def _send_in_transaction(connection: Connection, request: SuperlikeRequest, para
         "surname": snapshot.surname,
         "profile_photo": snapshot.profile_photo,
     }
-    balance_after = connection.execute(_DEBIT, params).scalar_one_or_none()
-    if balance_after is None:
+    debited = cursor.execute(_DEBIT_SQL, params).fetchone()
+    if debited is None:
         return SendAttempt(context=context)
-    connection.execute(_INSERT_SUPERLIKE, {**params, "balance_after": balance_after})
-    connection.execute(_INSERT_LEDGER_PAIR, params)
-    return SendAttempt(context=context, superlike=_new_superlike(params, context, int(balance_after)))
+    balance_after = int(debited[0])
+    cursor.execute(_INSERT_SUPERLIKE_SQL, {**params, "balance_after": balance_after})
+    cursor.execute(_INSERT_LEDGER_PAIR_SQL, params)
+    return SendAttempt(context=context, superlike=_new_superlike(pending, context, balance_after))
+
+
+def _attempt_from_row(row: Any, pending: PendingSend) -> SendAttempt:
+    context = _context_from_row(row)
+    prior = _prior_from_row(row, pending.request.sender_id)
+    if prior is not None or row["balance_after"] is None:
+        return SendAttempt(context=context, prior=prior)
+    return SendAttempt(context=context, superlike=_new_superlike(pending, context, int(row["balance_after"])))
 
 
 _EMPTY_CONTEXT = SuperlikeContext(None, None, None, None, None, False)
 
 
-def _new_superlike(params: dict[str, Any], context: SuperlikeContext, balance_after: int) -> Superlike:
+def _new_superlike(pending: PendingSend, context: SuperlikeContext, balance_after: int) -> Superlike:
     assert context.sender is not None and context.stream_price is not None
     return Superlike(
-        superlike_id=params["superlike_id"],
-        stream_id=params["stream_id"],
+        superlike_id=pending.superlike_id,
+        stream_id=pending.request.stream_id,
         sender=context.sender,
         price=context.stream_price,
-        created_at_ms=params["created_at_ms"],
+        created_at_ms=pending.created_at_ms,
         sender_balance_after=balance_after,
     )
 
@@ -303,3 +426,14 @@ def _prior_from_row(row: Any, sender_id: str) -> PriorSuperlike | None:
             sender_balance_after=row["prior_balance_after"],
         )
     )
+
+
+def superlike_repository(
+    engine: AsyncEngine, sqlite_worker: SqliteWorker | None = None, *, batches_in_flight: int = 2
+) -> PostgresSuperlikeRepository | SqliteSuperlikeRepository:
+    """The repository for `engine`: SQLite's runs on its dedicated thread, so it needs the worker."""
+    if engine.dialect.name == "sqlite":
+        if sqlite_worker is None:
+            raise ValueError("SQLite superlikes are written on a SqliteWorker")
+        return SqliteSuperlikeRepository(sqlite_worker)
+    return PostgresSuperlikeRepository(engine, max_in_flight=batches_in_flight)

@@ -1,0 +1,121 @@
+"""Application-level group commit: superlikes that arrive together are written together.
+
+A superlike's cost on the database is dominated by what every write pays once: the round trip, the
+statement's execution, the commit and its WAL flush. Requests waiting while a batch is being written
+form the next batch, so under load one write carries many superlikes, and with no load a batch holds
+just the one request and nothing waits for company.
+
+Each request keeps its own outcome: the batch runner answers every item separately (charged,
+refused, replayed, contended, or an error of its own). A batch never holds two requests of the same
+sender: a second one waits for the next batch, so it sees the first one's debit (and, with the same
+idempotency key, replays it) exactly as if the two had run one after the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from server.domain.superlike import SuperlikeRequest
+from server.services.ports import SendAttempt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class PendingSend:
+    request: SuperlikeRequest
+    superlike_id: str
+    created_at_ms: int
+    outcome: asyncio.Future[SendAttempt] = field(repr=False)
+
+
+# One result per item, in the batch's order: what happened to it, or the error that item gets.
+BatchResult = Sequence[SendAttempt | BaseException]
+BatchRunner = Callable[[Sequence[PendingSend]], Awaitable[BatchResult]]
+
+
+class SendBatcher:
+    def __init__(self, run_batch: BatchRunner, *, max_batch: int, max_in_flight: int) -> None:
+        self._run_batch = run_batch
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._queue: deque[PendingSend] = deque()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._flush_scheduled = False
+
+    async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
+        """Queues the request for the next batch and waits for its own outcome.
+
+        A caller cancelled while its request still waits is simply dropped (nothing was sent). Once
+        its batch is being written the batch completes regardless: it carries other requests too,
+        and a write is never cut in half."""
+        loop = asyncio.get_running_loop()
+        pending = PendingSend(request, superlike_id, created_at_ms, loop.create_future())
+        self._queue.append(pending)
+        if not self._flush_scheduled:
+            # Requests delivered in the same event-loop turn join the same batch.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await pending.outcome
+
+    async def close(self) -> None:
+        """Waits until every queued request has been written."""
+        while self._queue or self._in_flight:
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight))
+            else:
+                self._flush()
+                await asyncio.sleep(0)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._queue and len(self._in_flight) < self._max_in_flight:
+            batch = self._take_batch()
+            if not batch:
+                return
+            task = asyncio.create_task(self._write(batch), name="superlike-batch")
+            self._in_flight.add(task)
+            task.add_done_callback(self._written)
+
+    def _take_batch(self) -> list[PendingSend]:
+        batch: list[PendingSend] = []
+        senders: set[str] = set()
+        deferred: list[PendingSend] = []
+        while self._queue and len(batch) < self._max_batch:
+            pending = self._queue.popleft()
+            if pending.outcome.done():  # its caller gave up before it was sent
+                continue
+            if pending.request.sender_id in senders:
+                deferred.append(pending)
+                continue
+            senders.add(pending.request.sender_id)
+            batch.append(pending)
+        self._queue.extendleft(reversed(deferred))
+        return batch
+
+    async def _write(self, batch: list[PendingSend]) -> None:
+        try:
+            results: BatchResult = await self._run_batch(batch)
+        except asyncio.CancelledError:
+            for pending in batch:
+                pending.outcome.cancel()
+            raise
+        except Exception as error:  # every waiter gets the batch's failure
+            results = [error] * len(batch)
+        for pending, result in zip(batch, results, strict=True):
+            if pending.outcome.done():
+                continue
+            if isinstance(result, BaseException):
+                pending.outcome.set_exception(result)
+            else:
+                pending.outcome.set_result(result)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("superlike batch failed to report", exc_info=task.exception())
+        self._flush()

@@ -1,0 +1,109 @@
+"""Superlikes written in batches (group commit), on real SQLite and PostgreSQL: a batch carries many
+requests, and each one still gets exactly the outcome it would have had alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.adapters.admin_repository import AdminRepository, audit_database
+from server.domain import errors
+from server.domain.superlike import StreamState, Superlike
+from tests.support import build_world, create_stream, create_user, migrated_engine, superlike_service
+
+
+async def balance_of(engine: AsyncEngine, user_id: str) -> int:
+    async with engine.begin() as connection:
+        return (await AdminRepository(connection).get_user(user_id))["balance"]
+
+
+async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(engine: AsyncEngine) -> None:
+    world = await build_world(engine, coins=100, price=10)
+    rich = [await create_user(engine, coins=100) for _ in range(8)]
+    poor = await create_user(engine, coins=5)
+    banned = await create_user(engine, coins=100)
+    ended = await create_stream(engine, world.host_id, state=StreamState.ENDED)
+    async with engine.begin() as connection:
+        await AdminRepository(connection).ban(world.stream_id, banned["id"])
+    superlikes = superlike_service(engine)  # one server: every request below shares its batcher
+
+    stream = world.stream_id
+    outcomes = await asyncio.gather(
+        *(superlikes.send(stream, user["id"], None) for user in rich),
+        *(superlikes.send(stream, world.viewer_id, "same-key") for _ in range(3)),
+        *(superlikes.send(stream, rich[0]["id"], None) for _ in range(12)),  # 9 more affordable
+        superlikes.send(stream, poor["id"], None),
+        superlikes.send(stream, banned["id"], None),
+        superlikes.send(ended["id"], rich[1]["id"], None),
+        superlikes.send("f" * 24, rich[2]["id"], None),
+        return_exceptions=True,
+    )
+
+    first_of_each_rich, same_key, rich0_more = outcomes[:8], outcomes[8:11], outcomes[11:23]
+    assert all(isinstance(outcome, Superlike) for outcome in first_of_each_rich)
+    assert len({outcome.superlike_id for outcome in same_key}) == 1  # charged once, replayed twice
+    assert sum(isinstance(outcome, Superlike) for outcome in rich0_more) == 9
+    assert sum(isinstance(outcome, errors.InsufficientBalance) for outcome in rich0_more) == 3
+    assert [type(outcome) for outcome in outcomes[23:]] == [
+        errors.InsufficientBalance, errors.SenderBanned, errors.StreamNotLive, errors.StreamNotFound
+    ]
+    assert await balance_of(engine, world.viewer_id) == 90
+    assert await balance_of(engine, rich[0]["id"]) == 0
+    assert [await balance_of(engine, user["id"]) for user in rich[1:]] == [90] * 7
+    assert (await balance_of(engine, poor["id"]), await balance_of(engine, banned["id"])) == (5, 100)
+    assert await balance_of(engine, world.host_id) == 10 * (8 + 1 + 9)
+    assert (await audit_database(engine)).problems == []
+
+
+async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_request(postgres_url: str) -> None:
+    """Another server commits a superlike with a key this batch also carries, after the batch read
+    and before it wrote: the unique index undoes the whole statement, and the batch is written again
+    one request at a time. The contended request replays the other server's superlike; its
+    neighbours are charged once."""
+    async with migrated_engine(postgres_url) as engine:
+        world = await build_world(engine, coins=100, price=10)
+        neighbours = [await create_user(engine, coins=100) for _ in range(2)]
+        other_server = await engine.connect()
+        other_transaction = await other_server.begin()
+        # The other server's superlike, with its ledger entries and the debit, not yet committed.
+        await other_server.execute(
+            text("""
+                INSERT INTO superlikes (id, stream_id, sender_id, sender_username, sender_name,
+                                        sender_surname, sender_profile_photo, price,
+                                        sender_balance_after, created_at_ms, idempotency_key)
+                SELECT 'abcdefabcdefabcdefabcdef', :stream, u.id, u.username, u.name, u.surname,
+                       u.profile_photo, 10, 90, 1700000000000, 'contended'
+                FROM users u WHERE u.id = :sender
+            """),
+            {"stream": world.stream_id, "sender": world.viewer_id},
+        )
+        await other_server.execute(
+            text("""
+                INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms, applied)
+                VALUES (:sender, -10, 'superlike_debit', 'abcdefabcdefabcdefabcdef', 1700000000000, TRUE),
+                       (:host, 10, 'superlike_credit', 'abcdefabcdefabcdefabcdef', 1700000000000, FALSE)
+            """),
+            {"sender": world.viewer_id, "host": world.host_id},
+        )
+        await other_server.execute(
+            text("UPDATE wallets SET balance = balance - 10 WHERE user_id = :sender"), {"sender": world.viewer_id}
+        )
+        superlikes = superlike_service(engine)
+        batch = asyncio.gather(
+            superlikes.send(world.stream_id, world.viewer_id, "contended"),
+            *(superlikes.send(world.stream_id, user["id"], None) for user in neighbours),
+        )
+        await asyncio.sleep(0.5)  # the batch is now waiting on the other server's locks
+        await other_transaction.commit()
+        await other_server.close()
+        contended, *charged = await asyncio.wait_for(batch, timeout=10)
+
+        assert contended.superlike_id == "abcdefabcdefabcdefabcdef"
+        assert (contended.price, contended.sender_balance_after) == (10, 90)
+        assert [superlike.sender_balance_after for superlike in charged] == [90, 90]
+        assert await balance_of(engine, world.viewer_id) == 90
+        assert [await balance_of(engine, user["id"]) for user in neighbours] == [90, 90]
+        assert (await audit_database(engine)).problems == []
