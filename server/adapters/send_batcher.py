@@ -6,9 +6,10 @@ form the next batch, so under load one write carries many superlikes, and with n
 just the one request and nothing waits for company.
 
 Each request keeps its own outcome: the batch runner answers every item separately (charged,
-refused, replayed, contended, or an error of its own). A batch never holds two requests of the same
-sender: a second one waits for the next batch, so it sees the first one's debit (and, with the same
-idempotency key, replays it) exactly as if the two had run one after the other.
+refused, replayed, contended, or an error of its own). A sender has at most one request being
+written at a time: a second one waits for a batch after the first one's, so it sees the first one's
+debit (and, with the same idempotency key, replays it) exactly as if the two had run one after the
+other, and two batches of this server never wait for each other's wallet locks.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class SendBatcher:
         self._max_in_flight = max_in_flight
         self._queue: deque[PendingSend] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._senders_in_flight: set[str] = set()
         self._flush_scheduled = False
 
     async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
@@ -83,21 +85,27 @@ class SendBatcher:
 
     def _take_batch(self) -> list[PendingSend]:
         batch: list[PendingSend] = []
-        senders: set[str] = set()
         deferred: list[PendingSend] = []
         while self._queue and len(batch) < self._max_batch:
             pending = self._queue.popleft()
             if pending.outcome.done():  # its caller gave up before it was sent
                 continue
-            if pending.request.sender_id in senders:
-                deferred.append(pending)
+            if pending.request.sender_id in self._senders_in_flight:
+                deferred.append(pending)  # keeps its place for a batch after its sender's current one
                 continue
-            senders.add(pending.request.sender_id)
+            self._senders_in_flight.add(pending.request.sender_id)
             batch.append(pending)
         self._queue.extendleft(reversed(deferred))
         return batch
 
     async def _write(self, batch: list[PendingSend]) -> None:
+        try:
+            await self._answer(batch)
+        finally:
+            for pending in batch:
+                self._senders_in_flight.discard(pending.request.sender_id)
+
+    async def _answer(self, batch: list[PendingSend]) -> None:
         try:
             results: BatchResult = await self._run_batch(batch)
         except asyncio.CancelledError:

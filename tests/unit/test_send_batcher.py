@@ -63,6 +63,25 @@ async def test_a_second_request_of_the_same_sender_waits_for_the_next_batch() ->
     assert runner.batches == [["1", "3"], ["2"]]
 
 
+async def test_a_sender_with_a_request_being_written_waits_even_when_another_batch_could_start() -> None:
+    runner = RecordingRunner()
+    runner.release.clear()
+    batcher = SendBatcher(runner, max_batch=10, max_in_flight=2)
+
+    first = asyncio.ensure_future(batcher.send(request("a", "k"), "1", 0))
+    await asyncio.sleep(0.01)
+    later = [
+        asyncio.ensure_future(batcher.send(request("a", "k"), "2", 0)),
+        asyncio.ensure_future(batcher.send(request("b"), "3", 0)),
+    ]
+    await asyncio.sleep(0.01)
+    assert runner.batches == [["1"], ["3"]]  # the second slot is used, but not for "a"
+    runner.release.set()
+    await asyncio.gather(first, *later)
+
+    assert runner.batches == [["1"], ["3"], ["2"]]
+
+
 async def test_requests_arriving_while_a_batch_is_written_form_the_next_one() -> None:
     runner = RecordingRunner()
     runner.release.clear()
