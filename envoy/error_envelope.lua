@@ -55,7 +55,14 @@ local function remove_matching(headers, predicate)
   end
 end
 
+local X = string.byte("x")
+local G = string.byte("g")
+
 local function is_forgeable(name)
+  -- Every forgeable prefix starts with "x": most headers are ruled out by their first byte.
+  if string.byte(name, 1) ~= X then
+    return false
+  end
   for _, prefix in ipairs(FORGEABLE_PREFIXES) do
     if starts_with(name, prefix) then
       return true
@@ -64,8 +71,12 @@ local function is_forgeable(name)
   return false
 end
 
+local function is_grpc_header(name)
+  return string.byte(name, 1) == G and starts_with(name, "grpc-")
+end
+
 local function is_internal_response_header(name)
-  return starts_with(name, "grpc-") or starts_with(name, "x-envoy-")
+  return is_grpc_header(name) or (string.byte(name, 1) == X and starts_with(name, "x-envoy-"))
 end
 
 -- Index just past the JSON string whose opening quote is at position i (nil if unterminated).
@@ -157,7 +168,7 @@ function envoy_on_request(request_handle)
     return
   end
   -- A REST caller must not hand the server gRPC control metadata (e.g. grpc-timeout).
-  remove_matching(headers, function(name) return starts_with(name, "grpc-") end)
+  remove_matching(headers, is_grpc_header)
   local raw_path = headers:get(":path") or ""
   local path = string.match(raw_path, "^[^?]*")
   -- The REST contract has no query parameters, but the transcoder would bind them to request

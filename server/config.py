@@ -26,7 +26,7 @@ class Settings:
     jwt_hs256_secret: str | None = field(default=None, repr=False)
     jwt_leeway_seconds: int = 30
     db_pool_size: int = 10
-    db_batches_in_flight: int = 2
+    db_batches_in_flight: int = 1
     shutdown_grace_seconds: float = 10.0
     health_check_interval_seconds: float = 2.0
     settle_interval_seconds: float = 0.2
@@ -95,7 +95,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_hs256_secret=secret,
         jwt_leeway_seconds=_int(env, "LIVECHAT_JWT_LEEWAY_SECONDS", 30, 0, 300),
         db_pool_size=_int(env, "LIVECHAT_DB_POOL_SIZE", 10, 1, 200),
-        db_batches_in_flight=_int(env, "LIVECHAT_DB_BATCHES_IN_FLIGHT", 2, 1, 64),
+        db_batches_in_flight=_int(env, "LIVECHAT_DB_BATCHES_IN_FLIGHT", 1, 1, 64),
         shutdown_grace_seconds=_float(env, "LIVECHAT_SHUTDOWN_GRACE_SECONDS", 10.0, 0.0, 300.0),
         health_check_interval_seconds=_float(env, "LIVECHAT_HEALTH_INTERVAL_SECONDS", 2.0, 0.1, 60.0),
         settle_interval_seconds=_float(env, "LIVECHAT_SETTLE_INTERVAL_SECONDS", 0.2, 0.01, 60.0),

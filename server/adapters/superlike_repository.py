@@ -186,10 +186,12 @@ MAX_BATCH = 128
 class PostgresSuperlikeRepository:
     """Superlikes written in batches, each one autocommit statement on a pooled asyncpg connection.
 
-    Several batches may be in flight at once (`max_in_flight`), so the server keeps working while a
-    batch waits for its commit; requests arriving meanwhile form the next batches."""
+    The server keeps working while a batch statement runs; requests arriving meanwhile form the next
+    batch. `max_in_flight` bounds the batch statements running at once: one makes the largest batches
+    and the least database work per superlike; more overlap the statements on a database with cores
+    to spare."""
 
-    def __init__(self, engine: AsyncEngine, *, max_in_flight: int = 2) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_in_flight: int = 1) -> None:
         self._engine = engine
         self._batcher = SendBatcher(self._write_batch, max_batch=MAX_BATCH, max_in_flight=max_in_flight)
 
@@ -429,7 +431,7 @@ def _prior_from_row(row: Any, sender_id: str) -> PriorSuperlike | None:
 
 
 def superlike_repository(
-    engine: AsyncEngine, sqlite_worker: SqliteWorker | None = None, *, batches_in_flight: int = 2
+    engine: AsyncEngine, sqlite_worker: SqliteWorker | None = None, *, batches_in_flight: int = 1
 ) -> PostgresSuperlikeRepository | SqliteSuperlikeRepository:
     """The repository for `engine`: SQLite's runs on its dedicated thread, so it needs the worker."""
     if engine.dialect.name == "sqlite":

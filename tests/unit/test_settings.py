@@ -22,6 +22,7 @@ def test_all_variables_are_read() -> None:
             "LIVECHAT_GRPC_HOST": "0.0.0.0",
             "LIVECHAT_GRPC_PORT": "6000",
             "LIVECHAT_DB_POOL_SIZE": "32",
+            "LIVECHAT_DB_BATCHES_IN_FLIGHT": "3",
             "LIVECHAT_SHUTDOWN_GRACE_SECONDS": "2.5",
             "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS": "48",
             "LIVECHAT_LOG_LEVEL": "debug",
@@ -29,6 +30,7 @@ def test_all_variables_are_read() -> None:
     )
     assert settings.database_url == "postgresql://u@db/livechat"
     assert (settings.grpc_host, settings.grpc_port, settings.db_pool_size) == ("0.0.0.0", 6000, 32)
+    assert settings.db_batches_in_flight == 3
     assert (settings.shutdown_grace_seconds, settings.idempotency_retention_hours) == (2.5, 48)
     assert settings.log_level == "DEBUG"
     settings.require_auth()
@@ -39,6 +41,7 @@ def test_all_variables_are_read() -> None:
     [
         ({"LIVECHAT_GRPC_PORT": "http"}, "LIVECHAT_GRPC_PORT='http' is not an integer"),
         ({"LIVECHAT_GRPC_PORT": "70000"}, "LIVECHAT_GRPC_PORT=70000 is out of range [0, 65535]"),
+        ({"LIVECHAT_DB_BATCHES_IN_FLIGHT": "0"}, "LIVECHAT_DB_BATCHES_IN_FLIGHT=0 is out of range [1, 64]"),
         ({"LIVECHAT_IDEMPOTENCY_RETENTION_HOURS": "1"}, "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS=1 is out of range [24, 8760]"),
         ({"LIVECHAT_SHUTDOWN_GRACE_SECONDS": "soon"}, "LIVECHAT_SHUTDOWN_GRACE_SECONDS='soon' is not a number"),
         ({"LIVECHAT_LOG_LEVEL": "loud"}, "LIVECHAT_LOG_LEVEL='LOUD' must be DEBUG, INFO, WARNING or ERROR"),
