@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -282,40 +282,30 @@ async def audit_ledger(connection: AsyncConnection, *, max_listed: int = 20) -> 
         )
 
     superlikes = (await connection.execute(select(func.count()).select_from(SuperlikeRecord))).scalar_one()
-    # Correlated lookups through the index on ledger_entries.superlike_id: the cost stays
-    # O(superlikes x log entries) whatever the planner believes about table sizes (a freshly loaded
-    # database without statistics turned a join of two aggregates into a quadratic nested loop).
+    # One pass: each superlike joined to its entries through the index on ledger_entries.superlike_id,
+    # the only join condition, so no planner can pick another path. (Correlated counts filtered by
+    # user id let SQLite walk a sender's or a hot host's whole history per superlike; a join of two
+    # aggregates became a quadratic nested loop on PostgreSQL without statistics.)
     entry = LedgerEntry.__table__.alias("entry")
-
-    def entries_of_superlike(*conditions: Any) -> Any:
-        return (
-            select(func.count())
-            .select_from(entry)
-            .where(entry.c.superlike_id == SuperlikeRecord.id, *conditions)
-            .scalar_subquery()
-        )
-
+    is_debit = and_(
+        entry.c.kind == "superlike_debit",
+        entry.c.user_id == SuperlikeRecord.sender_id,
+        entry.c.amount == -SuperlikeRecord.price,
+    )
+    is_credit = and_(
+        entry.c.kind == "superlike_credit",
+        entry.c.user_id == LiveStream.host_id,
+        entry.c.amount == SuperlikeRecord.price,
+    )
     broken = await connection.execute(
         select(SuperlikeRecord.id)
         .join(LiveStream, LiveStream.id == SuperlikeRecord.stream_id)
-        .where(
-            (entries_of_superlike() != 2)
-            | (
-                entries_of_superlike(
-                    entry.c.kind == "superlike_debit",
-                    entry.c.user_id == SuperlikeRecord.sender_id,
-                    entry.c.amount == -SuperlikeRecord.price,
-                )
-                != 1
-            )
-            | (
-                entries_of_superlike(
-                    entry.c.kind == "superlike_credit",
-                    entry.c.user_id == LiveStream.host_id,
-                    entry.c.amount == SuperlikeRecord.price,
-                )
-                != 1
-            )
+        .outerjoin(entry, entry.c.superlike_id == SuperlikeRecord.id)
+        .group_by(SuperlikeRecord.id, LiveStream.host_id)
+        .having(
+            (func.count(entry.c.id) != 2)
+            | (func.sum(case((is_debit, 1), else_=0)) != 1)
+            | (func.sum(case((is_credit, 1), else_=0)) != 1)
         )
         .limit(max_listed)
     )
