@@ -309,12 +309,19 @@ def run_scenario(ctx: Context, scenario: Scenario, counter: seeding.SuperlikeCou
 # ------------------------------------------------------------------------------------------ phases
 
 
+AUDIT_TIMEOUT_S = 300
+
+
 def audit(database_url: str) -> dict[str, Any]:
     livechat = Path(sys.executable).parent / "livechat"
-    result = subprocess.run(
-        [str(livechat), "admin", "audit"], env=dict(os.environ, DATABASE_URL=database_url),
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )
+    try:
+        result = subprocess.run(
+            [str(livechat), "admin", "audit"], env=dict(os.environ, DATABASE_URL=database_url),
+            capture_output=True, text=True, timeout=AUDIT_TIMEOUT_S, cwd=ROOT,
+        )
+    except subprocess.TimeoutExpired:
+        # A failed check like any other: the run still finishes, records it and exits non-zero.
+        return {"exit_code": None, "report": {}, "stderr": f"the audit did not finish within {AUDIT_TIMEOUT_S} s"}
     try:
         report = json.loads(result.stdout)
     except json.JSONDecodeError:
