@@ -58,9 +58,14 @@ end
 local X = string.byte("x")
 local G = string.byte("g")
 
+-- First bytes of the forgeable prefixes: most headers are ruled out by their first byte alone.
+local FORGEABLE_FIRST_BYTES = {}
+for _, prefix in ipairs(FORGEABLE_PREFIXES) do
+  FORGEABLE_FIRST_BYTES[string.byte(prefix, 1)] = true
+end
+
 local function is_forgeable(name)
-  -- Every forgeable prefix starts with "x": most headers are ruled out by their first byte.
-  if string.byte(name, 1) ~= X then
+  if not FORGEABLE_FIRST_BYTES[string.byte(name, 1)] then
     return false
   end
   for _, prefix in ipairs(FORGEABLE_PREFIXES) do

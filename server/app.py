@@ -65,7 +65,8 @@ class RunningServer:
         """Stops taking calls, lets in-flight ones finish for up to `grace_seconds`, then releases."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_seconds)
-        await self.superlike_storage.close()  # batches already handed to the database finish
+        # Batches already queued get the same grace to reach the database; later calls are refused.
+        await self.superlike_storage.close(max(grace_seconds, 1.0))
         for task in self._background:
             task.cancel()
         for task in self._background:

@@ -85,6 +85,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     if not database_url.startswith(("sqlite", "postgres")):
         raise ConfigError(f"DATABASE_URL must start with sqlite:// or postgresql://, got {database_url.split(':')[0]!r}")
+    pool_size = _int(env, "LIVECHAT_DB_POOL_SIZE", 10, 1, 200)
+    # Batch statements each hold a connection; key lookups, settlement and health need one too.
+    batches_in_flight = _int(env, "LIVECHAT_DB_BATCHES_IN_FLIGHT", 1, 1, 64)
+    if batches_in_flight >= pool_size:
+        raise ConfigError(
+            f"LIVECHAT_DB_BATCHES_IN_FLIGHT={batches_in_flight} must be below LIVECHAT_DB_POOL_SIZE={pool_size}"
+        )
     return Settings(
         database_url=database_url,
         grpc_host=env.get("LIVECHAT_GRPC_HOST") or "127.0.0.1",
@@ -94,8 +101,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_audience=env.get("LIVECHAT_JWT_AUDIENCE", ""),
         jwt_hs256_secret=secret,
         jwt_leeway_seconds=_int(env, "LIVECHAT_JWT_LEEWAY_SECONDS", 30, 0, 300),
-        db_pool_size=_int(env, "LIVECHAT_DB_POOL_SIZE", 10, 1, 200),
-        db_batches_in_flight=_int(env, "LIVECHAT_DB_BATCHES_IN_FLIGHT", 1, 1, 64),
+        db_pool_size=pool_size,
+        db_batches_in_flight=batches_in_flight,
         shutdown_grace_seconds=_float(env, "LIVECHAT_SHUTDOWN_GRACE_SECONDS", 10.0, 0.0, 300.0),
         health_check_interval_seconds=_float(env, "LIVECHAT_HEALTH_INTERVAL_SECONDS", 2.0, 0.1, 60.0),
         settle_interval_seconds=_float(env, "LIVECHAT_SETTLE_INTERVAL_SECONDS", 0.2, 0.01, 60.0),

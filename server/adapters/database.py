@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
+LOCK_TIMEOUT_MS = 2000
+
 # Execution option for connections that only read: on SQLite they begin without the write lock.
 READ_ONLY_OPTION = "livechat_read_only"
 
@@ -54,7 +56,13 @@ def create_engine(
         connect_args={
             "timeout": connect_timeout_s,
             "command_timeout": command_timeout_s,
-            "server_settings": {"application_name": "livechat"},
+            "server_settings": {
+                "application_name": "livechat",
+                # A row held locked elsewhere (an open admin transaction, a stuck session) must not
+                # stall a whole batch of superlikes: the statement gives up and the batch is
+                # written again without waiting on anyone else's lock (superlike_repository.py).
+                "lock_timeout": str(LOCK_TIMEOUT_MS),
+            },
         },
     )
 

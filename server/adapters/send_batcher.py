@@ -15,11 +15,13 @@ other, and two batches of this server never wait for each other's wallet locks.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from server.domain.errors import OutcomeUnknown, StorageUnavailable
 from server.domain.superlike import SuperlikeRequest
 from server.services.ports import SendAttempt
 
@@ -48,6 +50,8 @@ class SendBatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._senders_in_flight: set[str] = set()
         self._flush_scheduled = False
+        self._closed = False
+        self._abandoned = False
 
     async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
         """Queues the request for the next batch and waits for its own outcome.
@@ -55,6 +59,8 @@ class SendBatcher:
         A caller cancelled while its request still waits is simply dropped (nothing was sent). Once
         its batch is being written the batch completes regardless: it carries other requests too,
         and a write is never cut in half."""
+        if self._closed:
+            raise StorageUnavailable()  # shutting down: nothing was sent, another server can take it
         loop = asyncio.get_running_loop()
         pending = PendingSend(request, superlike_id, created_at_ms, loop.create_future())
         self._queue.append(pending)
@@ -64,8 +70,25 @@ class SendBatcher:
             loop.call_soon(self._flush)
         return await pending.outcome
 
-    async def close(self) -> None:
-        """Waits until every queued request has been written."""
+    async def close(self, timeout_seconds: float) -> None:
+        """Takes no new requests and waits up to `timeout_seconds` for the queued ones to be written.
+        Batches still being written then are cancelled: their callers learn OutcomeUnknown."""
+        self._closed = True
+        try:
+            await asyncio.wait_for(self._drain(), timeout_seconds)
+        except TimeoutError:
+            log.warning("superlike batches still being written after %.1fs; abandoning them", timeout_seconds)
+            self._abandoned = True  # no new batch starts
+            for task in set(self._in_flight):
+                task.cancel()
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight))
+            for pending in self._queue:  # never sent
+                if not pending.outcome.done():
+                    pending.outcome.set_exception(StorageUnavailable())
+            self._queue.clear()
+
+    async def _drain(self) -> None:
         while self._queue or self._in_flight:
             if self._in_flight:
                 await asyncio.wait(set(self._in_flight))
@@ -75,6 +98,8 @@ class SendBatcher:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._abandoned:
+            return
         while self._queue and len(self._in_flight) < self._max_in_flight:
             batch = self._take_batch()
             if not batch:
@@ -86,7 +111,10 @@ class SendBatcher:
     def _take_batch(self) -> list[PendingSend]:
         batch: list[PendingSend] = []
         deferred: list[PendingSend] = []
-        while self._queue and len(batch) < self._max_batch:
+        # Bounded, so a flood from one sender (all deferred) cannot make every flush walk the queue.
+        examined = 0
+        while self._queue and len(batch) < self._max_batch and examined < 4 * self._max_batch:
+            examined += 1
             pending = self._queue.popleft()
             if pending.outcome.done():  # its caller gave up before it was sent
                 continue
@@ -109,21 +137,36 @@ class SendBatcher:
         try:
             results: BatchResult = await self._run_batch(batch)
         except asyncio.CancelledError:
+            # Abandoned mid-write (shutdown): the batch may or may not have committed.
             for pending in batch:
-                pending.outcome.cancel()
+                if not pending.outcome.done():
+                    pending.outcome.set_exception(OutcomeUnknown())
             raise
-        except Exception as error:  # every waiter gets the batch's failure
-            results = [error] * len(batch)
-        for pending, result in zip(batch, results, strict=True):
-            if pending.outcome.done():
-                continue
-            if isinstance(result, BaseException):
-                pending.outcome.set_exception(result)
-            else:
-                pending.outcome.set_result(result)
+        except Exception as error:  # every waiter gets the batch's failure, as its own exception
+            results = [error, *(_own_copy(error) for _ in batch[1:])]
+        try:
+            for pending, result in zip(batch, results, strict=True):
+                if pending.outcome.done():
+                    continue
+                if isinstance(result, BaseException):
+                    pending.outcome.set_exception(result)
+                else:
+                    pending.outcome.set_result(result)
+        finally:
+            for pending in batch:  # a runner that answered too few must not leave a caller hanging
+                if not pending.outcome.done():
+                    pending.outcome.set_exception(OutcomeUnknown())
 
     def _written(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("superlike batch failed to report", exc_info=task.exception())
         self._flush()
+
+
+def _own_copy(error: Exception) -> Exception:
+    """The same failure for another waiter: raising one exception object in several tasks would
+    tangle their tracebacks."""
+    duplicate = copy.copy(error)
+    duplicate.__cause__ = error.__cause__
+    return duplicate

@@ -17,6 +17,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, text
 
 from server.adapters.database import READ_ONLY_OPTION, create_blocking_sqlite_engine
+from server.domain.errors import OutcomeUnknown
 
 T = TypeVar("T")
 
@@ -34,11 +35,23 @@ class SqliteWorker:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
 
     async def write(self, work: Callable[[Connection], T]) -> T:
-        """`work` inside one BEGIN IMMEDIATE transaction, committed when it returns."""
+        """`work` inside one BEGIN IMMEDIATE transaction, committed when it returns. A failure of the
+        COMMIT itself (an I/O error while syncing the WAL) may or may not have made the transaction
+        durable: it is reported as OutcomeUnknown, never as "nothing was written"."""
 
         def in_transaction() -> T:
-            with self.engine.begin() as connection:
-                return work(connection)
+            with self.engine.connect() as connection:
+                transaction = connection.begin()
+                try:
+                    result = work(connection)
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                try:
+                    transaction.commit()
+                except Exception as error:
+                    raise OutcomeUnknown() from error
+                return result
 
         return await self.run(in_transaction)
 

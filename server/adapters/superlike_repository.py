@@ -178,6 +178,20 @@ def _params(pending: PendingSend) -> dict[str, Any]:
     }
 
 
+def _arrays(batch: Sequence[PendingSend]) -> tuple[list[Any], ...]:
+    """The batch statement's parameters: one array per column, one element per request."""
+    return (
+        [pending.request.stream_id for pending in batch],
+        [pending.request.sender_id for pending in batch],
+        [pending.request.idempotency_key for pending in batch],
+        [pending.superlike_id for pending in batch],
+        [pending.created_at_ms for pending in batch],
+    )
+
+
+# Refusals that say "busy, try again" rather than "wrong": nothing was written.
+_BUSY_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError)
+
 # Enough to absorb every request in flight at the concurrency the server is sized for, and small
 # enough that one statement's arrays stay a few kilobytes.
 MAX_BATCH = 128
@@ -204,43 +218,58 @@ class PostgresSuperlikeRepository:
             row = result.mappings().one_or_none()
         return None if row is None else _prior_from_row(row, sender_id)
 
-    async def close(self) -> None:
-        await self._batcher.close()
+    async def close(self, timeout_seconds: float) -> None:
+        await self._batcher.close(timeout_seconds)
 
     async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
-        arrays = (
-            [pending.request.stream_id for pending in batch],
-            [pending.request.sender_id for pending in batch],
-            [pending.request.idempotency_key for pending in batch],
-            [pending.superlike_id for pending in batch],
-            [pending.created_at_ms for pending in batch],
-        )
+        arrays = _arrays(batch)
         try:
             rows = await self._fetch(_SEND_BATCH_SQL, arrays)
-        except asyncpg.UniqueViolationError as error:
-            if error.constraint_name != KEY_CONSTRAINT:
-                raise
-            if len(batch) == 1:
+        except asyncpg.PostgresError as error:
+            # The database refused the statement, so in autocommit nothing of it was written.
+            # (Connection failures never get here: _fetch turns them into StorageUnavailable or
+            # OutcomeUnknown.)
+            if len(batch) > 1:
+                return await self._write_again(batch, error)
+            if isinstance(error, asyncpg.UniqueViolationError) and error.constraint_name == KEY_CONSTRAINT:
                 return [SendAttempt(context=_EMPTY_CONTEXT, contended=True)]
-            # A request of another server with one of these keys committed first, and the whole
-            # statement was undone. One at a time, only that request learns of the contention.
-            return await self._write_one_by_one(batch)
-        except asyncpg.DeadlockDetectedError as error:
-            # Not expected (every writer locks wallets in one order), but harmless: the statement
-            # was undone, so each request can be written again on its own.
-            if len(batch) == 1:
+            if isinstance(error, _BUSY_ERRORS):
+                # A wallet stayed locked past lock_timeout, or a deadlock victim: retryable.
+                log.warning("superlike not written, the database is busy: %s", error)
                 raise StorageUnavailable() from error
-            log.warning("superlike batch chosen as a deadlock victim; writing it one by one")
-            return await self._write_one_by_one(batch)
-        return [_attempt_from_row(row, pending) for row, pending in zip(rows, batch, strict=True)]
-
-    async def _write_one_by_one(self, batch: Sequence[PendingSend]) -> BatchResult:
+            raise
         results: list[SendAttempt | BaseException] = []
-        for pending in batch:
+        for number, (row, pending) in enumerate(zip(rows, batch, strict=True), start=1):
+            assert row["n"] == number, "batch rows out of order"
+            results.append(_attempt_from_row(row, pending))
+        return results
+
+    async def _write_again(self, batch: Sequence[PendingSend], error: asyncpg.PostgresError) -> BatchResult:
+        """A refused batch statement changed nothing. Typically another server committed one of these
+        idempotency keys first: written again, the statement sees that superlike and replays it. If it
+        is refused again, or a wallet was locked elsewhere past lock_timeout, one request at a time,
+        so only the request at fault fails."""
+        if not isinstance(error, _BUSY_ERRORS):  # a busy wallet would only time out again
+            log.info("superlike batch refused (%s); writing it again", error)
+            try:
+                rows = await self._fetch(_SEND_BATCH_SQL, _arrays(batch))
+                return [_attempt_from_row(row, pending) for row, pending in zip(rows, batch, strict=True)]
+            except asyncpg.PostgresError as again:
+                error = again
+        log.warning("superlike batch refused (%s); writing it one request at a time", error)
+        results: list[SendAttempt | BaseException] = []
+        for index, pending in enumerate(batch):
             try:
                 results.extend(await self._write_batch([pending]))
-            except Exception as error:  # this request's own failure, not its neighbours'
-                results.append(error)
+            except (StorageUnavailable, OutcomeUnknown) as failure:
+                results.append(failure)
+                if isinstance(failure.__cause__, _BUSY_ERRORS):
+                    continue  # only this request's wallet was busy
+                # The database is gone: the requests not tried yet were not sent at all.
+                results.extend(StorageUnavailable() for _ in batch[index + 1:])
+                break
+            except Exception as failure:  # this request's own failure, not its neighbours'
+                results.append(failure)
         return results
 
     async def _fetch(self, sql: str, arrays: tuple[list[Any], ...]) -> list[asyncpg.Record]:
@@ -300,8 +329,8 @@ class SqliteSuperlikeRepository:
 
         return await self._worker.read(find)
 
-    async def close(self) -> None:
-        await self._batcher.close()
+    async def close(self, timeout_seconds: float) -> None:
+        await self._batcher.close(timeout_seconds)
 
     async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
         try:
@@ -309,7 +338,9 @@ class SqliteSuperlikeRepository:
                 lambda connection: [_send_in_transaction(connection, pending=pending) for pending in batch]
             )
         except Exception as error:
-            if len(batch) == 1 or is_unavailable(error):
+            # OutcomeUnknown: the commit itself failed and may have been durable; writing the
+            # requests again could charge them twice.
+            if len(batch) == 1 or is_unavailable(error) or isinstance(error, OutcomeUnknown):
                 raise
             # One request's failure undid the whole transaction; one at a time, only it fails.
             log.warning("superlike batch failed, writing it one by one: %s", error)

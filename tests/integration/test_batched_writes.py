@@ -20,6 +20,17 @@ async def balance_of(engine: AsyncEngine, user_id: str) -> int:
         return (await AdminRepository(connection).get_user(user_id))["balance"]
 
 
+async def wait_until_a_lock_is_awaited(engine: AsyncEngine, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        async with engine.connect() as connection:
+            waiting = (await connection.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))).scalar_one()
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the batch never waited on the other server's lock")
+
+
 async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(engine: AsyncEngine) -> None:
     world = await build_world(engine, coins=100, price=10)
     rich = [await create_user(engine, coins=100) for _ in range(8)]
@@ -43,9 +54,17 @@ async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(engin
     )
 
     first_of_each_rich, same_key, rich0_more = outcomes[:8], outcomes[8:11], outcomes[11:23]
-    assert all(isinstance(outcome, Superlike) for outcome in first_of_each_rich)
+    # Every answer is its own request's: right sender, right stream, that sender's balance.
+    assert [(o.sender.user_id, o.stream_id, o.price) for o in first_of_each_rich] == [
+        (user["id"], stream, 10) for user in rich
+    ]
+    assert [o.sender_balance_after for o in first_of_each_rich[1:]] == [90] * 7
     assert len({outcome.superlike_id for outcome in same_key}) == 1  # charged once, replayed twice
-    assert sum(isinstance(outcome, Superlike) for outcome in rich0_more) == 9
+    assert {(o.sender.user_id, o.sender_balance_after) for o in same_key} == {(world.viewer_id, 90)}
+    charged = [o for o in rich0_more if isinstance(o, Superlike)]
+    assert {o.sender.user_id for o in charged} == {rich[0]["id"]}
+    # rich[0]'s 10 charges in some order: balances 90, 80, ... 0, each exactly once.
+    assert sorted(o.sender_balance_after for o in [first_of_each_rich[0], *charged]) == list(range(0, 100, 10))
     assert sum(isinstance(outcome, errors.InsufficientBalance) for outcome in rich0_more) == 3
     assert [type(outcome) for outcome in outcomes[23:]] == [
         errors.InsufficientBalance, errors.SenderBanned, errors.StreamNotLive, errors.StreamNotFound
@@ -96,7 +115,7 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
             superlikes.send(world.stream_id, world.viewer_id, "contended"),
             *(superlikes.send(world.stream_id, user["id"], None) for user in neighbours),
         )
-        await asyncio.sleep(0.5)  # the batch is now waiting on the other server's locks
+        await wait_until_a_lock_is_awaited(engine)  # the batch now waits on the other server's locks
         await other_transaction.commit()
         await other_server.close()
         contended, *charged = await asyncio.wait_for(batch, timeout=10)
@@ -106,4 +125,33 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
         assert [superlike.sender_balance_after for superlike in charged] == [90, 90]
         assert await balance_of(engine, world.viewer_id) == 90
         assert [await balance_of(engine, user["id"]) for user in neighbours] == [90, 90]
+        assert (await audit_database(engine)).problems == []
+
+
+async def test_a_wallet_locked_elsewhere_delays_only_its_own_request(postgres_url: str) -> None:
+    """A session holds one sender's wallet row locked. The batch gives up after lock_timeout and is
+    written one request at a time: the neighbours are charged, the locked sender's request is refused
+    as STORAGE_UNAVAILABLE (nothing charged), instead of the whole server waiting on that lock."""
+    async with migrated_engine(postgres_url) as engine:
+        world = await build_world(engine, coins=100, price=10)
+        neighbours = [await create_user(engine, coins=100) for _ in range(2)]
+        async with engine.connect() as holder:
+            await holder.begin()
+            await holder.execute(
+                text("SELECT balance FROM wallets WHERE user_id = :id FOR UPDATE"), {"id": world.viewer_id}
+            )
+            superlikes = superlike_service(engine)
+            locked, *charged = await asyncio.wait_for(
+                asyncio.gather(
+                    superlikes.send(world.stream_id, world.viewer_id, None),
+                    *(superlikes.send(world.stream_id, user["id"], None) for user in neighbours),
+                    return_exceptions=True,
+                ),
+                timeout=20,
+            )
+            await holder.rollback()
+
+        assert isinstance(locked, errors.StorageUnavailable)
+        assert [(o.sender.user_id, o.sender_balance_after) for o in charged] == [(u["id"], 90) for u in neighbours]
+        assert await balance_of(engine, world.viewer_id) == 100
         assert (await audit_database(engine)).problems == []

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from server.adapters.send_batcher import BatchResult, PendingSend, SendBatcher
-from server.domain.errors import OutcomeUnknown
+from server.domain.errors import OutcomeUnknown, StorageUnavailable
 from server.domain.superlike import SuperlikeContext, SuperlikeRequest
 from server.services.ports import SendAttempt
 
@@ -136,6 +136,7 @@ async def test_a_failed_batch_fails_every_caller_in_it() -> None:
     )
 
     assert [type(result) for result in results] == [OutcomeUnknown, OutcomeUnknown]
+    assert results[0] is not results[1]  # each caller raises its own exception object
 
 
 async def test_a_caller_that_gives_up_before_its_batch_is_never_sent() -> None:
@@ -179,7 +180,7 @@ async def test_close_waits_for_queued_and_in_flight_requests() -> None:
 
     sends = [asyncio.ensure_future(batcher.send(request(sender), sender, 0)) for sender in "ab"]
     await asyncio.sleep(0.01)
-    closing = asyncio.ensure_future(batcher.close())
+    closing = asyncio.ensure_future(batcher.close(5))
     await asyncio.sleep(0.01)
     assert not closing.done()
     runner.release.set()
@@ -187,3 +188,41 @@ async def test_close_waits_for_queued_and_in_flight_requests() -> None:
 
     assert all(send.done() and not send.cancelled() for send in sends)
     assert runner.batches == [["a"], ["b"]]
+
+
+async def test_after_close_new_requests_are_refused_as_storage_unavailable() -> None:
+    batcher = SendBatcher(RecordingRunner(), max_batch=10, max_in_flight=1)
+    await batcher.close(1)
+
+    with pytest.raises(StorageUnavailable):
+        await batcher.send(request("a"), "1", 0)
+
+
+async def test_close_abandons_a_write_that_outlives_its_timeout_as_outcome_unknown() -> None:
+    runner = RecordingRunner()
+    runner.release.clear()  # the database never answers
+    batcher = SendBatcher(runner, max_batch=1, max_in_flight=1)
+
+    written = asyncio.ensure_future(batcher.send(request("a"), "1", 0))
+    queued = asyncio.ensure_future(batcher.send(request("b"), "2", 0))
+    await asyncio.sleep(0.01)
+    await batcher.close(0.05)
+
+    with pytest.raises(OutcomeUnknown):
+        await written  # it was sent: it may have committed
+    with pytest.raises(StorageUnavailable):
+        await queued  # never sent
+
+
+async def test_a_runner_that_answers_too_few_leaves_no_caller_waiting() -> None:
+    async def short(batch: Sequence[PendingSend]) -> BatchResult:
+        return [SendAttempt(context=CONTEXT)]
+
+    batcher = SendBatcher(short, max_batch=10, max_in_flight=1)
+
+    results = await asyncio.wait_for(
+        asyncio.gather(batcher.send(request("a"), "1", 0), batcher.send(request("b"), "2", 0), return_exceptions=True),
+        timeout=1,
+    )
+
+    assert [type(result) for result in results] == [SendAttempt, OutcomeUnknown]

@@ -42,6 +42,10 @@ def test_all_variables_are_read() -> None:
         ({"LIVECHAT_GRPC_PORT": "http"}, "LIVECHAT_GRPC_PORT='http' is not an integer"),
         ({"LIVECHAT_GRPC_PORT": "70000"}, "LIVECHAT_GRPC_PORT=70000 is out of range [0, 65535]"),
         ({"LIVECHAT_DB_BATCHES_IN_FLIGHT": "0"}, "LIVECHAT_DB_BATCHES_IN_FLIGHT=0 is out of range [1, 64]"),
+        (
+            {"LIVECHAT_DB_BATCHES_IN_FLIGHT": "4", "LIVECHAT_DB_POOL_SIZE": "4"},
+            "LIVECHAT_DB_BATCHES_IN_FLIGHT=4 must be below LIVECHAT_DB_POOL_SIZE=4",
+        ),
         ({"LIVECHAT_IDEMPOTENCY_RETENTION_HOURS": "1"}, "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS=1 is out of range [24, 8760]"),
         ({"LIVECHAT_SHUTDOWN_GRACE_SECONDS": "soon"}, "LIVECHAT_SHUTDOWN_GRACE_SECONDS='soon' is not a number"),
         ({"LIVECHAT_LOG_LEVEL": "loud"}, "LIVECHAT_LOG_LEVEL='LOUD' must be DEBUG, INFO, WARNING or ERROR"),
