@@ -86,7 +86,7 @@ FROM superlikes k WHERE k.sender_id = :sender_id AND k.idempotency_key = :key
 # undoes the whole statement; the batch is then written one request at a time. The host's credit is
 # a pending ledger entry (see settlement.py): the host's wallet row is not locked, so superlikes on
 # one hot stream do not queue behind each other.
-_SEND_BATCH_SQL = """
+_SEND_BATCH_SQL = f"""
 WITH p AS (
     SELECT * FROM unnest($1::varchar(24)[], $2::varchar(24)[], $3::varchar(255)[], $4::varchar(24)[],
                          $5::bigint[])
@@ -95,14 +95,7 @@ WITH p AS (
     -- One index lookup per request and table, whatever the tables' sizes and the planner's guess
     -- of the batch size (LIMIT 1 keeps each lookup a nested loop, not a join over whole tables).
     SELECT p.n, p.superlike_id, p.created_at_ms, p.idem, p.sid AS stream_id,
-           s.host_id, s.state, s.superlike_price,
-           u.id AS sender_id, u.username, u.name, u.surname, u.profile_photo,
-           w.balance,
-           EXISTS (SELECT 1 FROM chat_bans b WHERE b.stream_id = p.sid AND b.user_id = p.uid) AS banned,
-           k.id AS prior_id, k.stream_id AS prior_stream_id, k.sender_username AS prior_username,
-           k.sender_name AS prior_name, k.sender_surname AS prior_surname,
-           k.sender_profile_photo AS prior_profile_photo, k.price AS prior_price,
-           k.created_at_ms AS prior_created_at_ms, k.sender_balance_after AS prior_balance_after
+           {_CONTEXT_COLUMNS}
     FROM p
     LEFT JOIN LATERAL (SELECT * FROM live_streams WHERE id = p.sid LIMIT 1) s ON TRUE
     LEFT JOIN LATERAL (SELECT * FROM users WHERE id = p.uid LIMIT 1) u ON TRUE
