@@ -215,9 +215,8 @@ class PostgresSuperlikeRepository:
         await self._batcher.close(timeout_seconds)
 
     async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
-        arrays = _arrays(batch)
         try:
-            rows = await self._fetch(_SEND_BATCH_SQL, arrays)
+            rows = await self._fetch(_SEND_BATCH_SQL, _arrays(batch))
         except asyncpg.PostgresError as error:
             # The database refused the statement, so in autocommit nothing of it was written.
             # (Connection failures never get here: _fetch turns them into StorageUnavailable or
@@ -231,11 +230,7 @@ class PostgresSuperlikeRepository:
                 log.warning("superlike not written, the database is busy: %s", error)
                 raise StorageUnavailable() from error
             raise
-        results: list[SendAttempt | BaseException] = []
-        for number, (row, pending) in enumerate(zip(rows, batch, strict=True), start=1):
-            assert row["n"] == number, "batch rows out of order"
-            results.append(_attempt_from_row(row, pending))
-        return results
+        return _attempts_from_rows(rows, batch)
 
     async def _write_again(self, batch: Sequence[PendingSend], error: asyncpg.PostgresError) -> BatchResult:
         """A refused batch statement changed nothing. Typically another server committed one of these
@@ -245,8 +240,7 @@ class PostgresSuperlikeRepository:
         if not isinstance(error, _BUSY_ERRORS):  # a busy wallet would only time out again
             log.info("superlike batch refused (%s); writing it again", error)
             try:
-                rows = await self._fetch(_SEND_BATCH_SQL, _arrays(batch))
-                return [_attempt_from_row(row, pending) for row, pending in zip(rows, batch, strict=True)]
+                return _attempts_from_rows(await self._fetch(_SEND_BATCH_SQL, _arrays(batch)), batch)
             except asyncpg.PostgresError as again:
                 error = again
         log.warning("superlike batch refused (%s); writing it one request at a time", error)
@@ -388,6 +382,15 @@ def _send_with_cursor(cursor: sqlite3.Cursor, pending: PendingSend) -> SendAttem
     cursor.execute(_INSERT_SUPERLIKE_SQL, {**params, "balance_after": balance_after})
     cursor.execute(_INSERT_LEDGER_PAIR_SQL, params)
     return SendAttempt(context=context, superlike=_new_superlike(pending, context, balance_after))
+
+
+def _attempts_from_rows(rows: Sequence[Any], batch: Sequence[PendingSend]) -> list[SendAttempt]:
+    """The batch statement's answer, one row per request in the batch's order (`n`)."""
+    attempts = []
+    for number, (row, pending) in enumerate(zip(rows, batch, strict=True), start=1):
+        assert row["n"] == number, "batch rows out of order"
+        attempts.append(_attempt_from_row(row, pending))
+    return attempts
 
 
 def _attempt_from_row(row: Any, pending: PendingSend) -> SendAttempt:
