@@ -6,6 +6,8 @@ arrive: anything a client can type is not an identity.
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 from server.auth.tokens import TokenVerifier
@@ -22,15 +24,25 @@ def _metadata_values(context: grpc.aio.ServicerContext, name: str) -> list[str]:
     return values
 
 
+# `Authorization: <scheme> <token68>` (RFC 9110 §11.4). The scheme is case-insensitive; optional
+# whitespace around the value and between the two parts is HTTP's SP / HTAB only, so nothing else
+# (a non-breaking space decoded from latin-1, a line break) can slip into or around a token.
+_BEARER = re.compile(r"[ \t]*bearer[ \t]+([A-Za-z0-9\-._~+/]+=*)[ \t]*", re.IGNORECASE | re.ASCII)
+
+
+def bearer_token(authorization: str) -> str:
+    """The token of a `Bearer` authorization value; Unauthenticated for any other scheme or shape."""
+    match = _BEARER.fullmatch(authorization)
+    if match is None:
+        raise Unauthenticated()
+    return match.group(1)
+
+
 async def authenticated_subject(context: grpc.aio.ServicerContext, verifier: TokenVerifier) -> str:
     headers = _metadata_values(context, "authorization")
     if len(headers) != 1:
         raise Unauthenticated()
-    scheme, _, token = headers[0].strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthenticated()
-    return await verifier.subject_of(token)
+    return await verifier.subject_of(bearer_token(headers[0]))
 
 
 def idempotency_key_of(request_id: str, context: grpc.aio.ServicerContext) -> str | None:
