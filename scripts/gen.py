@@ -3,6 +3,8 @@
     python scripts/gen.py           # rewrite gen/
     python scripts/gen.py --check   # exit 1 when gen/ is stale relative to proto/
     python scripts/gen.py --image F # write a protoc image with source info for `buf lint F`
+    python scripts/gen.py --image F --proto-dir D   # the same image of another copy of proto/
+                                    # (e.g. an earlier commit's, for `buf breaking`)
 
 The google/api and google/rpc imports come from the googleapis-common-protos wheel, the well-known
 types from grpcio-tools, so nothing is vendored and no network is needed.
@@ -66,13 +68,13 @@ def generate(out_dir: Path) -> None:
         sys.exit("protoc failed generating the descriptor set")
 
 
-def write_lint_image(path: Path) -> None:
+def write_lint_image(path: Path, proto_dir: Path = PROTO_DIR) -> None:
     """A self-contained image for buf: it needs no module resolution, so no registry access."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sources = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
+    sources = sorted(str(p.relative_to(proto_dir)) for p in proto_dir.rglob("*.proto"))
     args = [
         "grpc_tools.protoc",
-        f"-I{PROTO_DIR}",
+        f"-I{proto_dir}",
         f"-I{_googleapis_include()}",
         f"-I{_well_known_include()}",
         "--include_imports",
@@ -104,9 +106,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail when gen/ differs from proto/")
     parser.add_argument("--image", type=Path, help="write a lint image here and print our file paths")
+    parser.add_argument("--proto-dir", type=Path, default=PROTO_DIR, help="the .proto tree --image reads")
     args = parser.parse_args()
     if args.image:
-        write_lint_image(args.image)
+        write_lint_image(args.image, args.proto_dir.resolve())
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)

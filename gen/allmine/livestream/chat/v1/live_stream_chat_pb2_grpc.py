@@ -28,10 +28,10 @@ if _version_not_supported:
 class LiveStreamChatStub:
     """LiveStreamChat serves the paid chat reactions of a live stream.
 
-    Every RPC needs the metadata `authorization: Bearer <JWT>`; the caller is the token's `sub`.
-    Errors carry a human message (the HTTP edge puts it in the envelope's `errors` array) and a
-    `google.rpc.ErrorInfo` detail whose `reason` is a stable UPPER_SNAKE code for programs and whose
-    `domain` is "livestream.allmine.app".
+    Every RPC needs the metadata `authorization: Bearer <JWT>` (the scheme in any case); the caller is
+    the token's `sub`. Errors carry a human message (the HTTP edge puts it in the envelope's `errors`
+    array) and a `google.rpc.ErrorInfo` detail whose `reason` is a stable UPPER_SNAKE code for programs
+    and whose `domain` is "livestream.allmine.app".
     """
 
     def __init__(self, channel):
@@ -50,25 +50,31 @@ class LiveStreamChatStub:
 class LiveStreamChatServicer:
     """LiveStreamChat serves the paid chat reactions of a live stream.
 
-    Every RPC needs the metadata `authorization: Bearer <JWT>`; the caller is the token's `sub`.
-    Errors carry a human message (the HTTP edge puts it in the envelope's `errors` array) and a
-    `google.rpc.ErrorInfo` detail whose `reason` is a stable UPPER_SNAKE code for programs and whose
-    `domain` is "livestream.allmine.app".
+    Every RPC needs the metadata `authorization: Bearer <JWT>` (the scheme in any case); the caller is
+    the token's `sub`. Errors carry a human message (the HTTP edge puts it in the envelope's `errors`
+    array) and a `google.rpc.ErrorInfo` detail whose `reason` is a stable UPPER_SNAKE code for programs
+    and whose `domain` is "livestream.allmine.app".
     """
 
     def SendSuperlike(self, request, context):
-        """SendSuperlike spends the stream's superlike price from the caller's coin wallet, credits the
-        stream's host and posts a superlike into the stream's chat, all in one transaction.
+        """SendSuperlike spends the stream's superlike price from the caller's coin wallet, posts a
+        superlike into the stream's chat and credits the stream's host. The debit, the superlike and the
+        host's credit entry are written atomically: either all of them or none. The host's credit is
+        written pending and a settlement task folds it into the host's wallet shortly afterwards (by
+        default every 0.2 s), so the host can spend those coins only from then on.
 
         Retry safety: a request that carries an idempotency key (`request_id`, the gRPC metadata
         `idempotency-key` or the HTTP header `Idempotency-Key`) is charged at most once per
-        (caller, key); a retry returns the first outcome's response unchanged.
+        (caller, key). Only a successful charge is remembered: a retry of it with the same key and stream
+        returns the first response unchanged and charges nothing, while a refused request stored nothing
+        and its retry is evaluated afresh. Without a key, a retry after a lost response may charge twice.
 
         Errors (gRPC code -> HTTP status, ErrorInfo.reason):
         - UNAUTHENTICATED -> 401, UNAUTHENTICATED: token missing, malformed, expired, not yet valid,
         badly signed, or issued by/for another party.
         - INVALID_ARGUMENT -> 400, INVALID_STREAM_ID: `stream_id` is not a 24-character hex id;
-        INVALID_IDEMPOTENCY_KEY: the key is empty, longer than 255 characters or not printable ASCII.
+        INVALID_IDEMPOTENCY_KEY: the key is empty, longer than 255 characters or not printable ASCII,
+        `request_id` and the metadata key are both sent and differ, or the metadata key is sent twice.
         - NOT_FOUND -> 404, STREAM_NOT_FOUND: no stream has this id; SENDER_NOT_FOUND: the caller has no
         account.
         - PERMISSION_DENIED -> 403, SENDER_IS_HOST: hosts cannot superlike their own stream;
@@ -76,7 +82,11 @@ class LiveStreamChatServicer:
         - ABORTED -> 409, STREAM_NOT_LIVE: the stream is scheduled or has ended;
         INSUFFICIENT_BALANCE: the caller's wallet holds less than the price;
         IDEMPOTENCY_KEY_REUSED: the key was already used by this caller for another stream.
-        - UNAVAILABLE -> 503, STORAGE_UNAVAILABLE: the database cannot be reached; safe to retry.
+        - UNAVAILABLE -> 503, STORAGE_UNAVAILABLE: the database could not be reached and nothing was
+        written; safe to retry. OUTCOME_UNKNOWN: the charge reached the database but its outcome could
+        not be confirmed (the connection broke, or the server shut down, while it was being written),
+        so it may have been made; retry only with the same idempotency key, which returns the charge
+        if it was made and never charges twice.
         - INTERNAL -> 500, INTERNAL: an unexpected failure; details are logged, never returned.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -102,10 +112,10 @@ def add_LiveStreamChatServicer_to_server(servicer, server):
 class LiveStreamChat:
     """LiveStreamChat serves the paid chat reactions of a live stream.
 
-    Every RPC needs the metadata `authorization: Bearer <JWT>`; the caller is the token's `sub`.
-    Errors carry a human message (the HTTP edge puts it in the envelope's `errors` array) and a
-    `google.rpc.ErrorInfo` detail whose `reason` is a stable UPPER_SNAKE code for programs and whose
-    `domain` is "livestream.allmine.app".
+    Every RPC needs the metadata `authorization: Bearer <JWT>` (the scheme in any case); the caller is
+    the token's `sub`. Errors carry a human message (the HTTP edge puts it in the envelope's `errors`
+    array) and a `google.rpc.ErrorInfo` detail whose `reason` is a stable UPPER_SNAKE code for programs
+    and whose `domain` is "livestream.allmine.app".
     """
 
     @staticmethod
