@@ -14,10 +14,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
+from server.adapters.admin_repository import AdminRepository
 from server.app import RunningServer, start_server
 from server.config import load_settings
 from tests.conftest import SigningKeys, server_env
 from tests.support import claims_for, migrated_engine, sign
+
+
+async def send_superlike(
+    stub: chat_grpc.LiveStreamChatStub,
+    stream_id: str,
+    token: str | None,
+    request_id: str = "",
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> chat_pb2.SendSuperlikeResponse:
+    """One SendSuperlike call, with `authorization: Bearer <token>` unless token is None."""
+    if token is not None:
+        metadata = (("authorization", f"Bearer {token}"), *metadata)
+    return await stub.SendSuperlike(
+        chat_pb2.SendSuperlikeRequest(stream_id=stream_id, request_id=request_id), metadata=metadata, timeout=10
+    )
 
 
 @dataclass
@@ -38,11 +54,27 @@ class Api:
         request_id: str = "",
         metadata: tuple[tuple[str, str], ...] = (),
     ) -> chat_pb2.SendSuperlikeResponse:
-        if token is not None:
-            metadata = (("authorization", f"Bearer {token}"), *metadata)
-        return await self.stub.SendSuperlike(
-            chat_pb2.SendSuperlikeRequest(stream_id=stream_id, request_id=request_id), metadata=metadata, timeout=10
-        )
+        return await send_superlike(self.stub, stream_id, token, request_id, metadata)
+
+    async def refusal(
+        self,
+        stream_id: str,
+        token: str | None,
+        request_id: str = "",
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> tuple[grpc.StatusCode, str, str]:
+        """(code, message, reason) of a call that must fail."""
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await self.send(stream_id, token, request_id, metadata)
+        return error_of(raised.value)
+
+    async def user(self, user_id: str) -> dict:
+        async with self.engine.begin() as connection:
+            return await AdminRepository(connection).get_user(user_id)
+
+    async def balance_of(self, user_id: str) -> int:
+        """What the user owns, pending superlike earnings included."""
+        return (await self.user(user_id))["balance"]
 
 
 def error_of(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, str]:

@@ -7,19 +7,15 @@ import re
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from server.adapters.admin_repository import AdminRepository
 from server.domain.superlike import StreamState
-from tests.api.conftest import Api, error_of
+from tests.api.conftest import Api
 from tests.support import build_world, create_stream
 
 OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-
-async def balance_of(api: Api, user_id: str) -> int:
-    async with api.engine.begin() as connection:
-        return (await AdminRepository(connection).get_user(user_id))["balance"]
 
 
 async def test_superlike_returns_the_contract_body_and_receipt(api: Api) -> None:
@@ -28,18 +24,19 @@ async def test_superlike_returns_the_contract_body_and_receipt(api: Api) -> None
     assert response.stream_id == world.stream_id
     assert response.sender_id == world.viewer_id
     snapshot = response.sender_snapshot
-    assert (snapshot.id, snapshot.name, snapshot.surname, snapshot.profile_photo) == (
-        world.viewer_id, "sample", "sample", "sample.jpg",
+    username = (await api.user(world.viewer_id))["username"]
+    assert (snapshot.id, snapshot.username, snapshot.name, snapshot.surname, snapshot.profile_photo) == (
+        world.viewer_id, username, "sample", "sample", "sample.jpg",
     )
-    assert snapshot.username.startswith("u")
     assert response.price == 10
     assert TIMESTAMP.fullmatch(response.timestamp)
     assert OBJECT_ID.fullmatch(response.superlike_id)
     assert response.sender_balance == 90
-    assert await balance_of(api, world.host_id) == 10
+    assert await api.balance_of(world.viewer_id) == 90
+    assert await api.balance_of(world.host_id) == 10
 
 
-async def test_uppercase_stream_id_is_accepted(api: Api) -> None:
+async def test_uppercase_stream_id_is_accepted_and_answered_in_lowercase(api: Api) -> None:
     world = await build_world(api.engine)
     response = await api.send(world.stream_id.upper(), api.token_for(world.viewer_id))
     assert response.stream_id == world.stream_id
@@ -56,20 +53,15 @@ async def test_uppercase_stream_id_is_accepted(api: Api) -> None:
 )
 async def test_malformed_stream_id_is_invalid_argument(api: Api, stream_id: str, message: str) -> None:
     world = await build_world(api.engine)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await api.send(stream_id, api.token_for(world.viewer_id))
-    assert error_of(raised.value) == (grpc.StatusCode.INVALID_ARGUMENT, message, "INVALID_STREAM_ID")
+    assert await api.refusal(stream_id, api.token_for(world.viewer_id)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, message, "INVALID_STREAM_ID",
+    )
 
 
-async def test_every_refusal_has_its_code_message_and_reason(api: Api) -> None:
+async def test_every_rule_refusal_has_its_code_message_and_reason_and_charges_nothing(api: Api) -> None:
     world = await build_world(api.engine, coins=100)
     viewer = api.token_for(world.viewer_id)
-
-    async def refusal(stream_id: str, token: str) -> tuple[grpc.StatusCode, str, str]:
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await api.send(stream_id, token)
-        return error_of(raised.value)
-
+    refusal = api.refusal
     assert await refusal("aaaaaaaaaaaaaaaaaaaaaaaa", viewer) == (
         grpc.StatusCode.NOT_FOUND, "Live stream not found", "STREAM_NOT_FOUND",
     )
@@ -91,12 +83,16 @@ async def test_every_refusal_has_its_code_message_and_reason(api: Api) -> None:
         grpc.StatusCode.ABORTED, "Live stream is not live", "STREAM_NOT_LIVE",
     )
     ended = await create_stream(api.engine, world.host_id, state=StreamState.ENDED)
-    assert (await refusal(ended["id"], viewer))[2] == "STREAM_NOT_LIVE"
+    assert await refusal(ended["id"], viewer) == (
+        grpc.StatusCode.ABORTED, "Live stream is not live", "STREAM_NOT_LIVE",
+    )
     poor = await build_world(api.engine, coins=9, price=10)
     assert await refusal(poor.stream_id, api.token_for(poor.viewer_id)) == (
         grpc.StatusCode.ABORTED, "Insufficient coin balance for a superlike", "INSUFFICIENT_BALANCE",
     )
-    assert await balance_of(api, world.viewer_id) == 100
+    assert await api.balance_of(world.viewer_id) == 100
+    assert await api.balance_of(poor.viewer_id) == 9
+    assert await api.balance_of(world.host_id) == 0
 
 
 async def test_retry_with_request_id_or_metadata_key_is_charged_once(api: Api) -> None:
@@ -105,15 +101,20 @@ async def test_retry_with_request_id_or_metadata_key_is_charged_once(api: Api) -
     first = await api.send(world.stream_id, token, request_id="order-1")
     assert await api.send(world.stream_id, token, request_id="order-1") == first
     assert await api.send(world.stream_id, token, metadata=(("idempotency-key", "order-1"),)) == first
-    assert await balance_of(api, world.viewer_id) == 90
+    assert await api.balance_of(world.viewer_id) == 90
+
+
+async def test_key_used_for_another_stream_is_refused_and_charges_nothing(api: Api) -> None:
+    world = await build_world(api.engine, coins=100)
+    token = api.token_for(world.viewer_id)
+    await api.send(world.stream_id, token, request_id="order-1")
     other = await create_stream(api.engine, world.host_id)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await api.send(other["id"], token, request_id="order-1")
-    assert error_of(raised.value) == (
+    assert await api.refusal(other["id"], token, request_id="order-1") == (
         grpc.StatusCode.ABORTED,
         "Idempotency key was already used for a different request",
         "IDEMPOTENCY_KEY_REUSED",
     )
+    assert await api.balance_of(world.viewer_id) == 90
 
 
 @pytest.mark.parametrize(
@@ -128,10 +129,10 @@ async def test_ambiguous_or_malformed_idempotency_keys_are_invalid(
     api: Api, request_id: str, metadata: tuple[tuple[str, str], ...], message: str
 ) -> None:
     world = await build_world(api.engine)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await api.send(world.stream_id, api.token_for(world.viewer_id), request_id=request_id, metadata=metadata)
-    assert error_of(raised.value) == (grpc.StatusCode.INVALID_ARGUMENT, message, "INVALID_IDEMPOTENCY_KEY")
-    assert await balance_of(api, world.viewer_id) == 100
+    assert await api.refusal(world.stream_id, api.token_for(world.viewer_id), request_id, metadata) == (
+        grpc.StatusCode.INVALID_ARGUMENT, message, "INVALID_IDEMPOTENCY_KEY",
+    )
+    assert await api.balance_of(world.viewer_id) == 100
 
 
 async def test_identity_headers_a_client_can_set_are_ignored(api: Api) -> None:
@@ -140,10 +141,11 @@ async def test_identity_headers_a_client_can_set_are_ignored(api: Api) -> None:
     forged = (("x-user-id", other.viewer_id), ("x-forwarded-user", other.viewer_id), ("x-jwt-sub", other.viewer_id))
     response = await api.send(world.stream_id, api.token_for(world.viewer_id), metadata=forged)
     assert response.sender_id == world.viewer_id
-    assert await balance_of(api, other.viewer_id) == 100
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await api.send(world.stream_id, None, metadata=forged)
-    assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert await api.balance_of(other.viewer_id) == 100
+    assert await api.refusal(world.stream_id, None, metadata=forged) == (
+        grpc.StatusCode.UNAUTHENTICATED, "Authentication required", "UNAUTHENTICATED",
+    )
+    assert await api.balance_of(world.viewer_id) == 90
 
 
 async def test_health_reports_serving_and_reflection_lists_the_services(api: Api) -> None:
@@ -151,3 +153,12 @@ async def test_health_reports_serving_and_reflection_lists_the_services(api: Api
     for service in ("", "allmine.livestream.chat.v1.LiveStreamChat"):
         response = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert response.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(api.channel)
+    call = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    responses = [response async for response in call]
+    assert len(responses) == 1
+    assert sorted(service.name for service in responses[0].list_services_response.service) == [
+        "allmine.livestream.chat.v1.LiveStreamChat",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]

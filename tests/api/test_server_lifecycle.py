@@ -20,7 +20,7 @@ from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.adapters.schema import SchemaNotCurrent
 from server.app import PortInUse, start_server
 from server.config import load_settings
-from tests.api.conftest import error_of
+from tests.api.conftest import error_of, send_superlike
 from tests.conftest import SigningKeys, server_env
 from tests.support import claims_for, migrated_engine, migrated_world, sign
 from tests.tcp_proxy import TcpProxy
@@ -53,12 +53,7 @@ async def test_shutdown_lets_the_in_flight_superlike_finish(tmp_path: Path, sign
     blocker = sqlite3.connect(database, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     token = sign(claims_for(world.viewer_id), signing_keys.rsa_private)
-    call = chat_grpc.LiveStreamChatStub(channel).SendSuperlike(
-        chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id),
-        metadata=(("authorization", f"Bearer {token}"),),
-        timeout=10,
-    )
-    in_flight = asyncio.ensure_future(call)
+    in_flight = asyncio.ensure_future(send_superlike(chat_grpc.LiveStreamChatStub(channel), world.stream_id, token))
     await asyncio.sleep(0.3)
     stopping = asyncio.ensure_future(running.stop(5))
     await asyncio.sleep(0.3)
@@ -85,11 +80,7 @@ async def test_database_outage_is_unavailable_and_health_recovers_by_itself(
     token = sign(claims_for(world.viewer_id), signing_keys.rsa_private)
 
     async def send() -> chat_pb2.SendSuperlikeResponse:
-        return await stub.SendSuperlike(
-            chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id),
-            metadata=(("authorization", f"Bearer {token}"),),
-            timeout=10,
-        )
+        return await send_superlike(stub, world.stream_id, token)
 
     try:
         assert (await send()).sender_balance == 90
@@ -130,7 +121,7 @@ async def test_the_server_refuses_to_start_on_an_unmigrated_database(tmp_path: P
         await start_server(load_settings(server_env(url, signing_keys.jwks_path)))
 
 
-def test_admin_commands_on_an_unmigrated_database_explain_the_remedy(tmp_path: Path) -> None:
+def test_an_admin_command_on_an_unmigrated_database_explains_the_remedy(tmp_path: Path) -> None:
     livechat = Path(sys.executable).parent / "livechat"
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
     done = subprocess.run(
