@@ -11,9 +11,10 @@ import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.ports import free_port
-from devstack.stack import DEFAULT_AUDIENCE, DEFAULT_ISSUER, Stack, StackConfig
+from devstack.stack import Stack, StackConfig
 from tests.conftest import SigningKeys
-from tests.support import claims_for, migrated_engine, sign
+from tests.e2e.credentials import edge_token
+from tests.support import migrated_engine
 
 
 @dataclass
@@ -31,9 +32,7 @@ class Edge:
         return self.stack.config.grpc_port
 
     def token_for(self, user_id: str, **claims: object) -> str:
-        claims.setdefault("iss", DEFAULT_ISSUER)
-        claims.setdefault("aud", DEFAULT_AUDIENCE)
-        return sign(claims_for(user_id, **claims), self.keys.rsa_private)
+        return edge_token(self.keys, user_id, **claims)
 
 
 def stack_config(workdir: Path, database_url: str, keys: SigningKeys) -> StackConfig:

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AuditReport, audit_database
+from tests.e2e.credentials import bearer_header
 from tests.e2e.http_client import ENVELOPE_KEYS, TIMESTAMP, superlike_path
 from tests.tcp_proxy import Link, TcpProxy
 
@@ -81,7 +82,7 @@ class Sent:
 def send(
     port: int, stream_id: str, sender: Sender, key: str | None, timeout: float = 12.0
 ) -> Sent:
-    headers = {"Authorization": f"Bearer {sender.token}"}
+    headers = bearer_header(sender.token)
     if key is not None:
         headers["Idempotency-Key"] = key
     started = time.monotonic()

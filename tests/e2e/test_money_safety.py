@@ -29,11 +29,12 @@ pytest.register_assert_rewrite("tests.e2e.money")  # its checks report their val
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
-from devstack.stack import DEFAULT_AUDIENCE, DEFAULT_ISSUER, Stack
+from devstack.stack import Stack
 from server.adapters.database import is_sqlite
 from tests.api.conftest import error_of
 from tests.conftest import SigningKeys
 from tests.e2e.conftest import Edge, stack_config
+from tests.e2e.credentials import bearer_metadata, edge_token
 from tests.support import migrated_engine
 from tests.e2e.money import (
     CommitAckDropper,
@@ -53,7 +54,7 @@ from tests.e2e.money import (
     stored_superlikes,
     wallet,
 )
-from tests.support import claims_for, create_stream, create_user, sign, unique_name
+from tests.support import create_stream, create_user, unique_name
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -64,16 +65,12 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 BOUND_SECONDS = 12.0  # no call may take longer than this, whatever breaks underneath
 
 
-def token_for(keys: SigningKeys, user_id: str) -> str:
-    return sign(claims_for(user_id, iss=DEFAULT_ISSUER, aud=DEFAULT_AUDIENCE), keys.rsa_private)
-
-
 async def hot_stream(engine: AsyncEngine, keys: SigningKeys, senders: int, coins: int) -> tuple[str, str, list[Sender]]:
     """A fresh host with one live stream at PRICE, and `senders` viewers with `coins` each."""
     host = await create_user(engine)
     stream = await create_stream(engine, host["id"], price=PRICE)
     viewers = [await create_user(engine, coins=coins) for _ in range(senders)]
-    return host["id"], stream["id"], [Sender(v["id"], token_for(keys, v["id"])) for v in viewers]
+    return host["id"], stream["id"], [Sender(v["id"], edge_token(keys, v["id"])) for v in viewers]
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> float:
@@ -271,7 +268,7 @@ async def test_grpc_retry_after_deadline_exceeded_is_charged_once(edge: Edge) ->
     host_id, stream_id, (viewer,) = await hot_stream(edge.engine, edge.keys, senders=1, coins=100)
     key = unique_name("deadline")
     request = chat_pb2.SendSuperlikeRequest(stream_id=stream_id, request_id=key)
-    metadata = (("authorization", f"Bearer {viewer.token}"),)
+    metadata = bearer_metadata(viewer.token)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.grpc_port}") as channel:
         stub = chat_grpc.LiveStreamChatStub(channel)
         async with writes_blocked(edge.engine, viewer.user_id):
@@ -317,7 +314,7 @@ async def test_rest_retry_after_a_client_timeout_is_charged_once(edge: Edge) -> 
 async def test_deadlines_while_the_database_is_busy_do_not_exhaust_the_server(edge: Edge) -> None:
     """More timed-out calls than the server has pooled connections; afterwards it serves normally."""
     host_id, stream_id, (viewer,) = await hot_stream(edge.engine, edge.keys, senders=1, coins=1000)
-    metadata = (("authorization", f"Bearer {viewer.token}"),)
+    metadata = bearer_metadata(viewer.token)
     keys = [unique_name("busy") for _ in range(16)]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.grpc_port}") as channel:
         stub = chat_grpc.LiveStreamChatStub(channel)
@@ -375,7 +372,7 @@ async def test_a_retry_after_the_commit_answer_was_lost_replays_and_charges_once
     host_id, stream_id, (viewer,) = await hot_stream(pg_engine, signing_keys, senders=1, coins=100)
     key = unique_name(f"lost-{transport}")
     request = chat_pb2.SendSuperlikeRequest(stream_id=stream_id, request_id=key)
-    metadata = (("authorization", f"Bearer {viewer.token}"),)
+    metadata = bearer_metadata(viewer.token)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.config.grpc_port}") as channel:
         stub = chat_grpc.LiveStreamChatStub(channel)
         dropper.arm(key)
@@ -416,7 +413,7 @@ async def test_an_unavailable_answer_after_a_committed_charge_is_safe_to_retry_w
     host_id, stream_id, (viewer,) = await hot_stream(pg_engine, signing_keys, senders=1, coins=100)
     key = unique_name("ambiguous")
     request = chat_pb2.SendSuperlikeRequest(stream_id=stream_id, request_id=key)
-    metadata = (("authorization", f"Bearer {viewer.token}"),)
+    metadata = bearer_metadata(viewer.token)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.config.grpc_port}") as channel:
         stub = chat_grpc.LiveStreamChatStub(channel)
         dropper.arm(key)
@@ -448,7 +445,7 @@ async def test_hot_stream_race_charges_exactly_what_each_sender_can_afford(edge:
     sender firing 50 who can afford 20. Exactly the affordable ones succeed; the rest get the 409."""
     host_id, stream_id, crowd = await hot_stream(edge.engine, edge.keys, senders=20, coins=3 * PRICE)
     rich = await create_user(edge.engine, coins=20 * PRICE)
-    racer = Sender(rich["id"], token_for(edge.keys, rich["id"]))
+    racer = Sender(rich["id"], edge_token(edge.keys, rich["id"]))
     calls: list[tuple[Sender, str | None]] = []
     for round_ in range(5):
         calls += [(sender, f"{sender.user_id}-{round_}") for sender in crowd]
