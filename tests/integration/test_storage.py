@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AdminRepository, audit_database, audit_ledger
@@ -278,3 +278,22 @@ async def test_audit_reports_a_superlike_whose_credit_went_to_the_wrong_user(
     assert (
         f"superlike {superlike.superlike_id}: ledger entries do not match its price, sender and host" in report.problems
     )
+
+
+async def test_storage_transactions_commit_on_return_and_roll_back_on_error(
+    engine: AsyncEngine, storage: Storage
+) -> None:
+    world = await build_world(engine, coins=40)
+    balance = text("SELECT balance FROM wallets WHERE user_id = :id")
+    tamper = text("UPDATE wallets SET balance = balance + 5 WHERE user_id = :id")
+
+    def tamper_then_fail(connection: Connection) -> None:
+        connection.execute(tamper, {"id": world.viewer_id})
+        raise ValueError("undone")
+
+    with pytest.raises(ValueError, match="undone"):
+        await storage.write_transaction(tamper_then_fail)
+    assert await storage.read_snapshot(lambda c: c.execute(balance, {"id": world.viewer_id}).scalar_one()) == 40
+    assert await storage.write_transaction(lambda c: c.execute(balance, {"id": world.viewer_id}).scalar_one()) == 40
+    await storage.check_schema()  # at head: nothing raised
+    assert await storage.reachable() is True
