@@ -1,4 +1,4 @@
-"""Repositories, unit of work and the SendSuperlike use case on real SQLite and PostgreSQL."""
+"""Storage (opened as the server opens it) and the SendSuperlike use case on real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
