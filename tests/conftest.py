@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-
 from server.adapters.storage import Storage
 from tests.support import AUDIENCE, ISSUER, migrated_storage
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SuperlikeWrites(Protocol):
+class BatchedSuperlikeWriter(Protocol):
     """A backend's implementation of the write port (services/ports.py), with its batching."""
 
     async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendOutcome: ...
@@ -40,10 +40,10 @@ class Storage(abc.ABC):
     # transactions below run on a dedicated thread instead; see sqlite/worker.py.)
     engine: AsyncEngine
     # The server's superlike writer: one per process, so it batches every request (group commit).
-    superlikes: SuperlikeWrites
+    superlikes: BatchedSuperlikeWriter
 
     @abc.abstractmethod
-    def new_superlike_writer(self) -> SuperlikeWrites:
+    def new_superlike_writer(self) -> BatchedSuperlikeWriter:
         """Another writer on the same connections, batching on its own, as a second server would."""
 
     @abc.abstractmethod

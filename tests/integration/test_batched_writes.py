@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AdminRepository, audit_database
+from server.adapters.storage import Storage
 from server.domain import errors
 from server.domain.superlike import StreamState, Superlike
-from server.adapters.storage import Storage
 from tests.support import balance_of, build_world, create_stream, create_user, migrated_storage, superlike_service
 
 

@@ -94,7 +94,10 @@ class SqliteSuperlikes:
             # StorageUnavailable covers OutcomeUnknown: the commit itself failed and may have been
             # durable; writing the requests again could charge them twice.
             if len(batch) == 1 or isinstance(error, StorageUnavailable) or is_unavailable(error):
-                raise _storage_error(error)  # chained to `error` when converted
+                converted = _storage_error(error)
+                if converted is error:
+                    raise
+                raise converted from error
             # One request's failure undid the whole transaction; one at a time, only it fails.
             log.warning("superlike batch failed, writing it one by one: %s", error)
         results: list[SendOutcome | BaseException] = []
