@@ -120,6 +120,17 @@ def _storage_error(error: Exception) -> Exception:
     return unavailable
 
 
+_FACTS_NAMES: tuple[str, ...] | None = None
+
+
+def _facts_names(cursor: Any) -> tuple[str, ...]:
+    """The facts statement's column names: fixed, so read once rather than per superlike."""
+    global _FACTS_NAMES
+    if _FACTS_NAMES is None:
+        _FACTS_NAMES = tuple(column[0] for column in cursor.description)
+    return _FACTS_NAMES
+
+
 def _send_in_transaction(connection: Connection, *, pending: PendingSend) -> SendOutcome:
     # The transaction holds SQLite's single write lock from this read to the commit: nothing can
     # change in between, so the rules decide on current data and the debit cannot fail after them.
@@ -143,7 +154,7 @@ def _send_with_cursor(cursor: Any, pending: PendingSend) -> SendOutcome:
             "created_at_ms": pending.created_at_ms,
         },
     )
-    row = dict(zip([column[0] for column in cursor.description], cursor.fetchone(), strict=True))
+    row = dict(zip(_facts_names(cursor), cursor.fetchone(), strict=True))
     prior = prior_from_row(row, request.sender_id)
     if prior is not None:
         return Replayed(prior)
