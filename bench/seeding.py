@@ -4,8 +4,8 @@ stream. Seeded with bulk INSERTs that keep the ledger invariants (every coin cre
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,7 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 
-from server.adapters import schema
-from server.adapters.database import create_engine
+from server.adapters.storage import open_storage
 from server.adapters.tables import LedgerEntry, LiveStream, SuperlikeRecord, User, Wallet
 from server.auth.local_keys import mint_token
 from server.domain.clock import now_ms
@@ -89,9 +88,8 @@ async def reset_postgres(url: str, admin_db: str) -> str:
 
 
 async def seed(database_url: str, world: World) -> dict[str, Any]:
-    engine = create_engine(database_url, pool_size=1)
-    try:
-        await schema.upgrade(engine)
+    async with open_storage(database_url, pool_size=1) as storage:
+        await storage.upgrade()
         now = now_ms()
         hosts = [*world.host_ids, world.hot_host_id]
         users = [
@@ -116,21 +114,16 @@ async def seed(database_url: str, world: World) -> dict[str, Any]:
         wallets = [{"user_id": uid, "balance": SENDER_COINS - spent} for uid in world.sender_ids] + [
             {"user_id": uid, "balance": earned.get(uid, 0)} for uid in hosts
         ]
-        async with engine.begin() as connection:
+        async with storage.engine.begin() as connection:
             await connection.execute(insert(User), users)
             await connection.execute(insert(Wallet), wallets)
             await connection.execute(insert(LedgerEntry), credits)
             await connection.execute(insert(LiveStream), streams)
             await connection.execute(insert(SuperlikeRecord), history)
             await connection.execute(insert(LedgerEntry), history_entries)
-        if engine.dialect.name == "postgresql":
-            async with engine.connect() as connection:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await connection.execute(text("ANALYZE"))
+        await storage.refresh_statistics()
         return {"users": len(users), "senders": len(world.sender_ids), "streams": len(streams),
                 "sender_coins": SENDER_COINS, "price": SUPERLIKE_PRICE, "history_superlikes": len(history)}
-    finally:
-        await engine.dispose()
 
 
 def _history(
@@ -164,54 +157,26 @@ def _history(
     return superlikes, entries, earned
 
 
+_COUNT = text("SELECT count(*) FROM superlikes")
+
+
 class SuperlikeCounter:
     """`SELECT count(*) FROM superlikes` between runs: what the server really wrote."""
 
     def __init__(self, database_url: str) -> None:
         self._url = database_url
-        parsed = make_url(database_url)
-        self._sqlite_path = parsed.database if parsed.get_backend_name() == "sqlite" else None
-        self._pg: Any = None
 
     def count(self) -> int:
-        if self._sqlite_path is not None:
-            connection = sqlite3.connect(f"file:{self._sqlite_path}?mode=ro", uri=True, timeout=30)
-            try:
-                return int(connection.execute("SELECT count(*) FROM superlikes").fetchone()[0])
-            finally:
-                connection.close()
-        import asyncio
-
-        import asyncpg
-
         async def _count() -> int:
-            dsn = make_url(self._url).set(drivername="postgresql").render_as_string(hide_password=False)
-            connection = await asyncpg.connect(dsn, timeout=5)
-            try:
-                return int(await connection.fetchval("SELECT count(*) FROM superlikes"))
-            finally:
-                await connection.close()
+            # A read snapshot: it never takes SQLite's write lock from the server under test.
+            async with open_storage(self._url, pool_size=1) as storage:
+                return int(await storage.read_snapshot(lambda connection: connection.execute(_COUNT).scalar_one()))
 
         return asyncio.run(_count())
 
     def server_version(self) -> str:
-        if self._sqlite_path is not None:
-            return f"SQLite {sqlite3.sqlite_version}"
-        import asyncio
-
-        import asyncpg
-
         async def _version() -> str:
-            dsn = make_url(self._url).set(drivername="postgresql").render_as_string(hide_password=False)
-            connection = await asyncpg.connect(dsn, timeout=5)
-            try:
-                version = await connection.fetchval("SELECT version()")
-                settings = {
-                    name: await connection.fetchval(f"SHOW {name}")
-                    for name in ("synchronous_commit", "fsync", "shared_buffers", "max_connections")
-                }
-                return f"{version}; " + ", ".join(f"{k}={v}" for k, v in settings.items())
-            finally:
-                await connection.close()
+            async with open_storage(self._url, pool_size=1) as storage:
+                return await storage.describe()
 
         return asyncio.run(_version())

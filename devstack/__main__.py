@@ -17,7 +17,7 @@ from pathlib import Path
 from devstack.demo_data import DEMO_STREAM_ID, DEMO_VIEWER_ID, migrate_and_seed
 from devstack.ports import port_is_free
 from devstack.stack import ROOT, Stack, StackConfig
-from server.adapters.database import create_engine
+from server.adapters.storage import open_storage
 from server.auth.local_keys import generate_keys, mint_token
 
 LOCAL_DIR = ROOT / ".local"
@@ -37,11 +37,8 @@ def _port(name: str, default: int) -> int:
 
 
 async def _prepare(database_url: str) -> None:
-    engine = create_engine(database_url, pool_size=1)
-    try:
-        await migrate_and_seed(engine)
-    finally:
-        await engine.dispose()
+    async with open_storage(database_url, pool_size=1) as storage:
+        await migrate_and_seed(storage.engine)
 
 
 def main() -> int:

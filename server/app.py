@@ -1,4 +1,5 @@
-"""The composition root: the only place that builds engines, services, servicers and the gRPC server.
+"""The composition root: the only place that opens storage for the server and wires it to services,
+servicers and the gRPC server.
 
 `start_server(settings)` returns a running server whose bound port is known, so tests run the
 production wiring on port 0 and the CLI runs the same function on the configured port.
@@ -15,22 +16,17 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
-from server.adapters import schema
-from server.adapters.database import create_engine, is_unavailable
-from server.adapters.probe import database_reachable
-from server.adapters.settlement import run_settlement, settle_once
-from server.adapters.sqlite_worker import SqliteWorker
-from server.adapters.superlike_repository import PostgresSuperlikeRepository, SqliteSuperlikeRepository, superlike_repository
-from server.adapters.unit_of_work import SqlUnitOfWork
+from server.adapters.settlement import settle_every
+from server.adapters.storage import Storage, open_storage
 from server.api.health import StorageHealth
 from server.api.superlike_servicer import LiveStreamChatServicer
 from server.auth.jwks import JwksKeySet
 from server.auth.tokens import TokenPolicy, TokenVerifier
 from server.config import Settings
+from server.domain.errors import StorageUnavailable
 from server.services.superlikes import SuperlikeService
 
 log = logging.getLogger(__name__)
@@ -55,18 +51,16 @@ class PortInUse(Exception):
 class RunningServer:
     server: grpc.aio.Server
     port: int
-    engine: AsyncEngine
+    storage: Storage
     health: health.aio.HealthServicer
     _background: list[asyncio.Task[None]]
-    superlike_storage: PostgresSuperlikeRepository | SqliteSuperlikeRepository
-    sqlite_worker: SqliteWorker | None = None
 
     async def stop(self, grace_seconds: float) -> None:
         """Stops taking calls, lets in-flight ones finish for up to `grace_seconds`, then releases."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_seconds)
         # Batches already queued get the same grace to reach the database; later calls are refused.
-        await self.superlike_storage.close(max(grace_seconds, 1.0))
+        await self.storage.superlikes.close(max(grace_seconds, 1.0))
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -75,10 +69,8 @@ class RunningServer:
         # Leave no credit pending behind us when the database is reachable (another server or the
         # next start would fold it anyway).
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(settle_once(self.engine, self.sqlite_worker), timeout=5)
-        if self.sqlite_worker is not None:
-            await self.sqlite_worker.close()
-        await self.engine.dispose()
+            await asyncio.wait_for(self.storage.settle(), timeout=5)
+        await self.storage.close()
 
 
 def build_verifier(settings: Settings) -> tuple[TokenVerifier, JwksKeySet]:
@@ -96,69 +88,57 @@ async def start_server(settings: Settings) -> RunningServer:
     settings.require_auth()
     verifier, keys = build_verifier(settings)
     await keys.load()  # fail at startup, not on the first request, when the JWKS is unusable
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    storage = open_storage(settings)
     try:
-        await _check_schema(engine)
-        return await _start(settings, engine, verifier)
+        await _check_schema(storage)
+        return await _start(settings, storage, verifier)
     except BaseException:
-        await engine.dispose()
+        await storage.close()
         raise
 
 
-async def _check_schema(engine: AsyncEngine) -> None:
+async def _check_schema(storage: Storage) -> None:
     try:
-        await schema.check_current(engine)
-    except schema.SchemaNotCurrent:
-        raise
-    except Exception as error:
+        await storage.check_schema()
+    except StorageUnavailable as error:
         # An unreachable database is not a reason to refuse to start: the server comes up
         # NOT_SERVING and recovers by itself, like after any outage.
-        if not is_unavailable(error):
-            raise
-        log.warning("database unreachable at startup, schema not checked: %s", error)
+        log.warning("database unreachable at startup, schema not checked: %s", error.__cause__)
 
 
-async def _start(settings: Settings, engine: AsyncEngine, verifier: TokenVerifier) -> RunningServer:
+async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) -> RunningServer:
     health_servicer = health.aio.HealthServicer()
-    # SQLite: every database call of the server runs on one dedicated thread (see sqlite_worker).
-    worker = SqliteWorker(settings.database_url) if engine.dialect.name == "sqlite" else None
     storage_health = StorageHealth(
         health_servicer,
-        worker.reachable if worker is not None else lambda: database_reachable(engine),
+        storage.reachable,
         services=["", CHAT_SERVICE_NAME],
         interval_seconds=settings.health_check_interval_seconds,
     )
-    try:
-        storage = superlike_repository(engine, worker, batches_in_flight=settings.db_batches_in_flight)
-        superlikes = SuperlikeService(lambda: SqlUnitOfWork(storage))
-        servicer = LiveStreamChatServicer(superlikes, verifier, storage_health.report_unavailable)
+    superlikes = SuperlikeService(storage.superlikes)
+    servicer = LiveStreamChatServicer(superlikes, verifier, storage_health.report_unavailable)
 
-        server = grpc.aio.server(options=SERVER_OPTIONS)
-        chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            [CHAT_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            server,
-        )
-        address = f"{settings.grpc_host}:{settings.grpc_port}"
-        try:
-            port = server.add_insecure_port(address)
-        except RuntimeError as error:
-            raise PortInUse(f"cannot listen on {address}: the port is taken or the address is invalid") from error
-        if port == 0:
-            raise PortInUse(f"cannot listen on {address}")
-        await storage_health.check_now()
-        await server.start()
-        background = [
-            asyncio.create_task(storage_health.run(), name="storage-health"),
-            asyncio.create_task(run_settlement(engine, settings.settle_interval_seconds, worker), name="settlement"),
-        ]
-        log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
-    except BaseException:
-        if worker is not None:
-            await worker.close()
-        raise
-    return RunningServer(server, port, engine, health_servicer, background, storage, worker)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [CHAT_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise PortInUse(f"cannot listen on {address}: the port is taken or the address is invalid") from error
+    if port == 0:
+        raise PortInUse(f"cannot listen on {address}")
+    await storage_health.check_now()
+    await server.start()
+    background = [
+        asyncio.create_task(storage_health.run(), name="storage-health"),
+        asyncio.create_task(settle_every(storage.settle, settings.settle_interval_seconds), name="settlement"),
+    ]
+    log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
+    return RunningServer(server, port, storage, health_servicer, background)
 
 
 async def serve(settings: Settings) -> None:

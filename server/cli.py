@@ -71,14 +71,10 @@ async def _audit(settings: Settings) -> dict[str, Any]:
 
 
 async def _settle(settings: Settings) -> dict[str, Any]:
-    from server.adapters.database import create_engine
-    from server.adapters.settlement import settle_once
+    from server.adapters.storage import open_storage
 
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        return {"applied": await settle_once(engine)}
-    finally:
-        await engine.dispose()
+    async with open_storage(settings, pool_size=1) as storage:
+        return {"applied": await storage.settle()}
 
 
 async def _upgrade(settings: Settings, revision: str) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-
-from tests.support import AUDIENCE, ISSUER, migrated_engine
+from server.adapters.storage import Storage
+from tests.support import AUDIENCE, ISSUER, migrated_storage
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -95,9 +95,14 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    async with migrated_engine(database_url, pool_size=20) as engine:
-        yield engine
+async def storage(database_url: str) -> AsyncIterator[Storage]:
+    async with migrated_storage(database_url, pool_size=20) as storage:
+        yield storage
+
+
+@pytest_asyncio.fixture(scope="session")
+async def engine(storage: Storage) -> AsyncEngine:
+    return storage.engine
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Test helpers shared by the suites: seeding data through the real admin repository, tokens."""
+"""Test helpers shared by the suites: storage opened as the server opens it, seeding data through the
+real admin repository, tokens."""
 
 from __future__ import annotations
 
@@ -12,12 +13,8 @@ from dataclasses import dataclass
 import jwt
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters import schema
 from server.adapters.admin_repository import AdminRepository
-from server.adapters.database import create_engine
-from server.adapters.sqlite_worker import SqliteWorker
-from server.adapters.superlike_repository import superlike_repository
-from server.adapters.unit_of_work import SqlUnitOfWork
+from server.adapters.storage import Storage, open_storage
 from server.domain.superlike import StreamState
 from server.services.superlikes import SuperlikeService
 
@@ -65,6 +62,10 @@ async def build_world(
     return World(host_id=host["id"], viewer_id=viewer["id"], stream_id=stream["id"])
 
 
+async def balance_of(engine: AsyncEngine, user_id: str) -> int:
+    """The user's spendable balance, as `livechat admin show-user` reports it."""
+    async with engine.begin() as connection:
+        return (await AdminRepository(connection).get_user(user_id))["balance"]
 
 
 def sign(claims: dict, key: object, alg: str = "RS256", kid: str | None = "test-rsa") -> str:
@@ -80,14 +81,18 @@ def claims_for(subject: str, **overrides: object) -> dict:
 
 
 @contextlib.asynccontextmanager
+async def migrated_storage(url: str, pool_size: int = 5) -> AsyncIterator[Storage]:
+    """Storage on `url` as the server opens it, with the schema at head; closed on exit."""
+    async with open_storage(url, pool_size=pool_size) as storage:
+        await storage.upgrade()
+        yield storage
+
+
+@contextlib.asynccontextmanager
 async def migrated_engine(url: str, pool_size: int = 5) -> AsyncIterator[AsyncEngine]:
-    """An engine on `url` with the schema at head, disposed on exit."""
-    engine = create_engine(url, pool_size=pool_size)
-    try:
-        await schema.upgrade(engine)
-        yield engine
-    finally:
-        await engine.dispose()
+    """Only the engine of migrated_storage, for suites that seed data for a server of their own."""
+    async with migrated_storage(url, pool_size) as storage:
+        yield storage.engine
 
 
 async def migrated_world(url: str, coins: int = 100) -> World:
@@ -96,16 +101,7 @@ async def migrated_world(url: str, coins: int = 100) -> World:
         return await build_world(engine, coins=coins)
 
 
-_sqlite_workers: dict[str, SqliteWorker] = {}
-
-
-def superlike_service(engine: AsyncEngine) -> SuperlikeService:
-    """The SendSuperlike use case on `engine`, wired as server.app wires it (SQLite on its thread)."""
-    worker = None
-    if engine.dialect.name == "sqlite":
-        url = engine.url.render_as_string(hide_password=False)
-        if url not in _sqlite_workers:
-            _sqlite_workers[url] = SqliteWorker(url)
-        worker = _sqlite_workers[url]
-    storage = superlike_repository(engine, worker)
-    return SuperlikeService(lambda: SqlUnitOfWork(storage))
+def superlike_service(storage: Storage) -> SuperlikeService:
+    """The SendSuperlike use case on `storage` through a writer of its own: each call acts as another
+    server on the same database (its own group commit), the same call's requests share batches."""
+    return SuperlikeService(storage.new_superlike_writer())

@@ -1,4 +1,5 @@
-"""Schema migrations (Alembic), run programmatically by `livechat db upgrade`, tests and the local stack."""
+"""Schema migrations (Alembic), run programmatically through a Storage (`upgrade`, `check_schema`)
+by `livechat db upgrade`, the server, tests and the local stack."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters.database import READ_ONLY_OPTION
+from server.adapters.execution_options import READ_ONLY_OPTION
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

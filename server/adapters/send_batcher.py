@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from server.domain.errors import OutcomeUnknown, StorageUnavailable
+from server.domain.send_outcome import SendOutcome
 from server.domain.superlike import SuperlikeRequest
-from server.services.ports import SendAttempt
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,11 @@ class PendingSend:
     request: SuperlikeRequest
     superlike_id: str
     created_at_ms: int
-    outcome: asyncio.Future[SendAttempt] = field(repr=False)
+    outcome: asyncio.Future[SendOutcome] = field(repr=False)
 
 
 # One result per item, in the batch's order: what happened to it, or the error that item gets.
-BatchResult = Sequence[SendAttempt | BaseException]
+BatchResult = Sequence[SendOutcome | BaseException]
 BatchRunner = Callable[[Sequence[PendingSend]], Awaitable[BatchResult]]
 
 
@@ -53,12 +53,17 @@ class SendBatcher:
         self._closed = False
         self._abandoned = False
 
-    async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
+    async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendOutcome:
         """Queues the request for the next batch and waits for its own outcome.
 
         A caller cancelled while its request still waits is simply dropped (nothing was sent). Once
         its batch is being written the batch completes regardless: it carries other requests too,
         and a write is never cut in half."""
+        return await self.submit(request, superlike_id, created_at_ms)
+
+    def submit(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> asyncio.Future[SendOutcome]:
+        """Queues the request now and returns the future of its outcome (what send() awaits);
+        cancelling the future withdraws a request that is still waiting."""
         if self._closed:
             raise StorageUnavailable()  # shutting down: nothing was sent, another server can take it
         loop = asyncio.get_running_loop()
@@ -68,7 +73,7 @@ class SendBatcher:
             # Requests delivered in the same event-loop turn join the same batch.
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return await pending.outcome
+        return pending.outcome
 
     async def close(self, timeout_seconds: float) -> None:
         """Takes no new requests and waits up to `timeout_seconds` for the queued ones to be written.

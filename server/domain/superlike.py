@@ -1,4 +1,4 @@
-"""The rules of sending a superlike, free of storage and transport."""
+"""A superlike and its request, free of storage and transport; the rules are in superlike_rules.py."""
 
 from __future__ import annotations
 
@@ -27,18 +27,6 @@ class SenderSnapshot:
     name: str
     surname: str
     profile_photo: str
-
-
-@dataclass(frozen=True, slots=True)
-class SuperlikeContext:
-    """Everything the rules need, loaded in one read. `None` fields mean "does not exist"."""
-
-    stream_host_id: str | None
-    stream_state: StreamState | None
-    stream_price: int | None
-    sender: SenderSnapshot | None
-    sender_balance: int | None
-    sender_banned: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,24 +70,3 @@ def is_valid_idempotency_key(key: str) -> bool:
     # Printable ASCII without control characters, as the IETF Idempotency-Key draft's examples use:
     # it survives HTTP headers, gRPC metadata and logs unchanged.
     return 1 <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH and all(" " <= ch <= "~" for ch in key)
-
-
-def check_superlike_allowed(request: SuperlikeRequest, context: SuperlikeContext) -> int:
-    """Applies the rules in the contract's order and returns the price to charge.
-
-    The balance check here is advisory (it gives the clear error early); the storage layer enforces it
-    again atomically, because a concurrent superlike may spend the same coins in between.
-    """
-    if context.stream_host_id is None or context.stream_state is None or context.stream_price is None:
-        raise errors.StreamNotFound()
-    if context.sender is None or context.sender_balance is None:
-        raise errors.SenderNotFound()
-    if context.stream_host_id == request.sender_id:
-        raise errors.SenderIsHost()
-    if context.sender_banned:
-        raise errors.SenderBanned()
-    if context.stream_state is not StreamState.LIVE:
-        raise errors.StreamNotLive()
-    if context.sender_balance < context.stream_price:
-        raise errors.InsufficientBalance()
-    return context.stream_price

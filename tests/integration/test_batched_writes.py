@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AdminRepository, audit_database
+from server.adapters.storage import Storage
 from server.domain import errors
 from server.domain.superlike import StreamState, Superlike
-from tests.support import build_world, create_stream, create_user, migrated_engine, superlike_service
-
-
-async def balance_of(engine: AsyncEngine, user_id: str) -> int:
-    async with engine.begin() as connection:
-        return (await AdminRepository(connection).get_user(user_id))["balance"]
+from tests.support import balance_of, build_world, create_stream, create_user, migrated_storage, superlike_service
 
 
 async def wait_until_a_lock_is_awaited(engine: AsyncEngine, timeout_s: float = 10.0) -> None:
@@ -31,7 +26,9 @@ async def wait_until_a_lock_is_awaited(engine: AsyncEngine, timeout_s: float = 1
     raise AssertionError("the batch never waited on the other server's lock")
 
 
-async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(engine: AsyncEngine) -> None:
+async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(
+    engine: AsyncEngine, storage: Storage
+) -> None:
     world = await build_world(engine, coins=100, price=10)
     rich = [await create_user(engine, coins=100) for _ in range(8)]
     poor = await create_user(engine, coins=5)
@@ -39,7 +36,7 @@ async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(engin
     ended = await create_stream(engine, world.host_id, state=StreamState.ENDED)
     async with engine.begin() as connection:
         await AdminRepository(connection).ban(world.stream_id, banned["id"])
-    superlikes = superlike_service(engine)  # one server: every request below shares its batcher
+    superlikes = superlike_service(storage)  # one server: every request below shares its batcher
 
     stream = world.stream_id
     outcomes = await asyncio.gather(
@@ -82,7 +79,8 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
     and before it wrote: the unique index undoes the whole statement, and the batch is written again
     one request at a time. The contended request replays the other server's superlike; its
     neighbours are charged once."""
-    async with migrated_engine(postgres_url) as engine:
+    async with migrated_storage(postgres_url) as storage:
+        engine = storage.engine
         world = await build_world(engine, coins=100, price=10)
         neighbours = [await create_user(engine, coins=100) for _ in range(2)]
         other_server = await engine.connect()
@@ -110,7 +108,7 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
         await other_server.execute(
             text("UPDATE wallets SET balance = balance - 10 WHERE user_id = :sender"), {"sender": world.viewer_id}
         )
-        superlikes = superlike_service(engine)
+        superlikes = superlike_service(storage)
         batch = asyncio.gather(
             superlikes.send(world.stream_id, world.viewer_id, "contended"),
             *(superlikes.send(world.stream_id, user["id"], None) for user in neighbours),
@@ -132,7 +130,8 @@ async def test_a_wallet_locked_elsewhere_delays_only_its_own_request(postgres_ur
     """A session holds one sender's wallet row locked. The batch gives up after lock_timeout and is
     written one request at a time: the neighbours are charged, the locked sender's request is refused
     as STORAGE_UNAVAILABLE (nothing charged), instead of the whole server waiting on that lock."""
-    async with migrated_engine(postgres_url) as engine:
+    async with migrated_storage(postgres_url) as storage:
+        engine = storage.engine
         world = await build_world(engine, coins=100, price=10)
         neighbours = [await create_user(engine, coins=100) for _ in range(2)]
         async with engine.connect() as holder:
@@ -140,7 +139,7 @@ async def test_a_wallet_locked_elsewhere_delays_only_its_own_request(postgres_ur
             await holder.execute(
                 text("SELECT balance FROM wallets WHERE user_id = :id FOR UPDATE"), {"id": world.viewer_id}
             )
-            superlikes = superlike_service(engine)
+            superlikes = superlike_service(storage)
             locked, *charged = await asyncio.wait_for(
                 asyncio.gather(
                     superlikes.send(world.stream_id, world.viewer_id, None),

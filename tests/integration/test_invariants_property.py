@@ -10,12 +10,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from server.adapters.admin_repository import AdminRepository, audit_database
-from server.adapters.database import create_engine
-from server.adapters.settlement import settle_once
+from server.adapters.storage import Storage
 from server.adapters.tables import SuperlikeRecord, Wallet
 from server.domain import errors
 from server.domain.superlike import StreamState
-from tests.support import create_stream, create_user, superlike_service
+from tests.support import create_stream, create_user, migrated_storage, superlike_service
 
 USERS = 4
 STREAMS = 2
@@ -37,84 +36,75 @@ operations = st.lists(
 batch_sizes = st.lists(st.integers(1, 12), min_size=1, max_size=8)
 
 
-async def _run(url: str, ops: list[tuple], batches: list[int]) -> None:
-    engine = create_engine(url, pool_size=12)
-    try:
-        users = [await create_user(engine, coins=25) for _ in range(USERS)]
-        hosts = [await create_user(engine, coins=0) for _ in range(STREAMS)]
-        streams = [await create_stream(engine, host["id"], price=10) for host in hosts]
-        service = superlike_service(engine)
-        charged_keys: dict[tuple[str, str], set[str]] = {}
+async def _run(storage: Storage, ops: list[tuple], batches: list[int]) -> None:
+    engine = storage.engine
+    users = [await create_user(engine, coins=25) for _ in range(USERS)]
+    hosts = [await create_user(engine, coins=0) for _ in range(STREAMS)]
+    streams = [await create_stream(engine, host["id"], price=10) for host in hosts]
+    service = superlike_service(storage)
+    charged_keys: dict[tuple[str, str], set[str]] = {}
 
-        async def apply(op: tuple) -> None:
-            kind = op[0]
-            if kind == "superlike":
-                sender, stream = users[op[1]]["id"], streams[op[2]]["id"]
-                key = f"{op[3]}-{sender}" if op[3] else None
-                try:
-                    superlike = await service.send(stream, sender, key)
-                except (errors.InsufficientBalance, errors.SenderBanned, errors.StreamNotLive,
-                        errors.IdempotencyKeyReused):
-                    return
-                if key is not None:
-                    charged_keys.setdefault((sender, key), set()).add(superlike.superlike_id)
+    async def apply(op: tuple) -> None:
+        kind = op[0]
+        if kind == "superlike":
+            sender, stream = users[op[1]]["id"], streams[op[2]]["id"]
+            key = f"{op[3]}-{sender}" if op[3] else None
+            try:
+                superlike = await service.send(stream, sender, key)
+            except (errors.InsufficientBalance, errors.SenderBanned, errors.StreamNotLive,
+                    errors.IdempotencyKeyReused):
                 return
-            if kind == "settle":
-                await settle_once(engine)
-                return
-            async with engine.begin() as connection:
-                admin = AdminRepository(connection)
-                try:
-                    if kind == "credit":
-                        await admin.credit_coins(users[op[1]]["id"], op[2])
-                    elif kind == "ban":
-                        await admin.ban(streams[op[1]]["id"], users[op[2]]["id"])
-                    elif kind == "unban":
-                        await admin.unban(streams[op[1]]["id"], users[op[2]]["id"])
-                    else:
-                        await admin.set_stream_state(streams[op[1]]["id"], StreamState.ENDED)
-                except errors.Conflict:
-                    pass  # ending an ended stream
+            if key is not None:
+                charged_keys.setdefault((sender, key), set()).add(superlike.superlike_id)
+            return
+        if kind == "settle":
+            await storage.settle()
+            return
+        async with engine.begin() as connection:
+            admin = AdminRepository(connection)
+            try:
+                if kind == "credit":
+                    await admin.credit_coins(users[op[1]]["id"], op[2])
+                elif kind == "ban":
+                    await admin.ban(streams[op[1]]["id"], users[op[2]]["id"])
+                elif kind == "unban":
+                    await admin.unban(streams[op[1]]["id"], users[op[2]]["id"])
+                else:
+                    await admin.set_stream_state(streams[op[1]]["id"], StreamState.ENDED)
+            except errors.Conflict:
+                pass  # ending an ended stream
 
-        position = 0
-        for size in batches:
-            await asyncio.gather(*(apply(op) for op in ops[position:position + size]))
-            position += size
-        await asyncio.gather(*(apply(op) for op in ops[position:]))
+    position = 0
+    for size in batches:
+        await asyncio.gather(*(apply(op) for op in ops[position:position + size]))
+        position += size
+    await asyncio.gather(*(apply(op) for op in ops[position:]))
 
-        assert all(len(ids) == 1 for ids in charged_keys.values())
-        report = await audit_database(engine)
-        async with engine.connect() as connection:
-            negative = (
-                await connection.execute(select(func.count()).select_from(Wallet).where(Wallet.balance < 0))
-            ).scalar_one()
-            keyed = (
-                await connection.execute(
-                    select(func.count()).select_from(SuperlikeRecord).where(
-                        SuperlikeRecord.sender_id.in_([u["id"] for u in users]),
-                        SuperlikeRecord.idempotency_key.is_not(None),
-                    )
+    assert all(len(ids) == 1 for ids in charged_keys.values())
+    report = await audit_database(engine)
+    async with engine.connect() as connection:
+        negative = (
+            await connection.execute(select(func.count()).select_from(Wallet).where(Wallet.balance < 0))
+        ).scalar_one()
+        keyed = (
+            await connection.execute(
+                select(func.count()).select_from(SuperlikeRecord).where(
+                    SuperlikeRecord.sender_id.in_([u["id"] for u in users]),
+                    SuperlikeRecord.idempotency_key.is_not(None),
                 )
-            ).scalar_one()
-        assert report.problems == []
-        assert negative == 0
-        assert keyed == len(charged_keys)
-    finally:
-        await engine.dispose()
+            )
+        ).scalar_one()
+    assert report.problems == []
+    assert negative == 0
+    assert keyed == len(charged_keys)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations, batches=batch_sizes)
 def test_invariants_hold_under_random_interleavings(database_url: str, ops: list[tuple], batches: list[int]) -> None:
-    # Each example gets its own event loop and engine: asyncpg connections belong to one loop.
-    from server.adapters import schema
-
+    # Each example gets its own event loop and storage: asyncpg connections belong to one loop.
     async def migrate_and_run() -> None:
-        engine = create_engine(database_url, pool_size=1)
-        try:
-            await schema.upgrade(engine)
-        finally:
-            await engine.dispose()
-        await _run(database_url, ops, batches)
+        async with migrated_storage(database_url, pool_size=12) as storage:
+            await _run(storage, ops, batches)
 
     asyncio.run(migrate_and_run())

@@ -1,4 +1,4 @@
-"""Repositories, unit of work and the SendSuperlike use case on real SQLite and PostgreSQL."""
+"""Storage (opened as the server opens it) and the SendSuperlike use case on real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,28 +7,23 @@ import asyncio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AdminRepository, audit_database, audit_ledger
-from server.adapters.database import create_engine
-from server.adapters.settlement import settle_once
+from server.adapters.storage import Storage, open_storage
 from server.adapters.tables import Base, LedgerEntry, SuperlikeRecord
 from server.domain import errors
 from server.domain.superlike import StreamState
 from server.services.superlikes import SuperlikeService
-from tests.support import build_world, create_stream, create_user, superlike_service
+from tests.support import balance_of, build_world, create_stream, create_user, superlike_service
 
 pytestmark = pytest.mark.usefixtures("engine")
 
 
-def service(engine: AsyncEngine) -> SuperlikeService:
-    return superlike_service(engine)
-
-
-async def balance_of(engine: AsyncEngine, user_id: str) -> int:
-    async with engine.begin() as connection:
-        return (await AdminRepository(connection).get_user(user_id))["balance"]
+def service(storage: Storage) -> SuperlikeService:
+    """Each call is another server's writer: concurrent calls race in the database, not in one batch."""
+    return superlike_service(storage)
 
 
 async def superlike_count(engine: AsyncEngine, sender_id: str) -> int:
@@ -52,9 +47,11 @@ async def test_migrations_create_exactly_the_declared_schema(engine: AsyncEngine
     assert diff == []
 
 
-async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger_entries(engine: AsyncEngine) -> None:
+async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger_entries(
+    engine: AsyncEngine, storage: Storage
+) -> None:
     world = await build_world(engine, coins=100, price=15)
-    superlike = await service(engine).send(world.stream_id, world.viewer_id, None)
+    superlike = await service(storage).send(world.stream_id, world.viewer_id, None)
     assert (superlike.price, superlike.sender_balance_after) == (15, 85)
     assert await balance_of(engine, world.viewer_id) == 85
     assert await balance_of(engine, world.host_id) == 15
@@ -78,18 +75,18 @@ async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger
     await assert_audit_passes(engine)
 
 
-async def test_refused_superlike_changes_nothing(engine: AsyncEngine) -> None:
+async def test_refused_superlike_changes_nothing(engine: AsyncEngine, storage: Storage) -> None:
     world = await build_world(engine, coins=5, price=10)
     with pytest.raises(errors.InsufficientBalance):
-        await service(engine).send(world.stream_id, world.viewer_id, None)
+        await service(storage).send(world.stream_id, world.viewer_id, None)
     assert await balance_of(engine, world.viewer_id) == 5
     assert await balance_of(engine, world.host_id) == 0
     assert await superlike_count(engine, world.viewer_id) == 0
 
 
-async def test_every_refusal_is_read_from_storage(engine: AsyncEngine) -> None:
+async def test_every_refusal_is_read_from_storage(engine: AsyncEngine, storage: Storage) -> None:
     world = await build_world(engine, coins=100)
-    superlikes = service(engine)
+    superlikes = service(storage)
     with pytest.raises(errors.StreamNotFound):
         await superlikes.send("aaaaaaaaaaaaaaaaaaaaaaaa", world.viewer_id, None)
     with pytest.raises(errors.SenderNotFound):
@@ -108,24 +105,28 @@ async def test_every_refusal_is_read_from_storage(engine: AsyncEngine) -> None:
     assert await balance_of(engine, world.viewer_id) == 100
 
 
-async def test_idempotent_retry_is_charged_once_and_replays_the_same_receipt(engine: AsyncEngine) -> None:
+async def test_idempotent_retry_is_charged_once_and_replays_the_same_receipt(
+    engine: AsyncEngine, storage: Storage
+) -> None:
     world = await build_world(engine, coins=100)
-    first = await service(engine).send(world.stream_id, world.viewer_id, "retry-1")
-    again = await service(engine).send(world.stream_id, world.viewer_id, "retry-1")
+    first = await service(storage).send(world.stream_id, world.viewer_id, "retry-1")
+    again = await service(storage).send(world.stream_id, world.viewer_id, "retry-1")
     assert again == first
     assert await balance_of(engine, world.viewer_id) == 90
     other = await create_stream(engine, world.host_id)
     with pytest.raises(errors.IdempotencyKeyReused):
-        await service(engine).send(other["id"], world.viewer_id, "retry-1")
+        await service(storage).send(other["id"], world.viewer_id, "retry-1")
     # Keys are scoped per sender: another viewer may use the same key.
     second_viewer = await create_user(engine, coins=10)
-    assert (await service(engine).send(world.stream_id, second_viewer["id"], "retry-1")).price == 10
+    assert (await service(storage).send(world.stream_id, second_viewer["id"], "retry-1")).price == 10
 
 
-async def test_fifty_concurrent_superlikes_from_a_sender_who_can_afford_twenty(engine: AsyncEngine) -> None:
+async def test_fifty_concurrent_superlikes_from_a_sender_who_can_afford_twenty(
+    engine: AsyncEngine, storage: Storage
+) -> None:
     world = await build_world(engine, coins=200, price=10)
     outcomes = await asyncio.gather(
-        *(service(engine).send(world.stream_id, world.viewer_id, None) for _ in range(50)),
+        *(service(storage).send(world.stream_id, world.viewer_id, None) for _ in range(50)),
         return_exceptions=True,
     )
     succeeded = [o for o in outcomes if not isinstance(o, BaseException)]
@@ -138,23 +139,25 @@ async def test_fifty_concurrent_superlikes_from_a_sender_who_can_afford_twenty(e
     await assert_audit_passes(engine)
 
 
-async def test_concurrent_requests_with_one_key_charge_once(engine: AsyncEngine) -> None:
+async def test_concurrent_requests_with_one_key_charge_once(engine: AsyncEngine, storage: Storage) -> None:
     world = await build_world(engine, coins=100)
     outcomes = await asyncio.gather(
-        *(service(engine).send(world.stream_id, world.viewer_id, "same-key") for _ in range(20))
+        *(service(storage).send(world.stream_id, world.viewer_id, "same-key") for _ in range(20))
     )
     assert len({o.superlike_id for o in outcomes}) == 1
     assert await balance_of(engine, world.viewer_id) == 90
     assert await superlike_count(engine, world.viewer_id) == 1
 
 
-async def test_two_hosts_superliking_each_other_concurrently_do_not_deadlock(engine: AsyncEngine) -> None:
+async def test_two_hosts_superliking_each_other_concurrently_do_not_deadlock(
+    engine: AsyncEngine, storage: Storage
+) -> None:
     alice = await create_user(engine, coins=1000)
     bob = await create_user(engine, coins=1000)
     alice_stream = await create_stream(engine, alice["id"])
     bob_stream = await create_stream(engine, bob["id"])
-    sends = [service(engine).send(bob_stream["id"], alice["id"], None) for _ in range(15)]
-    sends += [service(engine).send(alice_stream["id"], bob["id"], None) for _ in range(15)]
+    sends = [service(storage).send(bob_stream["id"], alice["id"], None) for _ in range(15)]
+    sends += [service(storage).send(alice_stream["id"], bob["id"], None) for _ in range(15)]
     await asyncio.wait_for(asyncio.gather(*sends), timeout=30)
     assert await balance_of(engine, alice["id"]) == 1000
     assert await balance_of(engine, bob["id"]) == 1000
@@ -171,22 +174,22 @@ async def test_stream_state_changes_follow_the_lifecycle(engine: AsyncEngine) ->
             await repo.set_stream_state(stream["id"], StreamState.LIVE)
 
 
-async def test_purge_frees_keys_older_than_the_cutoff_only(engine: AsyncEngine) -> None:
+async def test_purge_frees_keys_older_than_the_cutoff_only(engine: AsyncEngine, storage: Storage) -> None:
     world = await build_world(engine, coins=100)
-    old = await service(engine).send(world.stream_id, world.viewer_id, "old-key")
+    old = await service(storage).send(world.stream_id, world.viewer_id, "old-key")
     async with engine.begin() as connection:
         await connection.execute(
             text("UPDATE superlikes SET created_at_ms = created_at_ms - 90000000 WHERE id = :id"),
             {"id": old.superlike_id},
         )
-    await service(engine).send(world.stream_id, world.viewer_id, "new-key")
+    await service(storage).send(world.stream_id, world.viewer_id, "new-key")
     async with engine.begin() as connection:
         purged = await AdminRepository(connection).purge_idempotency_keys(old.created_at_ms - 86_400_000 + 1)
     assert purged >= 1
     # The purged key is free again (a new charge); the recent one still replays.
-    assert (await service(engine).send(world.stream_id, world.viewer_id, "old-key")).superlike_id != old.superlike_id
+    assert (await service(storage).send(world.stream_id, world.viewer_id, "old-key")).superlike_id != old.superlike_id
     assert await balance_of(engine, world.viewer_id) == 70
-    await service(engine).send(world.stream_id, world.viewer_id, "new-key")
+    await service(storage).send(world.stream_id, world.viewer_id, "new-key")
     assert await balance_of(engine, world.viewer_id) == 70
 
 
@@ -215,24 +218,26 @@ async def test_audit_reports_a_tampered_balance(engine: AsyncEngine) -> None:
 
 
 async def test_unreachable_database_is_reported_as_storage_unavailable() -> None:
-    engine = create_engine("postgresql://postgres@127.0.0.1:1/none", connect_timeout_s=1)
-    try:
+    async with open_storage("postgresql://postgres@127.0.0.1:1/none", connect_timeout_s=1) as unreachable:
         with pytest.raises(errors.StorageUnavailable):
-            await service(engine).send("64d15f9e2e6c8f4d5a123000", "64d15f9e2e6c8f4d5a123456", None)
-    finally:
-        await engine.dispose()
+            await SuperlikeService(unreachable.superlikes).send(
+                "64d15f9e2e6c8f4d5a123000", "64d15f9e2e6c8f4d5a123456", None
+            )
+        assert await unreachable.reachable() is False
 
 
-async def test_host_credits_stay_pending_until_settled_and_the_books_balance_throughout(engine: AsyncEngine) -> None:
+async def test_host_credits_stay_pending_until_settled_and_the_books_balance_throughout(
+    engine: AsyncEngine, storage: Storage
+) -> None:
     world = await build_world(engine, coins=100, price=10)
     for _ in range(3):
-        await service(engine).send(world.stream_id, world.viewer_id, None)
+        await service(storage).send(world.stream_id, world.viewer_id, None)
     async with engine.begin() as connection:
         host = await AdminRepository(connection).get_user(world.host_id)
     report = await audit_database(engine)
     assert (host["balance"], host["pendingCredits"]) == (30, 30)
     assert report.problems == [] and report.pending_credits >= 30
-    await settle_once(engine)
+    await storage.settle()
     async with engine.begin() as connection:
         host = await AdminRepository(connection).get_user(world.host_id)
         settled_wallet = (
@@ -242,12 +247,12 @@ async def test_host_credits_stay_pending_until_settled_and_the_books_balance_thr
     await assert_audit_passes(engine)
 
 
-async def test_concurrent_settlements_apply_each_credit_once(engine: AsyncEngine) -> None:
+async def test_concurrent_settlements_apply_each_credit_once(engine: AsyncEngine, storage: Storage) -> None:
     world = await build_world(engine, coins=1000, price=7)
-    sends = [service(engine).send(world.stream_id, world.viewer_id, None) for _ in range(40)]
-    settles = [settle_once(engine) for _ in range(10)]
+    sends = [service(storage).send(world.stream_id, world.viewer_id, None) for _ in range(40)]
+    settles = [storage.settle() for _ in range(10)]
     await asyncio.gather(*sends, *settles)
-    await settle_once(engine)
+    await storage.settle()
     async with engine.begin() as connection:
         wallet = (
             await connection.execute(text("SELECT balance FROM wallets WHERE user_id = :id"), {"id": world.host_id})
@@ -257,9 +262,11 @@ async def test_concurrent_settlements_apply_each_credit_once(engine: AsyncEngine
 
 
 
-async def test_audit_reports_a_superlike_whose_credit_went_to_the_wrong_user(engine: AsyncEngine) -> None:
+async def test_audit_reports_a_superlike_whose_credit_went_to_the_wrong_user(
+    engine: AsyncEngine, storage: Storage
+) -> None:
     world = await build_world(engine, coins=50)
-    superlike = await service(engine).send(world.stream_id, world.viewer_id, None)
+    superlike = await service(storage).send(world.stream_id, world.viewer_id, None)
     async with engine.connect() as connection:
         async with connection.begin() as transaction:
             await connection.execute(
@@ -271,3 +278,22 @@ async def test_audit_reports_a_superlike_whose_credit_went_to_the_wrong_user(eng
     assert (
         f"superlike {superlike.superlike_id}: ledger entries do not match its price, sender and host" in report.problems
     )
+
+
+async def test_storage_transactions_commit_on_return_and_roll_back_on_error(
+    engine: AsyncEngine, storage: Storage
+) -> None:
+    world = await build_world(engine, coins=40)
+    balance = text("SELECT balance FROM wallets WHERE user_id = :id")
+    tamper = text("UPDATE wallets SET balance = balance + 5 WHERE user_id = :id")
+
+    def tamper_then_fail(connection: Connection) -> None:
+        connection.execute(tamper, {"id": world.viewer_id})
+        raise ValueError("undone")
+
+    with pytest.raises(ValueError, match="undone"):
+        await storage.write_transaction(tamper_then_fail)
+    assert await storage.read_snapshot(lambda c: c.execute(balance, {"id": world.viewer_id}).scalar_one()) == 40
+    assert await storage.write_transaction(lambda c: c.execute(balance, {"id": world.viewer_id}).scalar_one()) == 40
+    await storage.check_schema()  # at head: nothing raised
+    assert await storage.reachable() is True

@@ -1,20 +1,13 @@
-"""In-memory storage with the same contract as the SQL adapters, for unit tests of the rules."""
+"""In-memory storage with the same contract as the SQL adapters (the write port,
+server/services/ports.py), for unit tests of the use case."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Self
 
-from server.domain.errors import DomainError
-from server.domain.superlike import (
-    SenderSnapshot,
-    StreamState,
-    Superlike,
-    SuperlikeContext,
-    SuperlikeRequest,
-    check_superlike_allowed,
-)
-from server.services.ports import PriorSuperlike, SendAttempt
+from server.domain.send_outcome import Charged, Contended, Refused, Replayed, SendOutcome, not_charged
+from server.domain.superlike import SenderSnapshot, StreamState, Superlike, SuperlikeRequest
+from server.domain.superlike_rules import SuperlikeFacts, refusal
 
 
 @dataclasses.dataclass
@@ -31,24 +24,44 @@ class FakeDatabase:
         self.balances: dict[str, int] = {}
         self.streams: dict[str, FakeStream] = {}
         self.superlikes: list[tuple[Superlike, str | None]] = []
-        # Simulates a concurrent request committing between our read and our write.
-        self.commit_before_charge: tuple[Superlike, str] | None = None
+        # Simulates another server committing this superlike (and its key) between our read and our
+        # write.
+        self.commit_before_charge: tuple[Superlike, str | None] | None = None
 
 
-class FakeSuperlikeRepository:
-    def __init__(self, db: FakeDatabase, staged: list) -> None:
+class FakeSuperlikes:
+    """The write port: reads the facts, applies the rules, charges, as the SQL adapters do."""
+
+    def __init__(self, db: FakeDatabase) -> None:
         self._db = db
-        self._staged = staged
 
-    def _prior(self, sender_id: str, key: str | None) -> PriorSuperlike | None:
-        for superlike, stored_key in self._db.superlikes:
-            if key is not None and stored_key == key and superlike.sender.user_id == sender_id:
-                return PriorSuperlike(superlike)
-        return None
+    async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendOutcome:
+        facts = self._facts(request)
+        prior = self._prior(request)
+        if prior is not None:
+            return Replayed(prior)
+        if refusal(facts) is not None:
+            return Refused(facts)
+        self._let_another_server_commit()
+        assert facts.stream_price is not None and facts.sender is not None and facts.stream_host_id is not None
+        if self._db.balances[request.sender_id] < facts.stream_price:
+            # The coins were spent in between: a fresh read tells whether by our own key.
+            prior = self._prior(request)
+            return Replayed(prior) if prior is not None else not_charged(self._facts(request))
+        if self._prior(request) is not None:
+            return Contended()  # the unique index on the key refuses the write
+        self._db.balances[request.sender_id] -= facts.stream_price
+        self._db.balances[facts.stream_host_id] += facts.stream_price
+        superlike = Superlike(
+            superlike_id, request.stream_id, facts.sender, facts.stream_price, created_at_ms,
+            self._db.balances[request.sender_id],
+        )
+        self._db.superlikes.append((superlike, request.idempotency_key))
+        return Charged(superlike)
 
-    def _context(self, request: SuperlikeRequest) -> SuperlikeContext:
+    def _facts(self, request: SuperlikeRequest) -> SuperlikeFacts:
         stream = self._db.streams.get(request.stream_id)
-        return SuperlikeContext(
+        return SuperlikeFacts(
             stream_host_id=stream.host_id if stream else None,
             stream_state=stream.state if stream else None,
             stream_price=stream.price if stream else None,
@@ -57,58 +70,19 @@ class FakeSuperlikeRepository:
             sender_banned=bool(stream and request.sender_id in stream.banned),
         )
 
-    async def send_if_allowed(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendAttempt:
-        context = self._context(request)
-        prior = self._prior(request.sender_id, request.idempotency_key)
-        if prior is not None:
-            return SendAttempt(context=context, prior=prior)
-        try:
-            price = check_superlike_allowed(request, context)
-        except DomainError:
-            return SendAttempt(context=context)
+    def _prior(self, request: SuperlikeRequest) -> Superlike | None:
+        for superlike, stored_key in self._db.superlikes:
+            if (
+                request.idempotency_key is not None
+                and stored_key == request.idempotency_key
+                and superlike.sender.user_id == request.sender_id
+            ):
+                return superlike
+        return None
+
+    def _let_another_server_commit(self) -> None:
         if self._db.commit_before_charge is not None:
             other, other_key = self._db.commit_before_charge
             self._db.commit_before_charge = None
             self._db.balances[other.sender.user_id] -= other.price
             self._db.superlikes.append((other, other_key))
-        if self._db.balances[request.sender_id] < price:
-            return SendAttempt(context=context)
-        if self._prior(request.sender_id, request.idempotency_key) is not None:
-            return SendAttempt(context=context, contended=True)
-        assert context.sender is not None and context.stream_host_id is not None
-        superlike = Superlike(
-            superlike_id, request.stream_id, context.sender, price, created_at_ms,
-            self._db.balances[request.sender_id] - price,
-        )
-        self._staged.append(("debit", request.sender_id, price))
-        self._staged.append(("credit", context.stream_host_id, price))
-        self._staged.append(("superlike", superlike, request.idempotency_key))
-        return SendAttempt(context=context, superlike=superlike)
-
-    async def find_by_key(self, sender_id: str, key: str) -> PriorSuperlike | None:
-        return self._prior(sender_id, key)
-
-
-class FakeUnitOfWork:
-    def __init__(self, db: FakeDatabase) -> None:
-        self._db = db
-        self._staged: list = []
-        self.superlikes = FakeSuperlikeRepository(db, self._staged)
-        self.committed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._staged.clear()
-
-    async def commit(self) -> None:
-        for entry in self._staged:
-            if entry[0] == "debit":
-                self._db.balances[entry[1]] -= entry[2]
-            elif entry[0] == "credit":
-                self._db.balances[entry[1]] += entry[2]
-            else:
-                self._db.superlikes.append((entry[1], entry[2]))
-        self._staged.clear()
-        self.committed = True

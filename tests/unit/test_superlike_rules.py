@@ -7,7 +7,7 @@ from server.domain.clock import format_timestamp
 from server.domain.ids import is_object_id, new_object_id
 from server.domain.superlike import SenderSnapshot, StreamState, is_valid_idempotency_key
 from server.services.superlikes import SuperlikeService
-from tests.unit.fakes import FakeDatabase, FakeStream, FakeUnitOfWork
+from tests.unit.fakes import FakeDatabase, FakeStream, FakeSuperlikes
 
 HOST = "64d15f9e2e6c8f4d5a100001"
 VIEWER = "64d15f9e2e6c8f4d5a123456"
@@ -27,7 +27,7 @@ def make_db(balance: int = 100, state: StreamState = StreamState.LIVE, price: in
 
 
 def service(db: FakeDatabase) -> SuperlikeService:
-    return SuperlikeService(lambda: FakeUnitOfWork(db), clock=lambda: NOW_MS)
+    return SuperlikeService(FakeSuperlikes(db), clock=lambda: NOW_MS)
 
 
 async def test_superlike_charges_the_sender_and_credits_the_host() -> None:
@@ -131,6 +131,15 @@ async def test_concurrent_request_with_our_key_that_left_coins_is_replayed_after
     assert await service(db).send(STREAM, VIEWER, "key-1") == rival
     assert db.balances[VIEWER] == 90
     assert len(db.superlikes) == 1
+
+
+async def test_coins_spent_by_another_server_between_read_and_charge_refuse_as_insufficient() -> None:
+    db = make_db(balance=10)
+    rival = await service(make_db(balance=10)).send(STREAM, VIEWER, None)
+    db.commit_before_charge = (rival, None)
+    with pytest.raises(errors.InsufficientBalance):
+        await service(db).send(STREAM, VIEWER, "key-2")
+    assert (db.balances[VIEWER], len(db.superlikes)) == (0, 1)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from server.adapters.database import create_engine
+from server.adapters.storage import open_engine
 from server.adapters.tables import Base
 
 config = context.config
@@ -20,7 +20,8 @@ def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        # Batch mode: SQLite recreates a table to alter it, PostgreSQL runs plain ALTERs.
+        render_as_batch=True,
         compare_type=True,
     )
     with context.begin_transaction():
@@ -31,7 +32,7 @@ async def _run_own_connection() -> None:
     url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
     if not url:
         raise SystemExit("set DATABASE_URL or sqlalchemy.url to migrate")
-    engine = create_engine(url)
+    engine = open_engine(url)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

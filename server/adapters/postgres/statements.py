@@ -1,0 +1,83 @@
+"""PostgreSQL's superlike statements: a whole batch (distinct senders, see send_batcher.py) is ONE
+statement, run in autocommit (a statement is atomic on its own), so a batch costs one round trip and
+one commit. The requests arrive as parallel arrays; `n` keeps each one's place in the answer."""
+
+from __future__ import annotations
+
+from server.adapters.superlike_sql import (
+    FACTS_COLUMNS,
+    LEDGER_COLUMNS,
+    REQUEST_COLUMNS,
+    SUPERLIKE_COLUMNS,
+    ledger_pair_values,
+    refusal_sql,
+    superlike_values,
+)
+
+# The requests and their facts, one row per request.
+_REQUESTS_AND_FACTS = f"""
+WITH p AS (
+    SELECT * FROM unnest($1::varchar(24)[], $2::varchar(24)[], $3::varchar(255)[], $4::varchar(24)[],
+                         $5::bigint[])
+             WITH ORDINALITY AS p(sid, uid, idem, superlike_id, created_at_ms, n)
+), ctx AS (
+    -- One index lookup per request and table, whatever the tables' sizes and the planner's guess
+    -- of the batch size (LIMIT 1 keeps each lookup a nested loop, not a join over whole tables).
+    SELECT p.n, {REQUEST_COLUMNS},
+           {FACTS_COLUMNS}
+    FROM p
+    LEFT JOIN LATERAL (SELECT * FROM live_streams WHERE id = p.sid LIMIT 1) s ON TRUE
+    LEFT JOIN LATERAL (SELECT * FROM users WHERE id = p.uid LIMIT 1) u ON TRUE
+    LEFT JOIN LATERAL (SELECT * FROM wallets WHERE user_id = p.uid LIMIT 1) w ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT * FROM superlikes WHERE sender_id = p.uid AND idempotency_key = p.idem LIMIT 1
+    ) k ON TRUE
+)"""
+
+_DEBIT_ENTRY, _CREDIT_ENTRY = ledger_pair_values(lambda name: name)
+
+# The batch, step by step (each step feeds on the previous one: no debit -> no superlike -> no
+# ledger entries):
+#   ctx     the rules' facts, one row per request.
+#   locked  the requests the rules allow (their SQL mirror, superlike_sql.refusal_sql) with an unused
+#           key; their senders' wallets locked in user id order. Settlement locks in the same order,
+#           so batches of several servers and settlement never wait for each other in a cycle.
+#   debit   re-checks the balance on the latest row version (a concurrent debit may have committed
+#           since the snapshot), so a balance never goes below zero.
+# A concurrent request (another server) with the same idempotency key fails the unique index, which
+# undoes the whole statement; the batch is then written again (superlikes.py). The host's credit is
+# a pending ledger entry (see settlement.py): the host's wallet row is not locked, so superlikes on
+# one hot stream do not queue behind each other.
+SEND_BATCH_SQL = f"""{_REQUESTS_AND_FACTS}, locked AS (
+    SELECT allowed.*
+    FROM ctx AS allowed JOIN wallets ON wallets.user_id = allowed.sender_id
+    WHERE allowed.prior_id IS NULL AND {refusal_sql("allowed")} IS NULL
+    ORDER BY wallets.user_id
+    FOR UPDATE OF wallets
+), debit AS (
+    UPDATE wallets SET balance = wallets.balance - locked.superlike_price
+    FROM locked
+    WHERE wallets.user_id = locked.sender_id
+      AND wallets.balance >= locked.superlike_price
+    RETURNING locked.*, wallets.balance AS balance_after
+), superlike AS (
+    INSERT INTO superlikes ({SUPERLIKE_COLUMNS})
+    SELECT {superlike_values(lambda name: name)}
+    FROM debit
+), ledger AS (
+    -- Every debit row is a superlike row of this statement, and foreign keys are checked when the
+    -- statement ends, so the entries can come straight from `debit`.
+    INSERT INTO ledger_entries ({LEDGER_COLUMNS})
+    SELECT {_DEBIT_ENTRY} FROM debit
+    UNION ALL
+    SELECT {_CREDIT_ENTRY} FROM debit
+)
+SELECT ctx.*, debit.balance_after FROM ctx LEFT JOIN debit ON debit.n = ctx.n
+ORDER BY ctx.n
+"""
+
+# The facts alone, read again for requests whose debit found the coins already spent: a fresh
+# snapshot tells whether that spender was another server's request with the same key.
+READ_FACTS_SQL = f"""{_REQUESTS_AND_FACTS}
+SELECT ctx.*, NULL::bigint AS balance_after FROM ctx ORDER BY ctx.n
+"""

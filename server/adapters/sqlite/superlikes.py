@@ -1,0 +1,170 @@
+"""Superlikes on SQLite: batches (send_batcher.py), each one BEGIN IMMEDIATE transaction run as a
+single call on the SQLite thread (worker.py): one commit, and one WAL sync, per batch.
+
+Inside the transaction each request is four statements run on the driver's own cursor (sqlite3
+takes these `:name` parameters as they are): through SQLAlchemy's execution and result layers they
+cost several times what SQLite itself spends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Connection
+
+from server.adapters.rows import facts_from_row, new_superlike, prior_from_row
+from server.adapters.send_batcher import BatchResult, PendingSend, SendBatcher
+from server.adapters.sqlite.failures import is_unavailable
+from server.adapters.sqlite.worker import SqliteWorker
+from server.adapters.superlike_sql import (
+    FACTS_COLUMNS,
+    LEDGER_COLUMNS,
+    REQUEST_COLUMNS,
+    SUPERLIKE_COLUMNS,
+    ledger_pair_values,
+    refusal_sql,
+    superlike_values,
+)
+from server.domain.errors import StorageUnavailable
+from server.domain.send_outcome import Charged, Replayed, SendOutcome, not_charged
+from server.domain.superlike import SuperlikeRequest
+
+log = logging.getLogger(__name__)
+
+# Larger batches only lengthen the transaction that holds SQLite's single write lock.
+MAX_BATCH = 128
+
+
+def _param(name: str) -> str:
+    return f":{name}"
+
+
+# The request's facts and the rules' verdict on them (their SQL mirror: NULL when allowed).
+_FACTS_SQL = f"""
+WITH p AS (
+    SELECT CAST(:stream_id AS VARCHAR(24)) AS sid, CAST(:sender_id AS VARCHAR(24)) AS uid,
+           CAST(:idem AS VARCHAR(255)) AS idem, :superlike_id AS superlike_id, :created_at_ms AS created_at_ms
+), facts AS (
+    SELECT {REQUEST_COLUMNS},
+           {FACTS_COLUMNS}
+    FROM p
+    LEFT JOIN live_streams s ON s.id = p.sid
+    LEFT JOIN users u ON u.id = p.uid
+    LEFT JOIN wallets w ON w.user_id = p.uid
+    LEFT JOIN superlikes k ON k.sender_id = p.uid AND k.idempotency_key = p.idem
+)
+SELECT facts.*, {refusal_sql("facts")} AS refusal FROM facts
+"""
+
+_DEBIT_SQL = """
+UPDATE wallets SET balance = balance - :superlike_price
+WHERE user_id = :sender_id AND balance >= :superlike_price
+RETURNING balance
+"""
+
+_INSERT_SUPERLIKE_SQL = f"INSERT INTO superlikes ({SUPERLIKE_COLUMNS}) VALUES ({superlike_values(_param)})"
+
+_INSERT_LEDGER_PAIR_SQL = "INSERT INTO ledger_entries ({}) VALUES ({}), ({})".format(
+    LEDGER_COLUMNS, *ledger_pair_values(_param)
+)
+
+
+class SqliteSuperlikes:
+    """The write port on SQLite."""
+
+    def __init__(self, worker: SqliteWorker) -> None:
+        self._worker = worker
+        self._batcher = SendBatcher(self._write_batch, max_batch=MAX_BATCH, max_in_flight=1)
+
+    async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendOutcome:
+        return await self._batcher.send(request, superlike_id, created_at_ms)
+
+    async def close(self, timeout_seconds: float) -> None:
+        await self._batcher.close(timeout_seconds)
+
+    async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
+        try:
+            return await self._worker.write(
+                lambda connection: [_send_in_transaction(connection, pending=pending) for pending in batch]
+            )
+        except Exception as error:
+            # StorageUnavailable covers OutcomeUnknown: the commit itself failed and may have been
+            # durable; writing the requests again could charge them twice.
+            if len(batch) == 1 or isinstance(error, StorageUnavailable) or is_unavailable(error):
+                converted = _storage_error(error)
+                if converted is error:
+                    raise
+                raise converted from error
+            # One request's failure undid the whole transaction; one at a time, only it fails.
+            log.warning("superlike batch failed, writing it one by one: %s", error)
+        results: list[SendOutcome | BaseException] = []
+        for pending in batch:
+            try:
+                results.append(await self._worker.write(partial(_send_in_transaction, pending=pending)))
+            except Exception as error:
+                results.append(_storage_error(error))
+        return results
+
+
+def _storage_error(error: Exception) -> Exception:
+    """A failure as the caller must see it: the database being unavailable is StorageUnavailable
+    (nothing was written, the transaction rolled back); anything else is a bug, raised as is."""
+    if isinstance(error, StorageUnavailable) or not is_unavailable(error):
+        return error
+    log.warning("database unavailable: %s", error)
+    unavailable = StorageUnavailable()
+    unavailable.__cause__ = error
+    return unavailable
+
+
+_FACTS_NAMES: tuple[str, ...] | None = None
+
+
+def _facts_names(cursor: Any) -> tuple[str, ...]:
+    """The facts statement's column names: fixed, so read once rather than per superlike."""
+    global _FACTS_NAMES
+    if _FACTS_NAMES is None:
+        _FACTS_NAMES = tuple(column[0] for column in cursor.description)
+    return _FACTS_NAMES
+
+
+def _send_in_transaction(connection: Connection, *, pending: PendingSend) -> SendOutcome:
+    # The transaction holds SQLite's single write lock from this read to the commit: nothing can
+    # change in between, so the rules decide on current data and the debit cannot fail after them.
+    # Earlier requests of the same batch are part of that current data.
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        return _send_with_cursor(cursor, pending)
+    finally:
+        cursor.close()
+
+
+def _send_with_cursor(cursor: Any, pending: PendingSend) -> SendOutcome:
+    request = pending.request
+    cursor.execute(
+        _FACTS_SQL,
+        {
+            "stream_id": request.stream_id,
+            "sender_id": request.sender_id,
+            "idem": request.idempotency_key,
+            "superlike_id": pending.superlike_id,
+            "created_at_ms": pending.created_at_ms,
+        },
+    )
+    row = dict(zip(_facts_names(cursor), cursor.fetchone(), strict=True))
+    prior = prior_from_row(row, request.sender_id)
+    if prior is not None:
+        return Replayed(prior)
+    facts = facts_from_row(row)
+    if row["refusal"] is not None:
+        return not_charged(facts)
+    debited = cursor.execute(_DEBIT_SQL, row).fetchone()
+    if debited is None:
+        return not_charged(facts)
+    row["balance_after"] = int(debited[0])
+    cursor.execute(_INSERT_SUPERLIKE_SQL, row)
+    cursor.execute(_INSERT_LEDGER_PAIR_SQL, row)
+    return Charged(new_superlike(row, facts, row["balance_after"]))
