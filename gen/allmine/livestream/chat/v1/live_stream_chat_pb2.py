@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1allmine/livestream/chat/v1/live_stream_chat.proto\x12\x1a\x61llmine.livestream.chat.v1\x1a\x1cgoogle/api/annotations.proto\"=\n\x14SendSuperlikeRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"i\n\x0eSenderSnapshot\x12\x0f\n\x02id\x18\x01 \x01(\tR\x03_id\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07surname\x18\x04 \x01(\t\x12\x15\n\rprofile_photo\x18\x05 \x01(\t\"\xd2\x01\n\x15SendSuperlikeResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x43\n\x0fsender_snapshot\x18\x03 \x01(\x0b\x32*.allmine.livestream.chat.v1.SenderSnapshot\x12\r\n\x05price\x18\x04 \x01(\x05\x12\x11\n\ttimestamp\x18\x05 \x01(\t\x12\x14\n\x0csuperlike_id\x18\x06 \x01(\t\x12\x16\n\x0esender_balance\x18\x07 \x01(\x03\x32\xc2\x01\n\x0eLiveStreamChat\x12\xaf\x01\n\rSendSuperlike\x12\x30.allmine.livestream.chat.v1.SendSuperlikeRequest\x1a\x31.allmine.livestream.chat.v1.SendSuperlikeResponse\"9\x82\xd3\xe4\x93\x02\x33\"./api/v1/live-stream/{stream_id}/chat/superlike:\x01*B#Z!allmine/livestream/chat/v1;chatv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1allmine/livestream/chat/v1/live_stream_chat.proto\x12\x1a\x61llmine.livestream.chat.v1\x1a\x1cgoogle/api/annotations.proto\"=\n\x14SendSuperlikeRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"i\n\x0eSenderSnapshot\x12\x0f\n\x02id\x18\x01 \x01(\tR\x03_id\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07surname\x18\x04 \x01(\t\x12\x15\n\rprofile_photo\x18\x05 \x01(\t\"\xd2\x01\n\x15SendSuperlikeResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x43\n\x0fsender_snapshot\x18\x03 \x01(\x0b\x32*.allmine.livestream.chat.v1.SenderSnapshot\x12\r\n\x05price\x18\x04 \x01(\x05\x12\x11\n\ttimestamp\x18\x05 \x01(\t\x12\x14\n\x0csuperlike_id\x18\x06 \x01(\t\x12\x16\n\x0esender_balance\x18\x07 \x01(\x03\"Q\n\x15ListSuperlikesRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"l\n\x16ListSuperlikesResponse\x12\x39\n\nsuperlikes\x18\x01 \x03(\x0b\x32%.allmine.livestream.chat.v1.Superlike\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xae\x01\n\tSuperlike\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x43\n\x0fsender_snapshot\x18\x03 \x01(\x0b\x32*.allmine.livestream.chat.v1.SenderSnapshot\x12\r\n\x05price\x18\x04 \x01(\x05\x12\x11\n\ttimestamp\x18\x05 \x01(\t\x12\x14\n\x0csuperlike_id\x18\x06 \x01(\t\"<\n\x18ListTopSupportersRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"Y\n\x19ListTopSupportersResponse\x12<\n\nsupporters\x18\x01 \x03(\x0b\x32(.allmine.livestream.chat.v1.TopSupporter\"\x84\x01\n\x0cTopSupporter\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x43\n\x0fsender_snapshot\x18\x02 \x01(\x0b\x32*.allmine.livestream.chat.v1.SenderSnapshot\x12\r\n\x05\x63oins\x18\x03 \x01(\x03\x12\x12\n\nsuperlikes\x18\x04 \x01(\x05\x32\xb5\x04\n\x0eLiveStreamChat\x12\xaf\x01\n\rSendSuperlike\x12\x30.allmine.livestream.chat.v1.SendSuperlikeRequest\x1a\x31.allmine.livestream.chat.v1.SendSuperlikeResponse\"9\x82\xd3\xe4\x93\x02\x33\"./api/v1/live-stream/{stream_id}/chat/superlike:\x01*\x12\xb0\x01\n\x0eListSuperlikes\x12\x31.allmine.livestream.chat.v1.ListSuperlikesRequest\x1a\x32.allmine.livestream.chat.v1.ListSuperlikesResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//api/v1/live-stream/{stream_id}/chat/superlikes\x12\xbd\x01\n\x11ListTopSupporters\x12\x34.allmine.livestream.chat.v1.ListTopSupportersRequest\x1a\x35.allmine.livestream.chat.v1.ListTopSupportersResponse\";\x82\xd3\xe4\x93\x02\x35\x12\x33/api/v1/live-stream/{stream_id}/chat/top-supportersB#Z!allmine/livestream/chat/v1;chatv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z!allmine/livestream/chat/v1;chatv1'
   _globals['_LIVESTREAMCHAT'].methods_by_name['SendSuperlike']._loaded_options = None
   _globals['_LIVESTREAMCHAT'].methods_by_name['SendSuperlike']._serialized_options = b'\202\323\344\223\0023\"./api/v1/live-stream/{stream_id}/chat/superlike:\001*'
+  _globals['_LIVESTREAMCHAT'].methods_by_name['ListSuperlikes']._loaded_options = None
+  _globals['_LIVESTREAMCHAT'].methods_by_name['ListSuperlikes']._serialized_options = b'\202\323\344\223\0021\022//api/v1/live-stream/{stream_id}/chat/superlikes'
+  _globals['_LIVESTREAMCHAT'].methods_by_name['ListTopSupporters']._loaded_options = None
+  _globals['_LIVESTREAMCHAT'].methods_by_name['ListTopSupporters']._serialized_options = b'\202\323\344\223\0025\0223/api/v1/live-stream/{stream_id}/chat/top-supporters'
   _globals['_SENDSUPERLIKEREQUEST']._serialized_start=111
   _globals['_SENDSUPERLIKEREQUEST']._serialized_end=172
   _globals['_SENDERSNAPSHOT']._serialized_start=174
   _globals['_SENDERSNAPSHOT']._serialized_end=279
   _globals['_SENDSUPERLIKERESPONSE']._serialized_start=282
   _globals['_SENDSUPERLIKERESPONSE']._serialized_end=492
-  _globals['_LIVESTREAMCHAT']._serialized_start=495
-  _globals['_LIVESTREAMCHAT']._serialized_end=689
+  _globals['_LISTSUPERLIKESREQUEST']._serialized_start=494
+  _globals['_LISTSUPERLIKESREQUEST']._serialized_end=575
+  _globals['_LISTSUPERLIKESRESPONSE']._serialized_start=577
+  _globals['_LISTSUPERLIKESRESPONSE']._serialized_end=685
+  _globals['_SUPERLIKE']._serialized_start=688
+  _globals['_SUPERLIKE']._serialized_end=862
+  _globals['_LISTTOPSUPPORTERSREQUEST']._serialized_start=864
+  _globals['_LISTTOPSUPPORTERSREQUEST']._serialized_end=924
+  _globals['_LISTTOPSUPPORTERSRESPONSE']._serialized_start=926
+  _globals['_LISTTOPSUPPORTERSRESPONSE']._serialized_end=1015
+  _globals['_TOPSUPPORTER']._serialized_start=1018
+  _globals['_TOPSUPPORTER']._serialized_end=1150
+  _globals['_LIVESTREAMCHAT']._serialized_start=1153
+  _globals['_LIVESTREAMCHAT']._serialized_end=1718
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,16 @@ class LiveStreamChatStub:
                 request_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.SendSuperlikeRequest.SerializeToString,
                 response_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.SendSuperlikeResponse.FromString,
                 _registered_method=True)
+        self.ListSuperlikes = channel.unary_unary(
+                '/allmine.livestream.chat.v1.LiveStreamChat/ListSuperlikes',
+                request_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListSuperlikesRequest.SerializeToString,
+                response_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListSuperlikesResponse.FromString,
+                _registered_method=True)
+        self.ListTopSupporters = channel.unary_unary(
+                '/allmine.livestream.chat.v1.LiveStreamChat/ListTopSupporters',
+                request_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersRequest.SerializeToString,
+                response_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersResponse.FromString,
+                _registered_method=True)
 
 
 class LiveStreamChatServicer:
@@ -93,6 +103,41 @@ class LiveStreamChatServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSuperlikes(self, request, context):
+        """ListSuperlikes lists a stream's superlikes, newest first (AIP-132, AIP-158). Any signed-in user
+        may read any stream's history; scheduled and ended streams stay readable. Paging walks the
+        stream's stored order by key, so superlikes that arrive while a client pages never make an item
+        repeat or vanish, and a deep page costs what the first one does.
+
+        Errors (gRPC code -> HTTP status, ErrorInfo.reason):
+        - UNAUTHENTICATED -> 401, UNAUTHENTICATED: as for SendSuperlike.
+        - INVALID_ARGUMENT -> 400, INVALID_STREAM_ID: `stream_id` is not a 24-character hex id;
+        INVALID_PAGE_SIZE: `page_size` is negative; INVALID_PAGE_TOKEN: `page_token` was not returned
+        by ListSuperlikes for this stream (forged, truncated, or from another stream or method).
+        - NOT_FOUND -> 404, STREAM_NOT_FOUND: no stream has this id.
+        - UNAVAILABLE -> 503, STORAGE_UNAVAILABLE: the database cannot be reached; safe to retry.
+        - INTERNAL -> 500, INTERNAL: an unexpected failure; details are logged, never returned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTopSupporters(self, request, context):
+        """ListTopSupporters ranks the senders of a stream's superlikes by the coins they spent on it; of
+        two senders with equal totals, the one who reached the total first ranks higher. Totals are
+        kept by the write that charges each superlike, so they include every superlike answered so far.
+
+        Errors (gRPC code -> HTTP status, ErrorInfo.reason):
+        - UNAUTHENTICATED -> 401, UNAUTHENTICATED: as for SendSuperlike.
+        - INVALID_ARGUMENT -> 400, INVALID_STREAM_ID: `stream_id` is not a 24-character hex id;
+        INVALID_LIMIT: `limit` is outside 1..100.
+        - NOT_FOUND -> 404, STREAM_NOT_FOUND: no stream has this id.
+        - UNAVAILABLE -> 503, STORAGE_UNAVAILABLE; INTERNAL -> 500, INTERNAL: as above.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LiveStreamChatServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -100,6 +145,16 @@ def add_LiveStreamChatServicer_to_server(servicer, server):
                     servicer.SendSuperlike,
                     request_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.SendSuperlikeRequest.FromString,
                     response_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.SendSuperlikeResponse.SerializeToString,
+            ),
+            'ListSuperlikes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSuperlikes,
+                    request_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListSuperlikesRequest.FromString,
+                    response_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListSuperlikesResponse.SerializeToString,
+            ),
+            'ListTopSupporters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTopSupporters,
+                    request_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersRequest.FromString,
+                    response_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +190,60 @@ class LiveStreamChat:
             '/allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike',
             allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.SendSuperlikeRequest.SerializeToString,
             allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.SendSuperlikeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSuperlikes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allmine.livestream.chat.v1.LiveStreamChat/ListSuperlikes',
+            allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListSuperlikesRequest.SerializeToString,
+            allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListSuperlikesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTopSupporters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allmine.livestream.chat.v1.LiveStreamChat/ListTopSupporters',
+            allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersRequest.SerializeToString,
+            allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersResponse.FromString,
             options,
             channel_credentials,
             insecure,
