@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     UniqueConstraint,
@@ -72,6 +73,8 @@ class LiveStream(Base):
     state: Mapped[str] = mapped_column(String(16))
     superlike_price: Mapped[int] = mapped_column(Integer, default=10)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    # The highest superlike position on this stream; the write that charges a superlike takes the next.
+    last_position: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class ChatBan(Base):
@@ -92,7 +95,8 @@ class SuperlikeRecord(Base):
     __tablename__ = "superlikes"
     __table_args__ = (
         UniqueConstraint("sender_id", "idempotency_key", name="uq_superlikes_sender_key"),
-        Index("ix_superlikes_stream_id_created_at_ms", "stream_id", "created_at_ms"),
+        # History pages and the live feed walk a stream's superlikes by this key.
+        UniqueConstraint("stream_id", "stream_position", name="uq_superlikes_stream_id"),
     )
 
     id: Mapped[str] = mapped_column(ObjectId, primary_key=True)
@@ -106,6 +110,8 @@ class SuperlikeRecord(Base):
     sender_balance_after: Mapped[int] = mapped_column(BigInteger)
     created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # 1, 2, 3, ... per stream in commit order (see LiveStream.last_position).
+    stream_position: Mapped[int] = mapped_column(BigInteger)
 
 
 class LedgerEntry(Base):
@@ -143,3 +149,31 @@ class LedgerEntry(Base):
     )
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     applied: Mapped[bool] = mapped_column(Boolean, server_default=true())
+
+
+class StreamSupporter(Base):
+    """A sender's running total on a stream, kept by the write that charges each superlike.
+
+    `reached_at_position` is the position of the sender's latest superlike on the stream: of equal
+    totals, the one reached first (lower position) ranks higher.
+    """
+
+    __tablename__ = "stream_supporters"
+    __table_args__ = (
+        Index("ix_stream_supporters_ranking", "stream_id", "coins", "reached_at_position"),
+    )
+
+    stream_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("live_streams.id"), primary_key=True)
+    sender_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("users.id"), primary_key=True)
+    coins: Mapped[int] = mapped_column(BigInteger)
+    superlikes: Mapped[int] = mapped_column(BigInteger)
+    reached_at_position: Mapped[int] = mapped_column(BigInteger)
+
+
+class ServiceKey(Base):
+    """Secrets every replica must share, created by the migrations (e.g. the page-token key)."""
+
+    __tablename__ = "service_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
