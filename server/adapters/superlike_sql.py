@@ -60,9 +60,18 @@ _SUPERLIKE_VALUES = {
     "sender_balance_after": "balance_after",
     "created_at_ms": "created_at_ms",
     "idempotency_key": "idem",
+    "stream_position": "stream_position",
 }
 SUPERLIKE_COLUMNS = ", ".join(_SUPERLIKE_VALUES)
 LEDGER_COLUMNS = "user_id, amount, kind, superlike_id, created_at_ms, applied"
+SUPPORTER_COLUMNS = "stream_id, sender_id, coins, superlikes, reached_at_position"
+
+# A sender's running total on a stream grows by what one write charged them there. Each sender has
+# at most one request per batch (send_batcher.py), so a batch writes each supporter row once.
+ADD_TO_SUPPORTER_TOTAL = """ON CONFLICT (stream_id, sender_id) DO UPDATE SET
+        coins = stream_supporters.coins + excluded.coins,
+        superlikes = stream_supporters.superlikes + excluded.superlikes,
+        reached_at_position = excluded.reached_at_position"""
 
 # How a statement refers to a named value: a column as is (PostgreSQL, from a CTE), or a `:name`
 # parameter (SQLite).

@@ -85,17 +85,31 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
         neighbours = [await create_user(engine, coins=100) for _ in range(2)]
         other_server = await engine.connect()
         other_transaction = await other_server.begin()
-        # The other server's superlike, with its ledger entries and the debit, not yet committed.
+        # The other server's superlike, with its stream position, ledger entries, supporter total and
+        # the debit, not yet committed.
+        position = (
+            await other_server.execute(
+                text("UPDATE live_streams SET last_position = last_position + 1 WHERE id = :stream RETURNING last_position"),
+                {"stream": world.stream_id},
+            )
+        ).scalar_one()
         await other_server.execute(
             text("""
                 INSERT INTO superlikes (id, stream_id, sender_id, sender_username, sender_name,
                                         sender_surname, sender_profile_photo, price,
-                                        sender_balance_after, created_at_ms, idempotency_key)
+                                        sender_balance_after, created_at_ms, idempotency_key, stream_position)
                 SELECT 'abcdefabcdefabcdefabcdef', :stream, u.id, u.username, u.name, u.surname,
-                       u.profile_photo, 10, 90, 1700000000000, 'contended'
+                       u.profile_photo, 10, 90, 1700000000000, 'contended', :position
                 FROM users u WHERE u.id = :sender
             """),
-            {"stream": world.stream_id, "sender": world.viewer_id},
+            {"stream": world.stream_id, "sender": world.viewer_id, "position": position},
+        )
+        await other_server.execute(
+            text("""
+                INSERT INTO stream_supporters (stream_id, sender_id, coins, superlikes, reached_at_position)
+                VALUES (:stream, :sender, 10, 1, :position)
+            """),
+            {"stream": world.stream_id, "sender": world.viewer_id, "position": position},
         )
         await other_server.execute(
             text("""

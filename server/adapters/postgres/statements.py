@@ -5,10 +5,12 @@ one commit. The requests arrive as parallel arrays; `n` keeps each one's place i
 from __future__ import annotations
 
 from server.adapters.superlike_sql import (
+    ADD_TO_SUPPORTER_TOTAL,
     FACTS_COLUMNS,
     LEDGER_COLUMNS,
     REQUEST_COLUMNS,
     SUPERLIKE_COLUMNS,
+    SUPPORTER_COLUMNS,
     ledger_pair_values,
     refusal_sql,
     superlike_values,
@@ -44,6 +46,12 @@ _DEBIT_ENTRY, _CREDIT_ENTRY = ledger_pair_values(lambda name: name)
 #           so batches of several servers and settlement never wait for each other in a cycle.
 #   debit   re-checks the balance on the latest row version (a concurrent debit may have committed
 #           since the snapshot), so a balance never goes below zero.
+#   streams the charged requests' streams, locked in id order after the wallets (every batch locks
+#           in that order), and `positions` moves each one's last_position past its new superlikes.
+#           The lock is held to the commit, so a stream's positions become visible in their order:
+#           history pages and the live feed can walk them by key without skipping a late commit.
+#   positioned  each charge with its position: its stream's base plus its rank in the batch.
+#   supporters  each sender's running total on the stream (superlike_sql.ADD_TO_SUPPORTER_TOTAL).
 # A concurrent request (another server) with the same idempotency key fails the unique index, which
 # undoes the whole statement; the batch is then written again (superlikes.py). The host's credit is
 # a pending ledger entry (see settlement.py): the host's wallet row is not locked, so superlikes on
@@ -60,10 +68,24 @@ SEND_BATCH_SQL = f"""{_REQUESTS_AND_FACTS}, locked AS (
     WHERE wallets.user_id = locked.sender_id
       AND wallets.balance >= locked.superlike_price
     RETURNING locked.*, wallets.balance AS balance_after
+), streams AS (
+    SELECT live_streams.id FROM live_streams
+    WHERE live_streams.id IN (SELECT stream_id FROM debit)
+    ORDER BY live_streams.id
+    FOR UPDATE OF live_streams
+), positions AS (
+    UPDATE live_streams SET last_position = live_streams.last_position + charged.n_charged
+    FROM (SELECT stream_id, count(*) AS n_charged FROM debit GROUP BY stream_id) AS charged
+    WHERE live_streams.id = charged.stream_id AND live_streams.id IN (SELECT id FROM streams)
+    RETURNING live_streams.id AS stream_id, live_streams.last_position - charged.n_charged AS base
+), positioned AS (
+    SELECT debit.*,
+           positions.base + row_number() OVER (PARTITION BY debit.stream_id ORDER BY debit.n) AS stream_position
+    FROM debit JOIN positions ON positions.stream_id = debit.stream_id
 ), superlike AS (
     INSERT INTO superlikes ({SUPERLIKE_COLUMNS})
     SELECT {superlike_values(lambda name: name)}
-    FROM debit
+    FROM positioned
 ), ledger AS (
     -- Every debit row is a superlike row of this statement, and foreign keys are checked when the
     -- statement ends, so the entries can come straight from `debit`.
@@ -71,13 +93,19 @@ SEND_BATCH_SQL = f"""{_REQUESTS_AND_FACTS}, locked AS (
     SELECT {_DEBIT_ENTRY} FROM debit
     UNION ALL
     SELECT {_CREDIT_ENTRY} FROM debit
+), supporters AS (
+    INSERT INTO stream_supporters ({SUPPORTER_COLUMNS})
+    SELECT stream_id, sender_id, SUM(superlike_price), COUNT(*), MAX(stream_position)
+    FROM positioned GROUP BY stream_id, sender_id
+    {ADD_TO_SUPPORTER_TOTAL}
 )
-SELECT ctx.*, debit.balance_after FROM ctx LEFT JOIN debit ON debit.n = ctx.n
+SELECT ctx.*, positioned.balance_after, positioned.stream_position
+FROM ctx LEFT JOIN positioned ON positioned.n = ctx.n
 ORDER BY ctx.n
 """
 
 # The facts alone, read again for requests whose debit found the coins already spent: a fresh
 # snapshot tells whether that spender was another server's request with the same key.
 READ_FACTS_SQL = f"""{_REQUESTS_AND_FACTS}
-SELECT ctx.*, NULL::bigint AS balance_after FROM ctx ORDER BY ctx.n
+SELECT ctx.*, NULL::bigint AS balance_after, NULL::bigint AS stream_position FROM ctx ORDER BY ctx.n
 """

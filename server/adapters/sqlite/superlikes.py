@@ -1,7 +1,7 @@
 """Superlikes on SQLite: batches (send_batcher.py), each one BEGIN IMMEDIATE transaction run as a
 single call on the SQLite thread (worker.py): one commit, and one WAL sync, per batch.
 
-Inside the transaction each request is four statements run on the driver's own cursor (sqlite3
+Inside the transaction each request is six statements run on the driver's own cursor (sqlite3
 takes these `:name` parameters as they are): through SQLAlchemy's execution and result layers they
 cost several times what SQLite itself spends.
 """
@@ -20,10 +20,12 @@ from server.adapters.send_batcher import BatchResult, PendingSend, SendBatcher
 from server.adapters.sqlite.failures import is_unavailable
 from server.adapters.sqlite.worker import SqliteWorker
 from server.adapters.superlike_sql import (
+    ADD_TO_SUPPORTER_TOTAL,
     FACTS_COLUMNS,
     LEDGER_COLUMNS,
     REQUEST_COLUMNS,
     SUPERLIKE_COLUMNS,
+    SUPPORTER_COLUMNS,
     ledger_pair_values,
     refusal_sql,
     superlike_values,
@@ -63,6 +65,17 @@ _DEBIT_SQL = """
 UPDATE wallets SET balance = balance - :superlike_price
 WHERE user_id = :sender_id AND balance >= :superlike_price
 RETURNING balance
+"""
+
+# The transaction holds SQLite's only write lock, so positions are taken in commit order.
+_NEXT_POSITION_SQL = """
+UPDATE live_streams SET last_position = last_position + 1 WHERE id = :stream_id RETURNING last_position
+"""
+
+_ADD_TO_SUPPORTER_SQL = f"""
+INSERT INTO stream_supporters ({SUPPORTER_COLUMNS})
+VALUES (:stream_id, :sender_id, :superlike_price, 1, :stream_position)
+{ADD_TO_SUPPORTER_TOTAL}
 """
 
 _INSERT_SUPERLIKE_SQL = f"INSERT INTO superlikes ({SUPERLIKE_COLUMNS}) VALUES ({superlike_values(_param)})"
@@ -165,6 +178,8 @@ def _send_with_cursor(cursor: Any, pending: PendingSend) -> SendOutcome:
     if debited is None:
         return not_charged(facts)
     row["balance_after"] = int(debited[0])
+    row["stream_position"] = cursor.execute(_NEXT_POSITION_SQL, row).fetchone()[0]
     cursor.execute(_INSERT_SUPERLIKE_SQL, row)
     cursor.execute(_INSERT_LEDGER_PAIR_SQL, row)
+    cursor.execute(_ADD_TO_SUPPORTER_SQL, row)
     return Charged(new_superlike(row, facts, row["balance_after"]))
