@@ -27,6 +27,7 @@ from server.auth.jwks import JwksKeySet
 from server.auth.tokens import TokenPolicy, TokenVerifier
 from server.config import Settings
 from server.domain.errors import StorageUnavailable
+from server.services.history import HistoryService
 from server.services.superlikes import SuperlikeService
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
         interval_seconds=settings.health_check_interval_seconds,
     )
     superlikes = SuperlikeService(storage.superlikes)
-    servicer = LiveStreamChatServicer(superlikes, verifier, storage_health.report_unavailable)
+    history = HistoryService(storage.history)
+    servicer = LiveStreamChatServicer(superlikes, history, verifier, storage_health.report_unavailable)
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
     chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)

@@ -3,8 +3,10 @@ mapping by column name: an asyncpg Record or a dict from SQLite."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from server.domain.history import FeedBatch, HistoryPage, PostedSuperlike, SupporterTotal
 from server.domain.superlike import SenderSnapshot, StreamState, Superlike
 from server.domain.superlike_rules import SuperlikeFacts
 
@@ -60,3 +62,59 @@ def new_superlike(row: Any, facts: SuperlikeFacts, balance_after: int) -> Superl
         created_at_ms=row["created_at_ms"],
         sender_balance_after=balance_after,
     )
+
+
+def posted_from_row(row: Any) -> PostedSuperlike:
+    """A superlike of history_sql.POSTED_COLUMNS."""
+    return PostedSuperlike(
+        superlike_id=row["superlike_id"],
+        stream_id=row["stream_id"],
+        sender=SenderSnapshot(
+            user_id=row["sender_id"],
+            username=row["sender_username"],
+            name=row["sender_name"],
+            surname=row["sender_surname"],
+            profile_photo=row["sender_profile_photo"],
+        ),
+        price=int(row["price"]),
+        created_at_ms=int(row["created_at_ms"]),
+        position=int(row["stream_position"]),
+    )
+
+
+def supporter_from_row(row: Any) -> SupporterTotal:
+    return SupporterTotal(
+        sender=SenderSnapshot(
+            user_id=row["sender_id"],
+            username=row["username"],
+            name=row["name"],
+            surname=row["surname"],
+            profile_photo=row["profile_photo"],
+        ),
+        coins=int(row["coins"]),
+        superlikes=int(row["superlikes"]),
+        reached_at_position=int(row["reached_at_position"]),
+    )
+
+
+def history_page(rows: Sequence[Any], limit: int) -> HistoryPage | None:
+    """page_sql's rows (asked for limit + 1) as a page; None when the stream does not exist."""
+    if not rows:
+        return None
+    posted = [posted_from_row(row) for row in rows if row["superlike_id"] is not None]
+    return HistoryPage(superlikes=posted[:limit], has_more=len(posted) > limit)
+
+
+def feed_batch(rows: Sequence[Any]) -> FeedBatch | None:
+    """after_sql's rows; None when the stream does not exist."""
+    if not rows:
+        return None
+    posted = [posted_from_row(row) for row in rows if row["superlike_id"] is not None]
+    return FeedBatch(superlikes=posted, last_position=int(rows[0]["last_position"]))
+
+
+def supporter_totals(rows: Sequence[Any]) -> list[SupporterTotal] | None:
+    """top_supporters_sql's rows; None when the stream does not exist."""
+    if not rows:
+        return None
+    return [supporter_from_row(row) for row in rows if row["sender_id"] is not None]

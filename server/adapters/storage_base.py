@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters import schema
 from server.domain.errors import StorageUnavailable
+from server.domain.history import FeedBatch, HistoryPage, SupporterTotal
 from server.domain.send_outcome import SendOutcome
 from server.domain.superlike import SuperlikeRequest
 
@@ -33,6 +34,21 @@ class BatchedSuperlikeWriter(Protocol):
         """Takes no new superlikes; waits up to `timeout_seconds` for the queued ones."""
 
 
+class SuperlikeHistory(Protocol):
+    """A backend's implementation of the read port (services/ports.py). Each method returns None
+    when the stream does not exist."""
+
+    async def page(self, stream_id: str, before: int, limit: int) -> HistoryPage | None: ...
+
+    async def after(self, stream_id: str, after: int, limit: int) -> FeedBatch | None: ...
+
+    async def top_supporters(self, stream_id: str, limit: int) -> list[SupporterTotal] | None: ...
+
+    async def position_key(self) -> bytes:
+        """The key that seals page tokens and feed cursors, the same for every replica."""
+        ...
+
+
 class Storage(abc.ABC):
     """The database as the server, the CLI, tests and tools use it."""
 
@@ -41,6 +57,8 @@ class Storage(abc.ABC):
     engine: AsyncEngine
     # The server's superlike writer: one per process, so it batches every request (group commit).
     superlikes: BatchedSuperlikeWriter
+    # Reading superlikes back: history pages, top supporters, the live feed's catch-up.
+    history: SuperlikeHistory
 
     @abc.abstractmethod
     def new_superlike_writer(self) -> BatchedSuperlikeWriter:

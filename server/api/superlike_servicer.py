@@ -9,12 +9,14 @@ import grpc
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
+from server.api import history_messages
 from server.api.caller import authenticated_subject, idempotency_key_of
 from server.api.status_codes import INTERNAL_MESSAGE, INTERNAL_REASON, rich_status, status_code_of
 from server.auth.tokens import TokenVerifier
 from server.domain.clock import format_timestamp
 from server.domain.errors import DomainError, StorageUnavailable
 from server.domain.superlike import Superlike
+from server.services.history import HistoryService
 from server.services.superlikes import SuperlikeService
 
 log = logging.getLogger(__name__)
@@ -24,10 +26,12 @@ class LiveStreamChatServicer(chat_grpc.LiveStreamChatServicer):
     def __init__(
         self,
         superlikes: SuperlikeService,
+        history: HistoryService,
         verifier: TokenVerifier,
         on_storage_unavailable: Callable[[], None] | None = None,
     ) -> None:
         self._superlikes = superlikes
+        self._history = history
         self._verifier = verifier
         self._on_storage_unavailable = on_storage_unavailable
 
@@ -39,17 +43,50 @@ class LiveStreamChatServicer(chat_grpc.LiveStreamChatServicer):
             key = idempotency_key_of(request.request_id, context)
             superlike = await self._superlikes.send(request.stream_id, sender_id, key)
             return to_response(superlike)
-        except DomainError as error:
+        except Exception as error:
+            await self._refuse(context, "SendSuperlike", error)
+        raise AssertionError("context.abort always raises")
+
+    async def ListSuperlikes(  # noqa: N802 (generated name)
+        self, request: chat_pb2.ListSuperlikesRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.ListSuperlikesResponse:
+        try:
+            await authenticated_subject(context, self._verifier)  # any signed-in user may read
+            page, next_token = await self._history.list_superlikes(
+                request.stream_id, request.page_size, request.page_token
+            )
+            return chat_pb2.ListSuperlikesResponse(
+                superlikes=[history_messages.posted_superlike(superlike) for superlike in page.superlikes],
+                next_page_token=next_token,
+            )
+        except Exception as error:
+            await self._refuse(context, "ListSuperlikes", error)
+        raise AssertionError("context.abort always raises")
+
+    async def ListTopSupporters(  # noqa: N802 (generated name)
+        self, request: chat_pb2.ListTopSupportersRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.ListTopSupportersResponse:
+        try:
+            await authenticated_subject(context, self._verifier)
+            supporters = await self._history.top_supporters(request.stream_id, request.limit)
+            return chat_pb2.ListTopSupportersResponse(
+                supporters=[history_messages.top_supporter(supporter) for supporter in supporters]
+            )
+        except Exception as error:
+            await self._refuse(context, "ListTopSupporters", error)
+        raise AssertionError("context.abort always raises")
+
+    async def _refuse(self, context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
+        """Ends the call with the error's status; raises (context.abort does)."""
+        if isinstance(error, DomainError):
             if isinstance(error, StorageUnavailable) and self._on_storage_unavailable is not None:
                 self._on_storage_unavailable()
             code = status_code_of(error)
             await context.abort(code, error.message, rich_status(code, error.message, error.reason))
-        except Exception:
-            # The client learns nothing of the failure; the log gets everything.
-            log.exception("SendSuperlike failed unexpectedly")
-            code = grpc.StatusCode.INTERNAL
-            await context.abort(code, INTERNAL_MESSAGE, rich_status(code, INTERNAL_MESSAGE, INTERNAL_REASON))
-        raise AssertionError("context.abort always raises")
+        # The client learns nothing of the failure; the log gets everything.
+        log.error("%s failed unexpectedly", method, exc_info=error)
+        code = grpc.StatusCode.INTERNAL
+        await context.abort(code, INTERNAL_MESSAGE, rich_status(code, INTERNAL_MESSAGE, INTERNAL_REASON))
 
 
 def to_response(superlike: Superlike) -> chat_pb2.SendSuperlikeResponse:
@@ -57,13 +94,7 @@ def to_response(superlike: Superlike) -> chat_pb2.SendSuperlikeResponse:
     return chat_pb2.SendSuperlikeResponse(
         stream_id=superlike.stream_id,
         sender_id=sender.user_id,
-        sender_snapshot=chat_pb2.SenderSnapshot(
-            id=sender.user_id,
-            username=sender.username,
-            name=sender.name,
-            surname=sender.surname,
-            profile_photo=sender.profile_photo,
-        ),
+        sender_snapshot=history_messages.sender_snapshot(sender),
         price=superlike.price,
         timestamp=format_timestamp(superlike.created_at_ms),
         superlike_id=superlike.superlike_id,

@@ -34,6 +34,21 @@ class InvalidIdempotencyKey(DomainError):
     message = "Idempotency key must be 1 to 255 printable ASCII characters"
 
 
+class InvalidPageSize(DomainError):
+    reason = "INVALID_PAGE_SIZE"
+    message = "pageSize must not be negative"
+
+
+class InvalidPageToken(DomainError):
+    reason = "INVALID_PAGE_TOKEN"
+    message = "pageToken is not a token this list returned for this stream"
+
+
+class InvalidLimit(DomainError):
+    reason = "INVALID_LIMIT"
+    message = "limit must be from 1 to 100"
+
+
 class StreamNotFound(DomainError):
     reason = "STREAM_NOT_FOUND"
     message = "Live stream not found"

@@ -72,3 +72,31 @@ def rank_supporters(totals: Iterable[SupporterTotal], limit: int) -> list[Ranked
         RankedSupporter(rank=index, sender=total.sender, coins=total.coins, superlikes=total.superlikes)
         for index, total in enumerate(ordered, start=1)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class PostedSuperlike:
+    """A superlike as a stream's history and live feed show it: what was paid, by whom, when, and
+    its place in the stream's order. It never carries a balance."""
+
+    superlike_id: str
+    stream_id: str
+    sender: SenderSnapshot
+    price: int
+    created_at_ms: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    superlikes: list[PostedSuperlike]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FeedBatch:
+    """Superlikes a feed subscriber has not seen yet, oldest first, and the stream's last position
+    when they were read (a subscriber starting "from now" starts after it)."""
+
+    superlikes: list[PostedSuperlike]
+    last_position: int

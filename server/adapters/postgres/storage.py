@@ -12,6 +12,7 @@ from sqlalchemy import Connection, text
 from server.adapters.postgres import settlement
 from server.adapters.postgres.engine import create_postgres_engine
 from server.adapters.postgres.failures import is_unavailable
+from server.adapters.postgres.history import PostgresHistory
 from server.adapters.postgres.superlikes import PostgresSuperlikes
 from server.adapters.storage_base import Storage
 
@@ -31,6 +32,7 @@ class PostgresStorage(Storage):
         )
         self._batches_in_flight = batches_in_flight
         self.superlikes = self.new_superlike_writer()
+        self.history = PostgresHistory(self.engine)
 
     def new_superlike_writer(self) -> PostgresSuperlikes:
         return PostgresSuperlikes(self.engine, max_in_flight=self._batches_in_flight)

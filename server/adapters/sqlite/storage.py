@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from server.adapters.sqlite import settlement
 from server.adapters.sqlite.engine import create_sqlite_engine
 from server.adapters.sqlite.failures import is_unavailable
+from server.adapters.sqlite.history import SqliteHistory
 from server.adapters.sqlite.superlikes import SqliteSuperlikes
 from server.adapters.sqlite.worker import SqliteWorker
 from server.adapters.storage_base import Storage
@@ -24,6 +25,7 @@ class SqliteStorage(Storage):
         self.engine = create_sqlite_engine(url, connect_timeout_s)
         self._worker = SqliteWorker(url, connect_timeout_s)
         self.superlikes = self.new_superlike_writer()
+        self.history = SqliteHistory(self._worker)
 
     def new_superlike_writer(self) -> SqliteSuperlikes:
         return SqliteSuperlikes(self._worker)
