@@ -36,7 +36,7 @@ class InvalidIdempotencyKey(DomainError):
 
 class InvalidPageSize(DomainError):
     reason = "INVALID_PAGE_SIZE"
-    message = "pageSize must not be negative"
+    message = "pageSize must be a non-negative 32-bit integer"
 
 
 class InvalidPageToken(DomainError):
@@ -46,7 +46,7 @@ class InvalidPageToken(DomainError):
 
 class InvalidLimit(DomainError):
     reason = "INVALID_LIMIT"
-    message = "limit must be from 1 to 100"
+    message = "limit must be an integer from 1 to 100"
 
 
 class StreamNotFound(DomainError):
