@@ -10,6 +10,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from server.adapters.database import create_engine
+from server.adapters.schema import migration_transaction
 from server.adapters.tables import Base
 
 config = context.config
@@ -33,9 +34,8 @@ async def _run_own_connection() -> None:
         raise SystemExit("set DATABASE_URL or sqlalchemy.url to migrate")
     engine = create_engine(url)
     try:
-        async with engine.connect() as connection:
+        async with migration_transaction(engine) as connection:
             await connection.run_sync(_run)
-            await connection.commit()
     finally:
         await engine.dispose()
 
