@@ -1,4 +1,4 @@
-"""Test helpers shared by the suites: seeding data through the real admin repository, tokens."""
+"""Test helpers shared by the suites: seeding data through the real admin use cases, tokens."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import jwt
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.adapters import schema
 from server.adapters.admin_repository import AdminRepository
@@ -18,7 +18,10 @@ from server.adapters.database import create_engine
 from server.adapters.sqlite_worker import SqliteWorker
 from server.adapters.superlike_repository import superlike_repository
 from server.adapters.unit_of_work import SqlUnitOfWork
+from server.cli.presenters import stream_json, user_json
+from server.domain.accounts import Profile
 from server.domain.superlike import StreamState
+from server.services.admin import AdminService
 from server.services.superlikes import SuperlikeService
 
 ISSUER = "https://auth.test.allmine.app"
@@ -38,22 +41,32 @@ class World:
     stream_id: str
 
 
+def admin(connection: AsyncConnection) -> AdminService:
+    """The operator's use cases on the caller's connection and transaction."""
+    return AdminService(AdminRepository(connection))
+
+
 async def create_user(engine: AsyncEngine, coins: int = 0, **profile: str) -> dict:
+    """A user as `livechat admin create-user` prints it."""
     async with engine.begin() as connection:
-        return await AdminRepository(connection).create_user(
-            username=profile.get("username", unique_name("u")),
-            name=profile.get("name", "Jane"),
-            surname=profile.get("surname", "Doe"),
-            profile_photo=profile.get("profile_photo", "jane.jpg"),
+        account = await admin(connection).create_user(
+            Profile(
+                username=profile.get("username", unique_name("u")),
+                name=profile.get("name", "Jane"),
+                surname=profile.get("surname", "Doe"),
+                profile_photo=profile.get("profile_photo", "jane.jpg"),
+            ),
             coins=coins,
         )
+    return user_json(account)
 
 
 async def create_stream(
     engine: AsyncEngine, host_id: str, price: int = 10, state: StreamState = StreamState.LIVE
 ) -> dict:
+    """A stream as `livechat admin create-stream` prints it."""
     async with engine.begin() as connection:
-        return await AdminRepository(connection).create_stream(host_id=host_id, price=price, state=state)
+        return stream_json(await admin(connection).create_stream(host_id, price=price, state=state))
 
 
 async def build_world(

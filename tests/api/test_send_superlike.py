@@ -8,10 +8,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server.adapters.admin_repository import AdminRepository
 from server.domain.superlike import StreamState
 from tests.api.conftest import Api, error_of
-from tests.support import build_world, create_stream
+from tests.support import admin, build_world, create_stream
 
 OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -19,7 +18,7 @@ TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 async def balance_of(api: Api, user_id: str) -> int:
     async with api.engine.begin() as connection:
-        return (await AdminRepository(connection).get_user(user_id))["balance"]
+        return (await admin(connection).get_user(user_id)).balance
 
 
 async def test_superlike_returns_the_contract_body_and_receipt(api: Api) -> None:
@@ -82,7 +81,7 @@ async def test_every_refusal_has_its_code_message_and_reason(api: Api) -> None:
         "SENDER_IS_HOST",
     )
     async with api.engine.begin() as connection:
-        await AdminRepository(connection).ban(world.stream_id, world.viewer_id)
+        await admin(connection).ban(world.stream_id, world.viewer_id)
     assert await refusal(world.stream_id, viewer) == (
         grpc.StatusCode.PERMISSION_DENIED, "You are banned from this live stream's chat", "SENDER_BANNED",
     )

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters.admin_repository import AuditReport, audit_database
+from server.adapters.audit import AuditReport, audit_database
 from tests.e2e.http_client import ENVELOPE_KEYS, TIMESTAMP, superlike_path
 from tests.tcp_proxy import Link, TcpProxy
 

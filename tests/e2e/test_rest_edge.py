@@ -13,11 +13,10 @@ import pytest
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
-from server.adapters.admin_repository import AdminRepository
 from server.domain.superlike import StreamState
 from tests.e2e.conftest import Edge
 from tests.e2e.http_client import TIMESTAMP, Response, assert_envelope, request, superlike_path
-from tests.support import build_world, claims_for, create_stream, sign
+from tests.support import admin, build_world, claims_for, create_stream, sign
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +31,7 @@ def post(edge: Edge, stream_id: str, token: str | None, headers: dict[str, str] 
 
 async def balance_of(edge: Edge, user_id: str) -> int:
     async with edge.engine.begin() as connection:
-        return (await AdminRepository(connection).get_user(user_id))["balance"]
+        return (await admin(connection).get_user(user_id)).balance
 
 
 async def test_success_body_is_the_contract_body_plus_receipt_fields(edge: Edge) -> None:
@@ -77,7 +76,7 @@ async def test_service_errors_become_the_envelope(edge: Edge) -> None:
         post(edge, poor.stream_id, edge.token_for(poor.viewer_id)), 409, "Insufficient coin balance for a superlike"
     )
     async with edge.engine.begin() as connection:
-        await AdminRepository(connection).ban(world.stream_id, world.viewer_id)
+        await admin(connection).ban(world.stream_id, world.viewer_id)
     assert_envelope(post(edge, world.stream_id, viewer), 403, "You are banned from this live stream's chat")
     assert await balance_of(edge, world.viewer_id) == 100
 

@@ -9,15 +9,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters.admin_repository import AdminRepository, audit_database
+from server.adapters.audit import audit_database
 from server.domain import errors
 from server.domain.superlike import StreamState, Superlike
-from tests.support import build_world, create_stream, create_user, migrated_engine, superlike_service
+from tests.support import admin, build_world, create_stream, create_user, migrated_engine, superlike_service
 
 
 async def balance_of(engine: AsyncEngine, user_id: str) -> int:
     async with engine.begin() as connection:
-        return (await AdminRepository(connection).get_user(user_id))["balance"]
+        return (await admin(connection).get_user(user_id)).balance
 
 
 async def wait_until_a_lock_is_awaited(engine: AsyncEngine, timeout_s: float = 10.0) -> None:
@@ -38,7 +38,7 @@ async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(engin
     banned = await create_user(engine, coins=100)
     ended = await create_stream(engine, world.host_id, state=StreamState.ENDED)
     async with engine.begin() as connection:
-        await AdminRepository(connection).ban(world.stream_id, banned["id"])
+        await admin(connection).ban(world.stream_id, banned["id"])
     superlikes = superlike_service(engine)  # one server: every request below shares its batcher
 
     stream = world.stream_id

@@ -9,13 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from server.adapters.admin_repository import AdminRepository, audit_database
+from server.adapters.audit import audit_database
 from server.adapters.database import create_engine
 from server.adapters.settlement import settle_once
 from server.adapters.tables import SuperlikeRecord, Wallet
 from server.domain import errors
 from server.domain.superlike import StreamState
-from tests.support import create_stream, create_user, superlike_service
+from tests.support import admin, create_stream, create_user, superlike_service
 
 USERS = 4
 STREAMS = 2
@@ -63,16 +63,16 @@ async def _run(url: str, ops: list[tuple], batches: list[int]) -> None:
                 await settle_once(engine)
                 return
             async with engine.begin() as connection:
-                admin = AdminRepository(connection)
+                operator = admin(connection)
                 try:
                     if kind == "credit":
-                        await admin.credit_coins(users[op[1]]["id"], op[2])
+                        await operator.credit_coins(users[op[1]]["id"], op[2])
                     elif kind == "ban":
-                        await admin.ban(streams[op[1]]["id"], users[op[2]]["id"])
+                        await operator.ban(streams[op[1]]["id"], users[op[2]]["id"])
                     elif kind == "unban":
-                        await admin.unban(streams[op[1]]["id"], users[op[2]]["id"])
+                        await operator.unban(streams[op[1]]["id"], users[op[2]]["id"])
                     else:
-                        await admin.set_stream_state(streams[op[1]]["id"], StreamState.ENDED)
+                        await operator.set_stream_state(streams[op[1]]["id"], StreamState.ENDED)
                 except errors.Conflict:
                     pass  # ending an ended stream
 

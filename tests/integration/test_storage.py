@@ -10,14 +10,16 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters.admin_repository import AdminRepository, audit_database, audit_ledger
+from server.adapters.admin_repository import AdminRepository
+from server.adapters.audit import audit_database, audit_ledger
 from server.adapters.database import create_engine
 from server.adapters.settlement import settle_once
 from server.adapters.tables import Base, LedgerEntry, SuperlikeRecord
 from server.domain import errors
+from server.domain.accounts import Profile
 from server.domain.superlike import StreamState
 from server.services.superlikes import SuperlikeService
-from tests.support import build_world, create_stream, create_user, superlike_service
+from tests.support import admin, build_world, create_stream, create_user, superlike_service
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -28,7 +30,7 @@ def service(engine: AsyncEngine) -> SuperlikeService:
 
 async def balance_of(engine: AsyncEngine, user_id: str) -> int:
     async with engine.begin() as connection:
-        return (await AdminRepository(connection).get_user(user_id))["balance"]
+        return (await admin(connection).get_user(user_id)).balance
 
 
 async def superlike_count(engine: AsyncEngine, sender_id: str) -> int:
@@ -97,12 +99,12 @@ async def test_every_refusal_is_read_from_storage(engine: AsyncEngine) -> None:
     with pytest.raises(errors.SenderIsHost):
         await superlikes.send(world.stream_id, world.host_id, None)
     async with engine.begin() as connection:
-        await AdminRepository(connection).ban(world.stream_id, world.viewer_id)
+        await admin(connection).ban(world.stream_id, world.viewer_id)
     with pytest.raises(errors.SenderBanned):
         await superlikes.send(world.stream_id, world.viewer_id, None)
     async with engine.begin() as connection:
-        await AdminRepository(connection).unban(world.stream_id, world.viewer_id)
-        await AdminRepository(connection).set_stream_state(world.stream_id, StreamState.ENDED)
+        await admin(connection).unban(world.stream_id, world.viewer_id)
+        await admin(connection).set_stream_state(world.stream_id, StreamState.ENDED)
     with pytest.raises(errors.StreamNotLive):
         await superlikes.send(world.stream_id, world.viewer_id, None)
     assert await balance_of(engine, world.viewer_id) == 100
@@ -164,9 +166,9 @@ async def test_stream_state_changes_follow_the_lifecycle(engine: AsyncEngine) ->
     host = await create_user(engine)
     stream = await create_stream(engine, host["id"], state=StreamState.SCHEDULED)
     async with engine.begin() as connection:
-        repo = AdminRepository(connection)
-        assert (await repo.set_stream_state(stream["id"], StreamState.LIVE))["state"] == "live"
-        assert (await repo.set_stream_state(stream["id"], StreamState.ENDED))["state"] == "ended"
+        repo = admin(connection)
+        assert (await repo.set_stream_state(stream["id"], StreamState.LIVE)).stream.state == "live"
+        assert (await repo.set_stream_state(stream["id"], StreamState.ENDED)).stream.state == "ended"
         with pytest.raises(errors.Conflict):
             await repo.set_stream_state(stream["id"], StreamState.LIVE)
 
@@ -181,7 +183,7 @@ async def test_purge_frees_keys_older_than_the_cutoff_only(engine: AsyncEngine) 
         )
     await service(engine).send(world.stream_id, world.viewer_id, "new-key")
     async with engine.begin() as connection:
-        purged = await AdminRepository(connection).purge_idempotency_keys(old.created_at_ms - 86_400_000 + 1)
+        purged = await AdminRepository(connection).clear_idempotency_keys(old.created_at_ms - 86_400_000 + 1)
     assert purged >= 1
     # The purged key is free again (a new charge); the recent one still replays.
     assert (await service(engine).send(world.stream_id, world.viewer_id, "old-key")).superlike_id != old.superlike_id
@@ -192,9 +194,9 @@ async def test_purge_frees_keys_older_than_the_cutoff_only(engine: AsyncEngine) 
 
 async def test_admin_refuses_bad_input_with_clear_errors(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
-        repo = AdminRepository(connection)
-        with pytest.raises(errors.InvalidAdminInput, match="coins must not be negative"):
-            await repo.create_user(username="neg", name="n", surname="s", profile_photo="", coins=-1)
+        repo = admin(connection)
+        with pytest.raises(errors.InvalidAdminInput, match="coins must be a whole number from 0 to 1,000,000,000, got -1"):
+            await repo.create_user(Profile(username="neg", name="n", surname="s", profile_photo=""), coins=-1)
         with pytest.raises(errors.InvalidAdminInput, match="user id must be a 24-character hex id"):
             await repo.credit_coins("nope", 5)
         with pytest.raises(errors.UserNotFound):
@@ -228,17 +230,17 @@ async def test_host_credits_stay_pending_until_settled_and_the_books_balance_thr
     for _ in range(3):
         await service(engine).send(world.stream_id, world.viewer_id, None)
     async with engine.begin() as connection:
-        host = await AdminRepository(connection).get_user(world.host_id)
+        host = await admin(connection).get_user(world.host_id)
     report = await audit_database(engine)
-    assert (host["balance"], host["pendingCredits"]) == (30, 30)
+    assert (host.balance, host.pending_credits) == (30, 30)
     assert report.problems == [] and report.pending_credits >= 30
     await settle_once(engine)
     async with engine.begin() as connection:
-        host = await AdminRepository(connection).get_user(world.host_id)
+        host = await admin(connection).get_user(world.host_id)
         settled_wallet = (
             await connection.execute(text("SELECT balance FROM wallets WHERE user_id = :id"), {"id": world.host_id})
         ).scalar_one()
-    assert (host["balance"], host["pendingCredits"], settled_wallet) == (30, 0, 30)
+    assert (host.balance, host.pending_credits, settled_wallet) == (30, 0, 30)
     await assert_audit_passes(engine)
 
 
