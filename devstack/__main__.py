@@ -102,8 +102,7 @@ The same over gRPC:
 {grpcurl} -plaintext -H "authorization: Bearer {token}" -d '{body}' \\
   127.0.0.1:{config.http_port} allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike
 
-The demo viewer's coins (from {ROOT}: admin commands use the same database by default), and a token for
-another user:
+The demo viewer's coins, and a token for another user (run them in {ROOT}):
 
 {admin_env}{livechat} admin show-user {DEMO_VIEWER_ID}
 {livechat} dev token --sub <user id> --key {key_path} \\
