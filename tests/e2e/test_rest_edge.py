@@ -53,10 +53,11 @@ async def test_success_body_is_the_contract_body_plus_receipt_fields(edge: Edge)
     assert await balance_of(edge, world.host_id) == 10
 
 
-async def test_free_stream_keeps_price_zero_in_the_body(edge: Edge) -> None:
-    world = await build_world(edge.engine, coins=0, price=0)
+async def test_a_balance_spent_to_zero_keeps_zero_in_the_body(edge: Edge) -> None:
+    # The cheapest price is one coin (a free stream cannot exist); proto3 JSON would drop a zero.
+    world = await build_world(edge.engine, coins=1, price=1)
     document = post(edge, world.stream_id, edge.token_for(world.viewer_id)).json()
-    assert (document["price"], document["senderBalance"]) == (0, "0")
+    assert (document["price"], document["senderBalance"]) == (1, "0")
 
 
 async def test_service_errors_become_the_envelope(edge: Edge) -> None:
