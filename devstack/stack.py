@@ -37,7 +37,8 @@ def load_envoy_renderer() -> ModuleType:
     return module
 
 
-def _binary(name: str) -> str:
+def binary(name: str) -> str:
+    """A tool installed into the virtualenv (beside its python), else on PATH; an absolute path."""
     beside_python = Path(sys.executable).parent / name
     if beside_python.exists():
         return str(beside_python)
@@ -105,7 +106,7 @@ class Stack:
         # is stopped only by its PID.
         with self.server_log.open("ab") as log:
             self.server = subprocess.Popen(
-                [_binary("livechat"), "serve"],
+                [binary("livechat"), "serve"],
                 cwd=ROOT,
                 env=self.config.server_env(),
                 stdout=log,
@@ -134,7 +135,7 @@ class Stack:
         with self.envoy_log.open("ab") as log:
             self.envoy = subprocess.Popen(
                 [
-                    _binary("envoy"),
+                    binary("envoy"),
                     "-c", str(self.envoy_config),
                     "--log-level", "warn",
                     "--base-id", str(self.config.admin_port),  # several Envoys may run side by side

@@ -11,7 +11,9 @@ class ConfigError(Exception):
     """A setting is missing or malformed. The message names the variable and what it accepts."""
 
 
-DEFAULT_DATABASE_URL = "sqlite:///./livechat.db"
+# The file `make run` creates and every `livechat` command uses unless DATABASE_URL says otherwise
+# (relative to the directory the command runs in: the repository root for `make run`).
+DEFAULT_DATABASE_URL = "sqlite:///.local/livechat.db"
 MIN_IDEMPOTENCY_RETENTION_HOURS = 24
 
 

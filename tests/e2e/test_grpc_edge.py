@@ -35,7 +35,7 @@ async def test_grpcurl_lists_services_and_sends_a_superlike(edge: Edge, through:
     listed = grpcurl(f"127.0.0.1:{port}", "list")
     assert listed.returncode == 0, listed.stderr
     assert "allmine.livestream.chat.v1.LiveStreamChat" in listed.stdout.split()
-    world = await build_world(edge.engine, coins=100)
+    world = await build_world(edge.storage, coins=100)
     sent = grpcurl(
         "-H", f"authorization: Bearer {edge.token_for(world.viewer_id)}",
         "-d", json.dumps({"stream_id": world.stream_id}),
@@ -48,7 +48,7 @@ async def test_grpcurl_lists_services_and_sends_a_superlike(edge: Edge, through:
 
 
 async def test_grpcurl_shows_the_error_reason(edge: Edge) -> None:
-    world = await build_world(edge.engine, coins=1)
+    world = await build_world(edge.storage, coins=1)
     failed = grpcurl(
         "-H", f"authorization: Bearer {edge.token_for(world.viewer_id)}",
         "-d", json.dumps({"stream_id": world.stream_id}),
@@ -61,7 +61,7 @@ async def test_grpcurl_shows_the_error_reason(edge: Edge) -> None:
 
 
 async def test_native_grpc_through_envoy_keeps_plain_statuses_and_details(edge: Edge) -> None:
-    world = await build_world(edge.engine, coins=5)
+    world = await build_world(edge.storage, coins=5)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.http_port}") as channel:
         stub = chat_grpc.LiveStreamChatStub(channel)
         request_message = chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id)
@@ -87,7 +87,7 @@ async def test_upstream_down_is_a_503_envelope_and_unavailable_for_grpc(
     stack = Stack(stack_config(tmp_path, database_url, signing_keys))
     stack.start_envoy(wait_for_healthy_upstream=False)
     try:
-        world = await build_world(edge.engine)
+        world = await build_world(edge.storage)
         token = edge.token_for(world.viewer_id)
         response = request(
             stack.config.http_port, "POST", f"/api/v1/live-stream/{world.stream_id}/chat/superlike",
