@@ -3,6 +3,7 @@ real admin use cases (in storage's write transactions, as `livechat admin` runs 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import jwt
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AdminRepository
 from server.adapters.storage import Storage, open_storage
@@ -109,3 +112,14 @@ def superlike_service(storage: Storage) -> SuperlikeService:
     server on the same database (its own group commit), the same call's requests share batches."""
     return SuperlikeService(storage.new_superlike_writer())
 
+
+async def wait_until_a_postgres_lock_is_awaited(engine: AsyncEngine, timeout_s: float = 10.0) -> None:
+    """Returns once some PostgreSQL session waits for a lock another holds (orders a race without sleeps)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        async with engine.connect() as connection:
+            waiting = (await connection.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))).scalar_one()
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no statement waited on a lock within {timeout_s} s")

@@ -132,9 +132,14 @@ class AdminService:
             return StreamStateChange(stream=stream, previous_state=stream.state)
         # Conditional on the states the rule allows: a concurrent end-stream is never undone by a start.
         moved = self._storage.update_stream_state(stream.stream_id, target, states_that_can_become(target))
-        if not moved:
-            raise errors.Conflict(f"stream {stream.stream_id} changed state concurrently; retry")
-        return StreamStateChange(stream=self.get_stream(stream.stream_id), previous_state=stream.state)
+        if moved:
+            return StreamStateChange(stream=self.get_stream(stream.stream_id), previous_state=stream.state)
+        now = self.get_stream(stream.stream_id)
+        if now.state is target:
+            # Another operator made the same move first: the stream is where this command wants it,
+            # and this command changed nothing, as when it runs on a stream already there.
+            return StreamStateChange(stream=now, previous_state=now.state)
+        raise errors.Conflict(f"stream {stream.stream_id} changed state concurrently; retry")
 
     def ban(self, stream_id: str, user_id: str) -> ChatBanStatus:
         stream, user = self.get_stream(stream_id), self.get_user(user_id)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.audit import audit_database
 from server.adapters.storage import Storage
@@ -20,18 +19,8 @@ from tests.support import (
     create_user,
     migrated_storage,
     superlike_service,
+    wait_until_a_postgres_lock_is_awaited,
 )
-
-
-async def wait_until_a_lock_is_awaited(engine: AsyncEngine, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        async with engine.connect() as connection:
-            waiting = (await connection.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))).scalar_one()
-        if waiting:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the batch never waited on the other server's lock")
 
 
 async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(storage: Storage) -> None:
@@ -118,7 +107,7 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
             superlikes.send(world.stream_id, world.viewer_id, "contended"),
             *(superlikes.send(world.stream_id, user["id"], None) for user in neighbours),
         )
-        await wait_until_a_lock_is_awaited(engine)  # the batch now waits on the other server's locks
+        await wait_until_a_postgres_lock_is_awaited(engine)  # the batch now waits on the other server's locks
         await other_transaction.commit()
         await other_server.close()
         contended, *charged = await asyncio.wait_for(batch, timeout=10)
