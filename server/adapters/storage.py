@@ -2,8 +2,8 @@
 
 `serve` (server/app.py), the CLI, devstack, the tests and the benchmark all open the database here,
 and nothing else asks which database it is on: what differs lives in postgres/ and sqlite/, behind
-Storage (storage_base.py). The few questions a caller has about the database as a whole (does it
-exist, delete a local one) are answered here too.
+Storage (storage_base.py). The few questions a caller has about the database as a whole (is the URL
+one we support, does the database exist, delete a local one) are answered here too.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "Storage",
     "StorageSettings",
     "UnsupportedDatabase",
+    "check_database_url",
     "delete_local_database",
     "open_storage",
     "require_existing_database",
@@ -93,6 +94,11 @@ def open_storage(
         connect_timeout_s=connect_timeout_s,
         command_timeout_s=command_timeout_s,
     )
+
+
+def check_database_url(url: str) -> None:
+    """Raises UnsupportedDatabase unless open_storage can open `url`."""
+    _is_sqlite(url)
 
 
 def require_existing_database(settings_or_url: StorageSettings | str) -> None:
