@@ -90,6 +90,8 @@ USE_CASES: dict[str, UseCase] = {
     "unban": _unban,
     "purge-idempotency-keys": _purge,
 }
+# These only read: a snapshot serves them without waiting for (or holding up) a writer.
+READS = frozenset({"show-user", "show-stream"})
 
 
 async def run_admin(args: argparse.Namespace, settings: Settings) -> tuple[str, int]:
@@ -107,4 +109,6 @@ async def run_admin(args: argparse.Namespace, settings: Settings) -> tuple[str, 
         def in_transaction(connection: Connection) -> str:
             return render(use_case(AdminService(AdminRepository(connection)), args, settings))
 
+        if command in READS:
+            return await storage.read_snapshot(in_transaction), 0
         return await storage.write_transaction(in_transaction), 0
