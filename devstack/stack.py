@@ -59,6 +59,8 @@ class StackConfig:
     issuer: str = DEFAULT_ISSUER
     audience: str = DEFAULT_AUDIENCE
     extra_server_env: dict[str, str] = field(default_factory=dict)
+    # More envoy/render.py parameters (e.g. upstream_keepalive_seconds for a test).
+    envoy_overrides: dict[str, object] = field(default_factory=dict)
     # Tests set this: if the test runner is killed before it can stop the stack, the kernel stops it.
     die_with_parent: bool = False
 
@@ -130,6 +132,7 @@ class Stack:
             audience=self.config.audience,
             jwks_file=str(self.config.jwks_path),
             check_files=True,
+            **self.config.envoy_overrides,
         )
         renderer.write(rendered, self.envoy_config)
         with self.envoy_log.open("ab") as log:
