@@ -21,12 +21,12 @@ POSITIONS_REVISION = "0004"
 
 
 async def _senders(storage: Storage, count: int, coins: int = 1000) -> list[str]:
-    return [(await create_user(storage.engine, coins=coins))["id"] for _ in range(count)]
+    return [(await create_user(storage, coins=coins))["id"] for _ in range(count)]
 
 
 async def test_concurrent_writers_give_a_stream_gapless_positions_in_commit_order(storage: Storage) -> None:
-    host = await create_user(storage.engine)
-    stream = (await create_stream(storage.engine, host["id"]))["id"]
+    host = await create_user(storage)
+    stream = (await create_stream(storage, host["id"]))["id"]
     senders = await _senders(storage, 40)
     servers = [superlike_service(storage) for _ in range(3)]  # three writers, as three servers
     sent = await asyncio.gather(*(servers[i % 3].send(stream, sender, None) for i, sender in enumerate(senders * 2)))
@@ -44,8 +44,8 @@ async def test_concurrent_writers_give_a_stream_gapless_positions_in_commit_orde
 
 
 async def test_paging_while_superlikes_arrive_lists_each_older_one_exactly_once(storage: Storage) -> None:
-    host = await create_user(storage.engine)
-    stream = (await create_stream(storage.engine, host["id"]))["id"]
+    host = await create_user(storage)
+    stream = (await create_stream(storage, host["id"]))["id"]
     senders = await _senders(storage, 30)
     writer = superlike_service(storage)
     before = [await writer.send(stream, sender, None) for sender in senders[:20]]
@@ -67,8 +67,8 @@ async def test_paging_while_superlikes_arrive_lists_each_older_one_exactly_once(
 
 
 async def test_running_totals_equal_the_stream_superlikes_of_each_sender(storage: Storage) -> None:
-    host = await create_user(storage.engine)
-    streams = [(await create_stream(storage.engine, host["id"], price=price))["id"] for price in (10, 25)]
+    host = await create_user(storage)
+    streams = [(await create_stream(storage, host["id"], price=price))["id"] for price in (10, 25)]
     senders = await _senders(storage, 6)
     writer = superlike_service(storage)
     await asyncio.gather(*(writer.send(streams[i % 2], sender, None) for i, sender in enumerate(senders)))
