@@ -14,10 +14,12 @@
 -- Request path (gRPC calls): over HTTP/1.x there is no gRPC (it needs HTTP/2): refused with 400.
 -- Request path (REST calls):
 --   * drops grpc-* and *-bin headers (gRPC control and binary metadata are not part of REST);
---   * drops the query string (the transcoder would otherwise bind it to request fields: the path
---     is the only source of the stream id);
+--   * keeps only the query parameters the route defines (the proto's HTTP annotations, rendered
+--     into the route metadata as rest_routes), refusing others with 400 on routes that take some and
+--     dropping the query string on routes that take none: the path is the only source of the stream
+--     id;
 --   * refuses a path whose percent-decoded bytes are not UTF-8 (400);
---   * answers a non-POST call to the superlike route with 405, and a gRPC content type the
+--   * answers a REST route called with another method with 405, and a gRPC content type the
 --     transcoder will not transcode (any method but POST) with 405/404.
 -- Response path:
 --   * native gRPC responses to HTTP/2 callers are never touched: grpc-status, grpc-message and
@@ -33,13 +35,13 @@
 --   messages            every text a client may see
 --   default_messages    HTTP status (string) -> text; "4xx" and "5xx" for the rest
 --   http_status_of_grpc gRPC code (string) -> HTTP status (the transcoder's mapping)
+--   rest_routes         {method, pattern (Lua), query = {JSON name -> "int32" | "string"}} per route
 
 local FORGEABLE_PREFIXES = {
   "x-user", "x-auth", "x-jwt", "x-forwarded-user", "x-forwarded-email", "x-remote-user",
   "x-authenticated", "x-sender", "x-caller", "x-envoy-",
 }
 
-local SUPERLIKE_PATH = "^/api/v1/live%-stream/[^/]+/chat/superlike/?$"
 local GRPC_TYPE = "application/grpc"
 -- Used only when envoy.yaml runs without render.py (no error table in the route metadata).
 local UNRENDERED_MESSAGE = "Request failed"
@@ -188,6 +190,55 @@ local function is_valid_path(path)
   return is_utf8(percent_decode(path))
 end
 
+-- The REST route (from the rendered table, derived from the proto's HTTP annotations) that `path`
+-- and `method` name; or nil and the methods the path allows when only the method is wrong; or nil
+-- and nil for a path no route has.
+local function rest_route(handle, path, method)
+  local routes = handle:metadata():get("rest_routes")
+  if routes == nil then
+    return nil, nil
+  end
+  local allowed
+  for _, route in ipairs(routes) do
+    if string.find(path, route.pattern) ~= nil then
+      if route.method == method then
+        return route, nil
+      end
+      allowed = allowed == nil and route.method or (allowed .. ", " .. route.method)
+    end
+  end
+  return nil, allowed
+end
+
+local INT32_MAX = 2147483647
+
+local function is_valid_value(kind, value)
+  if kind == "int32" then
+    local digits = string.match(value, "^%-?(%d+)$")
+    return digits ~= nil and #digits <= 10 and math.abs(tonumber(value)) <= INT32_MAX
+  end
+  return is_utf8(value)
+end
+
+-- name=value pairs, each name one of the route's parameters (by its JSON name), at most once, its
+-- value of the field's type.
+local function is_valid_query(query, parameters)
+  local seen = {}
+  for pair in string.gmatch(query, "[^&]+") do
+    local name, value = string.match(pair, "^([^=]*)=(.*)$")
+    if name == nil then
+      return false
+    end
+    name = percent_decode(name)
+    local kind = parameters[name]
+    if kind == nil or seen[name] or not is_valid_value(kind, percent_decode(value)) then
+      return false
+    end
+    seen[name] = true
+  end
+  return true
+end
+
 -- Answered by local_reply_config (the envelope for REST callers, a gRPC status for gRPC callers).
 local function refuse(handle, status)
   handle:respond({[":status"] = tostring(status)}, "")
@@ -210,12 +261,6 @@ function envoy_on_request(request_handle)
   remove_matching(headers, is_grpc_only_header)
   local raw_path = headers:get(":path") or ""
   local path = string.match(raw_path, "^[^?]*")
-  -- The REST contract has no query parameters, but the transcoder would bind them to request
-  -- fields (e.g. ?streamId=... would override the stream in the path). The path and the body are
-  -- the only inputs, so the query string is dropped.
-  if path ~= raw_path then
-    headers:replace(":path", path)
-  end
   if not is_valid_path(path) then
     return refuse(request_handle, 400)
   end
@@ -223,10 +268,27 @@ function envoy_on_request(request_handle)
   if method == "HEAD" then
     request_handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "head", true)
   end
-  local superlike = string.find(path, SUPERLIKE_PATH) ~= nil
-  if superlike and method ~= "POST" then
-    request_handle:respond({[":status"] = "405", ["allow"] = "POST"}, "")
-  elseif has_grpc_content_type(headers:get("content-type")) then
+  local route, allowed = rest_route(request_handle, path, method)
+  if route == nil and allowed ~= nil then
+    request_handle:respond({[":status"] = "405", ["allow"] = allowed}, "")
+    return
+  end
+  -- The transcoder binds query parameters to request fields, so only a route's own parameters may
+  -- pass (?streamId=... must never override the stream in the path). A route without any (the
+  -- superlike POST) drops the query string; a route with some refuses anything else.
+  local kept = path
+  local query = string.sub(raw_path, #path + 2)
+  if route ~= nil and next(route.query) ~= nil and query ~= "" then
+    if not is_valid_query(query, route.query) then
+      request_handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "refusal", "INVALID_QUERY_PARAMETER")
+      return refuse(request_handle, 400)
+    end
+    kept = raw_path
+  end
+  if kept ~= raw_path then
+    headers:replace(":path", kept)
+  end
+  if has_grpc_content_type(headers:get("content-type")) then
     -- Not POST, so the transcoder would pass it on untranscoded: there is no such resource.
     refuse(request_handle, 404)
   end

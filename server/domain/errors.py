@@ -123,6 +123,13 @@ class InvalidRequest(DomainError):
     message = "Validation failed"
 
 
+class InvalidQueryParameter(DomainError):
+    """A REST query parameter the route does not define, given twice, or with a malformed value."""
+
+    reason = "INVALID_QUERY_PARAMETER"
+    message = "Query parameters must be ones this route defines, each at most once, with valid values"
+
+
 class InvalidJsonBody(DomainError):
     reason = "INVALID_JSON_BODY"
     message = "Invalid JSON request body"
