@@ -69,6 +69,8 @@ class RunningServer:
     storage: Storage
     health: health.aio.HealthServicer
     _background: list[asyncio.Task[None]]
+    # The servicer the server hosts (pytest-grpc's `grpc_servicer` fixture hands it to tests).
+    servicer: LiveStreamChatServicer | None = None
 
     async def stop(self, grace_seconds: float) -> None:
         """Stops taking calls, lets in-flight ones finish for up to `grace_seconds`, then releases."""
@@ -154,7 +156,7 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
         asyncio.create_task(settle_every(storage.settle, settings.settle_interval_seconds), name="settlement"),
     ]
     log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
-    return RunningServer(server, port, storage, health_servicer, background)
+    return RunningServer(server, port, storage, health_servicer, background, servicer)
 
 
 async def serve(settings: Settings) -> None:
