@@ -59,7 +59,7 @@ def test_every_rest_local_reply_text_is_from_the_table() -> None:
     texts = [m["body"]["inline_string"] for m in rest]
     assert texts == [QUERY_REFUSED, "Invalid JSON request body", "Authentication required", "Validation failed",
                      "Insufficient permissions", "Resource not found", "Method not allowed", "Request timed out",
-                     "Request body too large", "Too many requests", "Request headers too large",
+                     "Request body too large", "Too many requests; retry shortly", "Request headers too large",
                      "Service temporarily unavailable", "Request timed out", "Request could not be processed",
                      "Internal server error"]
     assert set(texts) <= set(status_codes.client_messages())
