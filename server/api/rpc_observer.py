@@ -9,10 +9,12 @@ verified, and which refusal ended the call. It notes them on the current call's 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,31 +75,63 @@ class RpcObserver(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         path = handler_call_details.method
-        if handler is None or not path.startswith(OBSERVED_SERVICE) or handler.unary_unary is None:
+        if handler is None or not path.startswith(OBSERVED_SERVICE):
             return handler  # health checks and reflection stay out of the logs and metrics
         method = path[len(OBSERVED_SERVICE):]
         request_id = _request_id(handler_call_details.invocation_metadata)
-        behavior = handler.unary_unary
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method, request_id),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(handler.unary_stream, method, request_id),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
 
+    @contextlib.contextmanager
+    def _observing(self, method: str, request_id: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
+        """Times the call and reports its record however it ends (for a stream: when it closes)."""
+        record = RpcRecord(method, request_id)
+        _current.set(record)
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            if record.code == "OK":  # ended without a noted refusal (cancelled, or a bug upstream)
+                record.code = record.reason = "CANCELLED" if context.cancelled() else "UNKNOWN"
+            raise
+        finally:
+            record.latency_seconds = time.perf_counter() - started
+            self._report(record)
+
+    def _unary(self, behavior: Callable[..., Any], method: str, request_id: str) -> Callable[..., Any]:
         async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            record = RpcRecord(method, request_id)
-            _current.set(record)
-            started = time.perf_counter()
-            try:
+            with self._observing(method, request_id, context):
                 return await behavior(request, context)
-            except BaseException:
-                if record.code == "OK":  # ended without a noted refusal (cancelled, or a bug upstream)
-                    record.code = record.reason = "CANCELLED" if context.cancelled() else "UNKNOWN"
-                raise
-            finally:
-                record.latency_seconds = time.perf_counter() - started
-                self._report(record)
 
-        return grpc.unary_unary_rpc_method_handler(
-            observed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return observed
+
+    def _stream(self, behavior: Callable[..., Any], method: str, request_id: str) -> Callable[..., Any]:
+        # grpc.aio runs a streaming handler as written: an async generator is iterated, a coroutine
+        # (writing with context.write) awaited; the wrapper must be of the same kind.
+        if inspect.isasyncgenfunction(behavior):
+            async def observed_generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                with self._observing(method, request_id, context):
+                    async for response in behavior(request, context):
+                        yield response
+
+            return observed_generator
+
+        async def observed_writer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            with self._observing(method, request_id, context):
+                return await behavior(request, context)
+
+        return observed_writer
 
     def _report(self, record: RpcRecord) -> None:
         for observe in self._observers:

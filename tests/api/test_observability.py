@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.adapters.storage import Storage
+from server.api.rpc_observer import OBSERVED_SERVICE, RpcObserver, RpcRecord, note_caller, note_refusal
 from server.app import RunningServer, start_server
 from server.config import load_settings
 from server.observability.logs import JsonFormatter
@@ -156,3 +157,42 @@ async def test_one_log_line_per_call_without_credentials(observed: Observed) -> 
     ]
     assert all(isinstance(line["latency_ms"], float) and line["latency_ms"] >= 0 for line in rpc_lines)
     assert not [line for line in lines if token.split(".")[2][:20] in line or token.split(".")[1][:20] in line]
+
+
+async def test_streaming_calls_are_observed_once_when_they_end_whatever_the_handler_style() -> None:
+    """The live feed's methods stream: each call is one record, taken when the stream closes, for
+    handlers that yield and for handlers that write through the context."""
+    records: list[RpcRecord] = []
+
+    async def yielding(request: bytes, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        note_caller("caller-1")
+        for chunk in (b"a", b"b"):
+            yield chunk
+
+    async def writing(request: bytes, context: grpc.aio.ServicerContext) -> None:
+        await context.write(b"c")
+        note_refusal(grpc.StatusCode.UNAVAILABLE, "FEED_INTERRUPTED")
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "interrupted")
+
+    service = OBSERVED_SERVICE.strip("/")
+    handlers = grpc.method_handlers_generic_handler(service, {
+        "Yielding": grpc.unary_stream_rpc_method_handler(yielding),
+        "Writing": grpc.unary_stream_rpc_method_handler(writing),
+    })
+    server = grpc.aio.server(interceptors=[RpcObserver([records.append])])
+    server.add_generic_rpc_handlers((handlers,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_stream(f"{OBSERVED_SERVICE}Yielding")(b"", metadata=[("x-request-id", "r-1")])
+            assert [chunk async for chunk in call] == [b"a", b"b"]
+            call = channel.unary_stream(f"{OBSERVED_SERVICE}Writing")(b"")
+            with pytest.raises(grpc.aio.AioRpcError):
+                [chunk async for chunk in call]
+    finally:
+        await server.stop(0)
+    assert [(r.method, r.code, r.reason, r.request_id, r.caller_id) for r in records] == [
+        ("Yielding", "OK", "OK", "r-1", "caller-1"),
+        ("Writing", "UNAVAILABLE", "FEED_INTERRUPTED", "", ""),
+    ]
