@@ -24,8 +24,10 @@ class StreamAdvances:
     def __init__(self) -> None:
         self._listeners: list[Callable[[Positions], None]] = []
 
-    def subscribe(self, listener: Callable[[Positions], None]) -> None:
+    def subscribe(self, listener: Callable[[Positions], None]) -> Callable[[], None]:
+        """Calls `listener` with every advance from now on, until the returned function is called."""
         self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     def publish(self, positions: Positions) -> None:
         if not positions:
