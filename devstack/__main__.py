@@ -88,6 +88,15 @@ The same over gRPC with grpcurl ({Path(sys.executable).parent / 'grpcurl'}):
 grpcurl -plaintext -H "authorization: Bearer {token}" -d '{body}' \\
   127.0.0.1:{http_port} allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike
 
+Follow the stream's superlikes live (Server-Sent Events; send one above to see it arrive):
+
+curl -N "http://127.0.0.1:{http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/superlikes/events?backlog=5" \
+  -H "Authorization: Bearer {token}"
+
+The streamer's overlay (a browser source; shows each superlike as it arrives):
+
+  http://127.0.0.1:{http_port}/overlay/{DEMO_STREAM_ID}?access_token={token}
+
 Another user's token: {Path(sys.executable).parent / 'livechat'} dev token --sub <user id> --key {key_path} \\
   --issuer {config.issuer} --audience {config.audience}
 
