@@ -1,5 +1,5 @@
 # The gRPC server image. Envoy runs from the official envoyproxy/envoy image (docker-compose.yml).
-FROM python:3.11-slim
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from server.adapters import schema
-from server.adapters.database import create_engine
+from server.adapters.storage import open_storage
 
 USER = "a" * 24
 STATEMENTS = [
@@ -33,12 +32,11 @@ CONCURRENCY = 64
 
 
 async def _prepare(path: Path) -> None:
-    engine = create_engine(f"sqlite:///{path}")
-    await schema.upgrade(engine)
-    async with engine.begin() as connection:
-        await connection.execute(text(f"INSERT INTO users VALUES ('{USER}', 'u', 'n', 's', 'p', 0)"))
-        await connection.execute(text(f"INSERT INTO wallets VALUES ('{USER}', 1000000000)"))
-    await engine.dispose()
+    async with open_storage(f"sqlite:///{path}") as storage:
+        await storage.upgrade()
+        async with storage.engine.begin() as connection:
+            await connection.execute(text(f"INSERT INTO users VALUES ('{USER}', 'u', 'n', 's', 'p', 0)"))
+            await connection.execute(text(f"INSERT INTO wallets VALUES ('{USER}', 1000000000)"))
 
 
 async def _measure(label: str, transaction: object, count: int) -> None:
@@ -55,16 +53,16 @@ async def _measure(label: str, transaction: object, count: int) -> None:
 
 
 async def _through_aiosqlite(path: Path, count: int) -> None:
-    engine = create_engine(f"sqlite:///{path}")
-    statements = [text(s) for s in STATEMENTS]
+    # Storage's async engine is the aiosqlite one (sqlite/engine.py).
+    async with open_storage(f"sqlite:///{path}") as storage:
+        statements = [text(s) for s in STATEMENTS]
 
-    async def transaction() -> None:
-        async with engine.begin() as connection:
-            for statement in statements:
-                await connection.execute(statement)
+        async def transaction() -> None:
+            async with storage.engine.begin() as connection:
+                for statement in statements:
+                    await connection.execute(statement)
 
-    await _measure("SQLAlchemy + aiosqlite (today)", transaction, count)
-    await engine.dispose()
+        await _measure("SQLAlchemy + aiosqlite (today)", transaction, count)
 
 
 async def _one_hop(path: Path, count: int) -> None:

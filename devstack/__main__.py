@@ -1,7 +1,9 @@
 """`make run`: the whole product on an embedded SQLite database, Envoy in front, ready to curl.
 
 Settings (environment): LIVECHAT_HTTP_PORT (8080), LIVECHAT_GRPC_PORT (50051), LIVECHAT_ADMIN_PORT
-(9901, Envoy admin on 127.0.0.1), DATABASE_URL (sqlite:///.local/livechat.db). Ctrl-C stops everything.
+(9901, Envoy admin on 127.0.0.1), DATABASE_URL (the default of every `livechat` command,
+sqlite:///.local/livechat.db), RESET=1 (`make run RESET=1`: delete that SQLite database first and
+start from fresh demo data). Ctrl-C (or SIGTERM) stops everything.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import sys
 import threading
 from pathlib import Path
 
-from devstack.demo_data import DEMO_STREAM_ID, DEMO_VIEWER_ID, migrate_and_seed
+from devstack.demo_data import DEMO_STREAM_ID, DEMO_VIEWER_ID, TOP_UP_BELOW, DemoSeed, migrate_and_seed
 from devstack.ports import port_is_free
-from devstack.stack import ROOT, Stack, StackConfig
-from server.adapters.storage import open_storage
+from devstack.stack import ROOT, Stack, StackConfig, binary
+from server.adapters.storage import delete_local_database, open_storage
 from server.auth.local_keys import generate_keys, mint_token
+from server.config import DEFAULT_DATABASE_URL
 
 LOCAL_DIR = ROOT / ".local"
 
@@ -36,21 +39,95 @@ def _port(name: str, default: int) -> int:
     return port
 
 
-async def _prepare(database_url: str) -> None:
-    async with open_storage(database_url, pool_size=1) as storage:
-        await migrate_and_seed(storage.engine)
+def database_url(env: dict[str, str] | os._Environ[str]) -> str:
+    """The database every `livechat` command uses by default, so admin commands work on this stack."""
+    return env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def reset_database(url: str) -> str:
+    """Deletes the local SQLite database (and its WAL files); refuses any other database."""
+    path = delete_local_database(url)
+    if path is None:
+        sys.exit(f"RESET=1 deletes a local SQLite database; {url.split(':')[0]} data is not touched: reset it yourself")
+    return f"deleted {path}: starting from fresh demo data"
+
+
+async def _prepare(url: str) -> DemoSeed:
+    async with open_storage(url, pool_size=1) as storage:
+        return await migrate_and_seed(storage)
+
+
+def describe_seed(seed: DemoSeed) -> str:
+    if seed.created:
+        return f"created: johndoe has {seed.viewer_balance} coins"
+    if seed.topped_up_by:
+        return (
+            f"kept from the last run; johndoe had fewer than {TOP_UP_BELOW} coins and was topped up by "
+            f"{seed.topped_up_by} to {seed.viewer_balance}"
+        )
+    return f"kept from the last run: johndoe has {seed.viewer_balance} coins"
+
+
+def banner(config: StackConfig, url: str, token: str, key_path: Path, seed: DemoSeed) -> str:
+    """What `make run` prints: every command in it runs as pasted in the repository root."""
+    livechat, grpcurl = binary("livechat"), binary("grpcurl")
+    # Admin commands read DATABASE_URL too; spell it out only when this stack does not use the default.
+    admin_env = "" if url == DEFAULT_DATABASE_URL else f"DATABASE_URL='{url}' "
+    body = json.dumps({"stream_id": DEMO_STREAM_ID})
+    return f"""
+Allmine live-stream chat is running.
+  REST (Envoy)       http://127.0.0.1:{config.http_port}
+  gRPC (via Envoy)   127.0.0.1:{config.http_port}
+  gRPC (direct)      127.0.0.1:{config.grpc_port}
+  Envoy admin        http://127.0.0.1:{config.admin_port}
+  database           {url}
+  logs               {config.workdir}/server.log, {config.workdir}/envoy.log
+  demo data          {describe_seed(seed)}
+                     (kept between runs; a rerun tops johndoe up by 1000 coins when fewer than {TOP_UP_BELOW}
+                     are left; `make run RESET=1` deletes the database and starts from fresh demo data)
+
+Send a superlike over REST (token for the demo viewer {DEMO_VIEWER_ID}, valid 24 h):
+
+curl -sS -X POST "http://127.0.0.1:{config.http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/superlike" \\
+  -H "Authorization: Bearer {token}" -H "Idempotency-Key: $(date +%s%N)"
+
+The same over gRPC:
+
+{grpcurl} -plaintext -H "authorization: Bearer {token}" -d '{body}' \\
+  127.0.0.1:{config.http_port} allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike
+
+Follow the stream's superlikes live (Server-Sent Events; send one above to see it arrive):
+
+curl -N "http://127.0.0.1:{config.http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/superlikes/events?backlog=5" \\
+  -H "Authorization: Bearer {token}"
+
+The streamer's overlay (a browser source; shows each superlike as it arrives):
+
+  http://127.0.0.1:{config.http_port}/overlay/{DEMO_STREAM_ID}?access_token={token}
+
+The demo viewer's coins, and a token for another user (run them in {ROOT}):
+
+{admin_env}{livechat} admin show-user {DEMO_VIEWER_ID}
+{livechat} dev token --sub <user id> --key {key_path} \\
+  --issuer {config.issuer} --audience {config.audience}
+
+Press Ctrl-C to stop."""
 
 
 def main() -> int:
     http_port = _port("LIVECHAT_HTTP_PORT", 8080)
     grpc_port = _port("LIVECHAT_GRPC_PORT", 50051)
     admin_port = _port("LIVECHAT_ADMIN_PORT", 9901)
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{LOCAL_DIR / 'livechat.db'}"
+    # Relative paths (the default database, .local/) mean the repository root, whoever started us.
+    os.chdir(ROOT)
+    url = database_url(os.environ)
+    if os.environ.get("RESET") == "1":
+        print(reset_database(url), flush=True)
     key_path, jwks_path = generate_keys(LOCAL_DIR / "keys")
-    asyncio.run(_prepare(database_url))
+    seed = asyncio.run(_prepare(url))
     config = StackConfig(
         workdir=LOCAL_DIR / "run",
-        database_url=database_url,
+        database_url=url,
         jwks_path=jwks_path,
         grpc_port=grpc_port,
         http_port=http_port,
@@ -67,42 +144,7 @@ def main() -> int:
     print("starting the gRPC server and Envoy ...", flush=True)
     stack.start()
     try:
-        body = json.dumps({"stream_id": DEMO_STREAM_ID})
-        print(
-            f"""
-Allmine live-stream chat is running.
-  REST (Envoy)       http://127.0.0.1:{http_port}
-  gRPC (via Envoy)   127.0.0.1:{http_port}
-  gRPC (direct)      127.0.0.1:{grpc_port}
-  Envoy admin        http://127.0.0.1:{admin_port}
-  database           {database_url}
-  logs               {config.workdir}/server.log, {config.workdir}/envoy.log
-
-Send a superlike over REST (token for the demo viewer {DEMO_VIEWER_ID}, valid 24 h):
-
-curl -sS -X POST "http://127.0.0.1:{http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/superlike" \\
-  -H "Authorization: Bearer {token}" -H "Idempotency-Key: $(date +%s%N)"
-
-The same over gRPC with grpcurl ({Path(sys.executable).parent / 'grpcurl'}):
-
-grpcurl -plaintext -H "authorization: Bearer {token}" -d '{body}' \\
-  127.0.0.1:{http_port} allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike
-
-Follow the stream's superlikes live (Server-Sent Events; send one above to see it arrive):
-
-curl -N "http://127.0.0.1:{http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/superlikes/events?backlog=5" \
-  -H "Authorization: Bearer {token}"
-
-The streamer's overlay (a browser source; shows each superlike as it arrives):
-
-  http://127.0.0.1:{http_port}/overlay/{DEMO_STREAM_ID}?access_token={token}
-
-Another user's token: {Path(sys.executable).parent / 'livechat'} dev token --sub <user id> --key {key_path} \\
-  --issuer {config.issuer} --audience {config.audience}
-
-Press Ctrl-C to stop.""",
-            flush=True,
-        )
+        print(banner(config, url, token, key_path, seed), flush=True)
         while not stop.is_set():
             if stack.server is None or stack.server.poll() is not None or stack.envoy is None or stack.envoy.poll() is not None:
                 print("a process exited unexpectedly; see the logs above", file=sys.stderr)

@@ -2,36 +2,58 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from dataclasses import dataclass
 
-from server.adapters import schema
+from sqlalchemy import Connection
+
 from server.adapters.admin_repository import AdminRepository
+from server.adapters.storage import Storage
 from server.domain import errors
+from server.domain.accounts import Profile
 from server.domain.superlike import StreamState
+from server.services.admin import AdminService
 
 DEMO_STREAM_ID = "64d15f9e2e6c8f4d5a123000"
 DEMO_VIEWER_ID = "64d15f9e2e6c8f4d5a123456"
 DEMO_HOST_ID = "64d15f9e2e6c8f4d5a1230ff"
 DEMO_VIEWER_COINS = 1000
+# A rerun tops the viewer up by DEMO_VIEWER_COINS when fewer than this are left, so the printed curl
+# keeps working; the banner says when it happened.
+TOP_UP_BELOW = 100
 
 
-async def migrate_and_seed(engine: AsyncEngine) -> None:
+@dataclass(frozen=True)
+class DemoSeed:
+    """What seeding did: created the world, topped the viewer up, or left the data as it was."""
+
+    created: bool
+    topped_up_by: int
+    viewer_balance: int
+
+
+async def migrate_and_seed(storage: Storage) -> DemoSeed:
     """Idempotent: a second `make run` keeps the data and tops the viewer up if they spent it all."""
-    await schema.upgrade(engine)
-    async with engine.begin() as connection:
-        admin = AdminRepository(connection)
-        try:
-            viewer = await admin.get_user(DEMO_VIEWER_ID)
-        except errors.UserNotFound:
-            await admin.create_user(
-                user_id=DEMO_HOST_ID, username="demohost", name="Demo", surname="Host", profile_photo="host.jpg",
-                coins=0,
-            )
-            await admin.create_user(
-                user_id=DEMO_VIEWER_ID, username="johndoe", name="sample", surname="sample",
-                profile_photo="sample.jpg", coins=DEMO_VIEWER_COINS,
-            )
-            await admin.create_stream(host_id=DEMO_HOST_ID, price=10, state=StreamState.LIVE, stream_id=DEMO_STREAM_ID)
-            return
-        if viewer["balance"] < 100:
-            await admin.credit_coins(DEMO_VIEWER_ID, DEMO_VIEWER_COINS)
+    await storage.upgrade()
+    return await storage.write_transaction(_seed)
+
+
+def _seed(connection: Connection) -> DemoSeed:
+    admin = AdminService(AdminRepository(connection))
+    try:
+        viewer = admin.get_user(DEMO_VIEWER_ID)
+    except errors.UserNotFound:
+        admin.create_user(
+            Profile(username="demohost", name="Demo", surname="Host", profile_photo="host.jpg"),
+            user_id=DEMO_HOST_ID,
+        )
+        viewer = admin.create_user(
+            Profile(username="johndoe", name="sample", surname="sample", profile_photo="sample.jpg"),
+            coins=DEMO_VIEWER_COINS,
+            user_id=DEMO_VIEWER_ID,
+        )
+        admin.create_stream(DEMO_HOST_ID, price=10, state=StreamState.LIVE, stream_id=DEMO_STREAM_ID)
+        return DemoSeed(created=True, topped_up_by=0, viewer_balance=viewer.balance)
+    if viewer.balance < TOP_UP_BELOW:
+        viewer = admin.credit_coins(DEMO_VIEWER_ID, DEMO_VIEWER_COINS)
+        return DemoSeed(created=False, topped_up_by=DEMO_VIEWER_COINS, viewer_balance=viewer.balance)
+    return DemoSeed(created=False, topped_up_by=0, viewer_balance=viewer.balance)

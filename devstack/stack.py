@@ -37,7 +37,8 @@ def load_envoy_renderer() -> ModuleType:
     return module
 
 
-def _binary(name: str) -> str:
+def binary(name: str) -> str:
+    """A tool installed into the virtualenv (beside its python), else on PATH; an absolute path."""
     beside_python = Path(sys.executable).parent / name
     if beside_python.exists():
         return str(beside_python)
@@ -58,6 +59,8 @@ class StackConfig:
     issuer: str = DEFAULT_ISSUER
     audience: str = DEFAULT_AUDIENCE
     extra_server_env: dict[str, str] = field(default_factory=dict)
+    # More envoy/render.py parameters (e.g. upstream_keepalive_seconds for a test).
+    envoy_overrides: dict[str, object] = field(default_factory=dict)
     # Tests set this: if the test runner is killed before it can stop the stack, the kernel stops it.
     die_with_parent: bool = False
 
@@ -105,7 +108,7 @@ class Stack:
         # is stopped only by its PID.
         with self.server_log.open("ab") as log:
             self.server = subprocess.Popen(
-                [_binary("livechat"), "serve"],
+                [binary("livechat"), "serve"],
                 cwd=ROOT,
                 env=self.config.server_env(),
                 stdout=log,
@@ -129,12 +132,13 @@ class Stack:
             audience=self.config.audience,
             jwks_file=str(self.config.jwks_path),
             check_files=True,
+            **self.config.envoy_overrides,
         )
         renderer.write(rendered, self.envoy_config)
         with self.envoy_log.open("ab") as log:
             self.envoy = subprocess.Popen(
                 [
-                    _binary("envoy"),
+                    binary("envoy"),
                     "-c", str(self.envoy_config),
                     "--log-level", "warn",
                     "--base-id", str(self.config.admin_port),  # several Envoys may run side by side

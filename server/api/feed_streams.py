@@ -19,23 +19,14 @@ from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from server.api import server_sent_events as sse
 from server.api.caller import authenticated_subject, last_event_id_of
 from server.api.history_messages import posted_superlike
-from server.api.status_codes import INTERNAL_MESSAGE, status_code_of
+from server.api.status_codes import HTTP_STATUS_OF_CODE, status_code_of
 from server.auth.tokens import TokenVerifier
-from server.domain.errors import DomainError
+from server.domain.errors import DomainError, Internal
 from server.services.feed import FeedService, cursor_of
 
 log = logging.getLogger(__name__)
 
 Refuse = Callable[[grpc.aio.ServicerContext, str, Exception], Awaitable[None]]
-
-# The HTTP status Envoy's transcoder gives each code (google.rpc.Code's mapping), for the status
-# inside an `event: error`.
-_HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.UNAVAILABLE: 503,
-}
 
 
 class FeedStreams:
@@ -103,11 +94,11 @@ class FeedStreams:
         return self._renderer
 
     async def _end_with_error_event(self, context: grpc.aio.ServicerContext, error: Exception) -> None:
-        if isinstance(error, DomainError):
-            status, message = _HTTP_STATUS.get(status_code_of(error), 500), error.message
-        else:
+        if not isinstance(error, DomainError):
             log.error("StreamSuperlikeEvents failed unexpectedly", exc_info=error)
-            status, message = 500, INTERNAL_MESSAGE
+            error = Internal()
+        # The status the transcoder would have given it before the first chunk.
+        status, message = HTTP_STATUS_OF_CODE[status_code_of(error)], error.message
         try:
             await context.write(httpbody_pb2.HttpBody(data=sse.error_event(status, message)))
         except Exception:  # noqa: BLE001 (the client may be gone already; nothing left to tell it)

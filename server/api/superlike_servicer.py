@@ -12,10 +12,10 @@ from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.api import history_messages
 from server.api.caller import authenticated_subject, idempotency_key_of
 from server.api.feed_streams import FeedStreams
-from server.api.status_codes import INTERNAL_MESSAGE, INTERNAL_REASON, rich_status, status_code_of
+from server.api.status_codes import status_of
 from server.auth.tokens import TokenVerifier
 from server.domain.clock import format_timestamp
-from server.domain.errors import DomainError, StorageUnavailable
+from server.domain.errors import DomainError, Internal, StorageUnavailable
 from server.domain.superlike import Superlike
 from server.services.feed import FeedService
 from server.services.history import HistoryService
@@ -97,12 +97,10 @@ class LiveStreamChatServicer(chat_grpc.LiveStreamChatServicer):
         if isinstance(error, DomainError):
             if isinstance(error, StorageUnavailable) and self._on_storage_unavailable is not None:
                 self._on_storage_unavailable()
-            code = status_code_of(error)
-            await context.abort(code, error.message, rich_status(code, error.message, error.reason))
+            await context.abort_with_status(status_of(error))
         # The client learns nothing of the failure; the log gets everything.
         log.error("%s failed unexpectedly", method, exc_info=error)
-        code = grpc.StatusCode.INTERNAL
-        await context.abort(code, INTERNAL_MESSAGE, rich_status(code, INTERNAL_MESSAGE, INTERNAL_REASON))
+        await context.abort_with_status(status_of(Internal()))
 
 
 def to_response(superlike: Superlike) -> chat_pb2.SendSuperlikeResponse:

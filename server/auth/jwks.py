@@ -18,6 +18,8 @@ from pathlib import Path
 
 import jwt
 
+from server.auth.jwks_url import InsecureJwksUrl, check_jwks_url, is_url
+
 log = logging.getLogger(__name__)
 
 _KEY_TYPES = {"RS256": "RSA", "ES256": "EC"}
@@ -35,18 +37,17 @@ class _NoDowngrade(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoDowngrade)
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 def check_jwks_source(source: str) -> None:
-    """Keys fetched over plain HTTP could be swapped in transit, letting anyone mint tokens."""
-    parts = urllib.parse.urlsplit(source)
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-        raise JwksUnavailable(f"JWKS URL {source} must use https (plain http is accepted on loopback only)")
+    try:
+        check_jwks_url(source)
+    except InsecureJwksUrl as error:
+        raise JwksUnavailable(str(error)) from None
 
 
 def load_jwks_document(source: str, timeout_seconds: float = 5.0) -> dict[str, object]:
-    if source.startswith(("https://", "http://")):
+    if is_url(source):
         check_jwks_source(source)
         with _OPENER.open(source, timeout=timeout_seconds) as response:
             return json.loads(response.read())

@@ -12,6 +12,8 @@ class DomainError(Exception):
 
     reason: str = "UNKNOWN"
     message: str = "Request failed"
+    # Other texts a raise site may pass for the same meaning; the edge lets only listed texts through.
+    other_messages: tuple[str, ...] = ()
 
     def __init__(self, message: str | None = None) -> None:
         if message is not None:
@@ -32,6 +34,10 @@ class InvalidStreamId(DomainError):
 class InvalidIdempotencyKey(DomainError):
     reason = "INVALID_IDEMPOTENCY_KEY"
     message = "Idempotency key must be 1 to 255 printable ASCII characters"
+    other_messages = (
+        "requestId and the Idempotency-Key header must match when both are sent",
+        "Only one Idempotency-Key may be sent",
+    )
 
 
 class InvalidPageSize(DomainError):
@@ -118,6 +124,82 @@ class FeedInterrupted(DomainError):
 
     reason = "FEED_INTERRUPTED"
     message = "The live feed was interrupted; reconnect with the last event id"
+
+
+class Internal(DomainError):
+    """A fault on our side; the details stay in the server log."""
+
+    reason = "INTERNAL"
+    message = "Internal server error"
+
+
+# Refusals the edge (Envoy) gives by itself, before a request reaches the service. They are part of
+# the same table so that every text a client can see is stated here once; envoy/render.py renders
+# Envoy's local replies and the Lua filter's allow-list from it.
+class InvalidRequest(DomainError):
+    reason = "INVALID_REQUEST"
+    message = "Validation failed"
+
+
+class InvalidJsonBody(DomainError):
+    reason = "INVALID_JSON_BODY"
+    message = "Invalid JSON request body"
+
+
+class PermissionDenied(DomainError):
+    reason = "PERMISSION_DENIED"
+    message = "Insufficient permissions"
+
+
+class RouteNotFound(DomainError):
+    reason = "NOT_FOUND"
+    message = "Resource not found"
+
+
+class UnknownMethod(DomainError):
+    """A gRPC caller named a service or method the API does not have."""
+
+    reason = "UNKNOWN_METHOD"
+    message = "Unknown service or method"
+
+
+class MethodNotAllowed(DomainError):
+    reason = "METHOD_NOT_ALLOWED"
+    message = "Method not allowed"
+
+
+class RequestTimedOut(DomainError):
+    reason = "DEADLINE_EXCEEDED"
+    message = "Request timed out"
+
+
+class RequestBodyTooLarge(DomainError):
+    reason = "REQUEST_BODY_TOO_LARGE"
+    message = "Request body too large"
+
+
+class RequestHeadersTooLarge(DomainError):
+    reason = "REQUEST_HEADERS_TOO_LARGE"
+    message = "Request headers too large"
+
+
+class TooManyRequests(DomainError):
+    reason = "TOO_MANY_REQUESTS"
+    message = "Too many requests"
+
+
+class ServiceUnavailable(DomainError):
+    """The server is unreachable or unhealthy (the edge's answer; the server's own is StorageUnavailable)."""
+
+    reason = "UNAVAILABLE"
+    message = "Service temporarily unavailable"
+
+
+class RequestRejected(DomainError):
+    """Any other refusal of the edge's HTTP layer."""
+
+    reason = "REQUEST_REJECTED"
+    message = "Request could not be processed"
 
 
 # Admin-side refusals (CLI); never reach the gRPC API.

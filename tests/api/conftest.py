@@ -10,15 +10,14 @@ import pytest
 import pytest_asyncio
 from grpc_status import rpc_status
 from google.rpc import error_details_pb2
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
-from server.adapters.admin_repository import AdminRepository
+from server.adapters.storage import Storage
 from server.app import RunningServer, start_server
+from server.cli.presenters import user_json
 from server.config import load_settings
 from tests.conftest import SigningKeys, server_env
-from tests.support import claims_for, migrated_engine, sign
+from tests.support import as_operator, balance_of, claims_for, migrated_storage, sign
 
 
 async def send_superlike(
@@ -41,7 +40,7 @@ class Api:
     server: RunningServer
     channel: grpc.aio.Channel
     stub: chat_grpc.LiveStreamChatStub
-    engine: AsyncEngine
+    storage: Storage  # the server's database, opened beside the server for seeding and checks
     keys: SigningKeys
 
     def token_for(self, user_id: str, **claims: object) -> str:
@@ -69,12 +68,12 @@ class Api:
         return error_of(raised.value)
 
     async def user(self, user_id: str) -> dict:
-        async with self.engine.begin() as connection:
-            return await AdminRepository(connection).get_user(user_id)
+        """The user as `livechat admin show-user` prints it."""
+        return user_json(await as_operator(self.storage, lambda admin: admin.get_user(user_id)))
 
     async def balance_of(self, user_id: str) -> int:
         """What the user owns, pending superlike earnings included."""
-        return (await self.user(user_id))["balance"]
+        return await balance_of(self.storage, user_id)
 
 
 def error_of(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, str]:
@@ -100,11 +99,11 @@ def api_database_url(database_url: str, separate_database: Callable[[str], str])
 @pytest_asyncio.fixture(scope="session")
 async def api(api_database_url: str, signing_keys: SigningKeys) -> AsyncIterator[Api]:
     # The server settles pending credits in the background, so it gets a database of its own.
-    async with migrated_engine(api_database_url, pool_size=10) as engine:
+    async with migrated_storage(api_database_url, pool_size=10) as storage:
         running = await start_server(load_settings(server_env(api_database_url, signing_keys.jwks_path)))
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
         try:
-            yield Api(running, channel, chat_grpc.LiveStreamChatStub(channel), engine, signing_keys)
+            yield Api(running, channel, chat_grpc.LiveStreamChatStub(channel), storage, signing_keys)
         finally:
             await channel.close()
             await running.stop(1)

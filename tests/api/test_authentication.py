@@ -66,7 +66,7 @@ def _tamper(token: str) -> str:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_rejected_tokens_are_unauthenticated_and_charge_nothing(api: Api, case: str) -> None:
-    world = await build_world(api.engine, coins=100)
+    world = await build_world(api.storage, coins=100)
     token = CASES[case](api, world.viewer_id)
     assert await api.refusal(world.stream_id, token) == UNAUTHENTICATED
     assert await api.balance_of(world.viewer_id) == 100
@@ -77,13 +77,13 @@ async def test_rejected_tokens_are_unauthenticated_and_charge_nothing(api: Api, 
     [(), (("authorization", "Basic dXNlcjpwYXNz"),), (("authorization", "Bearer "),), (("authorization", "Bearer"),)],
 )
 async def test_missing_or_non_bearer_authorization_is_unauthenticated(api: Api, metadata: tuple) -> None:
-    world = await build_world(api.engine)
+    world = await build_world(api.storage)
     assert await api.refusal(world.stream_id, None, metadata=metadata) == UNAUTHENTICATED
 
 
 @pytest.mark.parametrize("header", ["BEARER {token}", "bearer {token}", "BeArEr {token}", "  Bearer   {token}  "])
 async def test_bearer_scheme_in_any_case_and_with_spaces_around_is_accepted(api: Api, header: str) -> None:
-    world = await build_world(api.engine, coins=100)
+    world = await build_world(api.storage, coins=100)
     token = api.token_for(world.viewer_id)
     response = await api.send(world.stream_id, None, metadata=(("authorization", header.format(token=token)),))
     assert (response.sender_id, response.sender_balance) == (world.viewer_id, 90)
@@ -94,7 +94,7 @@ async def test_bearer_scheme_in_any_case_and_with_spaces_around_is_accepted(api:
     ["Bearer{token}", "Bearer {token} extra", "Bearer {token},x", "Bearer {token} {token}", "Token {token}", "Bearer: {token}"],
 )
 async def test_a_valid_token_in_a_malformed_authorization_is_unauthenticated(api: Api, header: str) -> None:
-    world = await build_world(api.engine, coins=100)
+    world = await build_world(api.storage, coins=100)
     token = api.token_for(world.viewer_id)
     authorization = (("authorization", header.format(token=token)),)
     assert await api.refusal(world.stream_id, None, metadata=authorization) == UNAUTHENTICATED
@@ -120,12 +120,12 @@ def test_bearer_token_refuses_anything_but_http_whitespace_and_token68(header: s
 
 
 async def test_es256_tokens_from_the_jwks_are_accepted(api: Api) -> None:
-    world = await build_world(api.engine)
+    world = await build_world(api.storage)
     token = jwt.encode(claims_for(world.viewer_id), api.keys.ec_private, algorithm="ES256", headers={"kid": "test-ec"})
     assert (await api.send(world.stream_id, token)).sender_id == world.viewer_id
 
 
 async def test_token_without_kid_is_matched_by_key_type(api: Api) -> None:
-    world = await build_world(api.engine)
+    world = await build_world(api.storage)
     token = sign(claims_for(world.viewer_id), api.keys.rsa_private, kid=None)
     assert (await api.send(world.stream_id, token)).sender_id == world.viewer_id

@@ -9,17 +9,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from server.adapters.admin_repository import AdminRepository
 from server.domain.superlike import StreamState
 from tests.api.conftest import Api
-from tests.support import build_world, create_stream
+from tests.support import as_operator, build_world, create_stream
 
 OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 async def test_superlike_returns_the_contract_body_and_receipt(api: Api) -> None:
-    world = await build_world(api.engine, coins=100, price=10)
+    world = await build_world(api.storage, coins=100, price=10)
     response = await api.send(world.stream_id, api.token_for(world.viewer_id))
     assert response.stream_id == world.stream_id
     assert response.sender_id == world.viewer_id
@@ -37,7 +36,7 @@ async def test_superlike_returns_the_contract_body_and_receipt(api: Api) -> None
 
 
 async def test_uppercase_stream_id_is_accepted_and_answered_in_lowercase(api: Api) -> None:
-    world = await build_world(api.engine)
+    world = await build_world(api.storage)
     response = await api.send(world.stream_id.upper(), api.token_for(world.viewer_id))
     assert response.stream_id == world.stream_id
 
@@ -52,14 +51,14 @@ async def test_uppercase_stream_id_is_accepted_and_answered_in_lowercase(api: Ap
     ],
 )
 async def test_malformed_stream_id_is_invalid_argument(api: Api, stream_id: str, message: str) -> None:
-    world = await build_world(api.engine)
+    world = await build_world(api.storage)
     assert await api.refusal(stream_id, api.token_for(world.viewer_id)) == (
         grpc.StatusCode.INVALID_ARGUMENT, message, "INVALID_STREAM_ID",
     )
 
 
 async def test_every_rule_refusal_has_its_code_message_and_reason_and_charges_nothing(api: Api) -> None:
-    world = await build_world(api.engine, coins=100)
+    world = await build_world(api.storage, coins=100)
     viewer = api.token_for(world.viewer_id)
     refusal = api.refusal
     assert await refusal("aaaaaaaaaaaaaaaaaaaaaaaa", viewer) == (
@@ -73,20 +72,19 @@ async def test_every_rule_refusal_has_its_code_message_and_reason_and_charges_no
         "The host cannot send a superlike to their own live stream",
         "SENDER_IS_HOST",
     )
-    async with api.engine.begin() as connection:
-        await AdminRepository(connection).ban(world.stream_id, world.viewer_id)
+    await as_operator(api.storage, lambda admin: admin.ban(world.stream_id, world.viewer_id))
     assert await refusal(world.stream_id, viewer) == (
         grpc.StatusCode.PERMISSION_DENIED, "You are banned from this live stream's chat", "SENDER_BANNED",
     )
-    scheduled = await create_stream(api.engine, world.host_id, state=StreamState.SCHEDULED)
+    scheduled = await create_stream(api.storage, world.host_id, state=StreamState.SCHEDULED)
     assert await refusal(scheduled["id"], viewer) == (
         grpc.StatusCode.ABORTED, "Live stream is not live", "STREAM_NOT_LIVE",
     )
-    ended = await create_stream(api.engine, world.host_id, state=StreamState.ENDED)
+    ended = await create_stream(api.storage, world.host_id, state=StreamState.ENDED)
     assert await refusal(ended["id"], viewer) == (
         grpc.StatusCode.ABORTED, "Live stream is not live", "STREAM_NOT_LIVE",
     )
-    poor = await build_world(api.engine, coins=9, price=10)
+    poor = await build_world(api.storage, coins=9, price=10)
     assert await refusal(poor.stream_id, api.token_for(poor.viewer_id)) == (
         grpc.StatusCode.ABORTED, "Insufficient coin balance for a superlike", "INSUFFICIENT_BALANCE",
     )
@@ -96,7 +94,7 @@ async def test_every_rule_refusal_has_its_code_message_and_reason_and_charges_no
 
 
 async def test_retry_with_request_id_or_metadata_key_is_charged_once(api: Api) -> None:
-    world = await build_world(api.engine, coins=100)
+    world = await build_world(api.storage, coins=100)
     token = api.token_for(world.viewer_id)
     first = await api.send(world.stream_id, token, request_id="order-1")
     assert await api.send(world.stream_id, token, request_id="order-1") == first
@@ -105,10 +103,10 @@ async def test_retry_with_request_id_or_metadata_key_is_charged_once(api: Api) -
 
 
 async def test_key_used_for_another_stream_is_refused_and_charges_nothing(api: Api) -> None:
-    world = await build_world(api.engine, coins=100)
+    world = await build_world(api.storage, coins=100)
     token = api.token_for(world.viewer_id)
     await api.send(world.stream_id, token, request_id="order-1")
-    other = await create_stream(api.engine, world.host_id)
+    other = await create_stream(api.storage, world.host_id)
     assert await api.refusal(other["id"], token, request_id="order-1") == (
         grpc.StatusCode.ABORTED,
         "Idempotency key was already used for a different request",
@@ -128,7 +126,7 @@ async def test_key_used_for_another_stream_is_refused_and_charges_nothing(api: A
 async def test_ambiguous_or_malformed_idempotency_keys_are_invalid(
     api: Api, request_id: str, metadata: tuple[tuple[str, str], ...], message: str
 ) -> None:
-    world = await build_world(api.engine)
+    world = await build_world(api.storage)
     assert await api.refusal(world.stream_id, api.token_for(world.viewer_id), request_id, metadata) == (
         grpc.StatusCode.INVALID_ARGUMENT, message, "INVALID_IDEMPOTENCY_KEY",
     )
@@ -136,8 +134,8 @@ async def test_ambiguous_or_malformed_idempotency_keys_are_invalid(
 
 
 async def test_identity_headers_a_client_can_set_are_ignored(api: Api) -> None:
-    world = await build_world(api.engine, coins=100)
-    other = await build_world(api.engine, coins=100)
+    world = await build_world(api.storage, coins=100)
+    other = await build_world(api.storage, coins=100)
     forged = (("x-user-id", other.viewer_id), ("x-forwarded-user", other.viewer_id), ("x-jwt-sub", other.viewer_id))
     response = await api.send(world.stream_id, api.token_for(world.viewer_id), metadata=forged)
     assert response.sender_id == world.viewer_id

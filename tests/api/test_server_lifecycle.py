@@ -22,7 +22,7 @@ from server.app import PortInUse, start_server
 from server.config import load_settings
 from tests.api.conftest import error_of, send_superlike
 from tests.conftest import SigningKeys, server_env
-from tests.support import claims_for, migrated_engine, migrated_world, sign
+from tests.support import claims_for, migrated_storage, migrated_world, sign
 from tests.tcp_proxy import TcpProxy
 
 
@@ -33,7 +33,7 @@ async def _health(channel: grpc.aio.Channel) -> int:
 
 async def test_a_second_server_on_a_taken_port_fails_loudly(tmp_path: Path, signing_keys: SigningKeys) -> None:
     sqlite_url = f"sqlite:///{tmp_path / 'port.db'}"
-    async with migrated_engine(sqlite_url):
+    async with migrated_storage(sqlite_url):
         pass
     first = await start_server(load_settings(server_env(sqlite_url, signing_keys.jwks_path)))
     try:
@@ -123,6 +123,7 @@ async def test_the_server_refuses_to_start_on_an_unmigrated_database(tmp_path: P
 
 def test_an_admin_command_on_an_unmigrated_database_explains_the_remedy(tmp_path: Path) -> None:
     livechat = Path(sys.executable).parent / "livechat"
+    (tmp_path / "empty.db").touch()  # an existing database without the schema (a missing file: tests/integration/test_cli.py)
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
     done = subprocess.run(
         [str(livechat), "admin", "show-user", "a" * 24], env=env, capture_output=True, text=True, timeout=60

@@ -12,16 +12,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.ports import free_port
 from devstack.stack import Stack, StackConfig
+from server.adapters.storage import Storage
 from tests.conftest import SigningKeys
 from tests.e2e.credentials import edge_token
-from tests.support import migrated_engine
+from tests.support import migrated_storage
 
 
 @dataclass
 class Edge:
     stack: Stack
-    engine: AsyncEngine
+    storage: Storage  # the stack's database, opened beside it for seeding and checks
     keys: SigningKeys
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.storage.engine
 
     @property
     def http_port(self) -> int:
@@ -57,22 +62,22 @@ def edge_database_url(database_url: str, separate_database: Callable[[str], str]
 
 
 @pytest_asyncio.fixture(scope="session")
-async def edge_engine(edge_database_url: str) -> AsyncIterator[AsyncEngine]:
-    async with migrated_engine(edge_database_url) as engine:
-        yield engine
+async def edge_storage(edge_database_url: str) -> AsyncIterator[Storage]:
+    async with migrated_storage(edge_database_url) as storage:
+        yield storage
 
 
 @pytest.fixture(scope="session")
 def edge(
-    edge_engine: AsyncEngine,
+    edge_storage: Storage,
     edge_database_url: str,
     signing_keys: SigningKeys,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Edge]:
-    # `edge_engine` has migrated the database; the server process shares it.
+    # `edge_storage` has migrated the database; the server process shares it.
     stack = Stack(stack_config(tmp_path_factory.mktemp("stack"), edge_database_url, signing_keys))
     stack.start()
     try:
-        yield Edge(stack, edge_engine, signing_keys)
+        yield Edge(stack, edge_storage, signing_keys)
     finally:
         stack.stop()

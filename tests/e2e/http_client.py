@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,3 +56,23 @@ def assert_envelope(response: Response, status: int, message: str) -> None:
     assert envelope["errors"] == [message]
     assert TIMESTAMP.fullmatch(envelope["timestamp"])
     assert not any(name.startswith(("grpc-", "x-envoy-")) for name in response.headers)
+
+
+def raw_request(
+    port: int, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> Response:
+    """HTTP/1.1 with exactly these bytes (no client-side validation), for inputs http.client refuses."""
+    lines = [method + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1", *(n + b": " + v for n, v in headers)]
+    lines.append(b"Content-Length: %d" % len(body))
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        try:
+            sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # Envoy may answer (and close) before it has read everything; its answer is what counts
+        response = http.client.HTTPResponse(sock, method=method.decode("latin-1"))
+        response.begin()
+        return Response(
+            status=response.status,
+            headers={name.lower(): value for name, value in response.getheaders()},
+            body=response.read(),
+        )

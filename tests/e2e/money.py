@@ -24,7 +24,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters.admin_repository import AuditReport, audit_database
+from server.adapters.audit import AuditReport, audit_database
+from server.adapters.storage import Storage
 from tests.e2e.credentials import bearer_header
 from tests.e2e.http_client import ENVELOPE_KEYS, TIMESTAMP, superlike_path
 from tests.tcp_proxy import Link, TcpProxy
@@ -229,8 +230,8 @@ async def settled_wallet(engine: AsyncEngine, user_id: str, expected: int, timeo
         await asyncio.sleep(0.05)
 
 
-async def audit(engine: AsyncEngine) -> AuditReport:
-    return await audit_database(engine)
+async def audit(storage: Storage) -> AuditReport:
+    return await audit_database(storage)
 
 
 def cli_audit(database_url: str) -> tuple[int, dict[str, Any]]:
@@ -242,7 +243,7 @@ def cli_audit(database_url: str) -> tuple[int, dict[str, Any]]:
 
 
 async def assert_books_balance(
-    engine: AsyncEngine,
+    storage: Storage,
     stream_id: str,
     host_id: str,
     coins: dict[str, int],
@@ -262,6 +263,7 @@ async def assert_books_balance(
     Returns the stored superlikes by id.
     """
     sent = list(sent)
+    engine = storage.engine
     stored = await stored_superlikes(engine, stream_id)
     sent_keys = {(s.sender_id, s.key) for s in sent}
     by_key = Counter((row.sender_id, row.key) for row in stored.values())
@@ -290,7 +292,7 @@ async def assert_books_balance(
         assert await wallet(engine, sender_id) == (start - price * per_sender[sender_id],) * 2, sender_id
     assert set(per_sender) <= set(coins)
     assert await settled_wallet(engine, host_id, price * len(stored)) == (price * len(stored),) * 2
-    assert (await audit(engine)).problems == []
+    assert (await audit(storage)).problems == []
     return stored
 
 

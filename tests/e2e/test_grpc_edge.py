@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
@@ -35,7 +39,7 @@ async def test_grpcurl_lists_services_and_sends_a_superlike(edge: Edge, through:
     listed = grpcurl(f"127.0.0.1:{port}", "list")
     assert listed.returncode == 0, listed.stderr
     assert "allmine.livestream.chat.v1.LiveStreamChat" in listed.stdout.split()
-    world = await build_world(edge.engine, coins=100)
+    world = await build_world(edge.storage, coins=100)
     sent = grpcurl(
         "-H", f"authorization: Bearer {edge.token_for(world.viewer_id)}",
         "-d", json.dumps({"stream_id": world.stream_id}),
@@ -48,7 +52,7 @@ async def test_grpcurl_lists_services_and_sends_a_superlike(edge: Edge, through:
 
 
 async def test_grpcurl_shows_the_error_reason(edge: Edge) -> None:
-    world = await build_world(edge.engine, coins=1)
+    world = await build_world(edge.storage, coins=1)
     failed = grpcurl(
         "-H", f"authorization: Bearer {edge.token_for(world.viewer_id)}",
         "-d", json.dumps({"stream_id": world.stream_id}),
@@ -61,7 +65,7 @@ async def test_grpcurl_shows_the_error_reason(edge: Edge) -> None:
 
 
 async def test_native_grpc_through_envoy_keeps_plain_statuses_and_details(edge: Edge) -> None:
-    world = await build_world(edge.engine, coins=5)
+    world = await build_world(edge.storage, coins=5)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.http_port}") as channel:
         stub = chat_grpc.LiveStreamChatStub(channel)
         request_message = chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id)
@@ -75,9 +79,7 @@ async def test_native_grpc_through_envoy_keeps_plain_statuses_and_details(edge: 
         # Envoy's own refusal of a missing token is a plain gRPC status too, not an HTTP envelope.
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.SendSuperlike(request_message, timeout=10)
-        assert (raised.value.code(), raised.value.details()) == (
-            grpc.StatusCode.UNAUTHENTICATED, "Authentication required",
-        )
+        assert error_of(raised.value) == (grpc.StatusCode.UNAUTHENTICATED, "Authentication required", "UNAUTHENTICATED")
 
 
 async def test_upstream_down_is_a_503_envelope_and_unavailable_for_grpc(
@@ -87,7 +89,7 @@ async def test_upstream_down_is_a_503_envelope_and_unavailable_for_grpc(
     stack = Stack(stack_config(tmp_path, database_url, signing_keys))
     stack.start_envoy(wait_for_healthy_upstream=False)
     try:
-        world = await build_world(edge.engine)
+        world = await build_world(edge.storage)
         token = edge.token_for(world.viewer_id)
         response = request(
             stack.config.http_port, "POST", f"/api/v1/live-stream/{world.stream_id}/chat/superlike",
@@ -101,6 +103,102 @@ async def test_upstream_down_is_a_503_envelope_and_unavailable_for_grpc(
                     chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id),
                     metadata=(("authorization", f"Bearer {token}"),), timeout=10,
                 )
-            assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert error_of(raised.value) == (
+                grpc.StatusCode.UNAVAILABLE, "Service temporarily unavailable", "UNAVAILABLE",
+            )
     finally:
         stack.stop()
+
+
+async def test_envoys_own_refusals_carry_the_servers_error_model(edge: Edge) -> None:
+    world = await build_world(edge.engine, coins=100)
+    token = (("authorization", f"Bearer {edge.token_for(world.viewer_id)}"),)
+    request_message = chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.http_port}") as channel:
+        stub = chat_grpc.LiveStreamChatStub(channel)
+        for metadata in ((), (("authorization", "Bearer garbage"),), (("authorization", "Basic dXNlcjpwYXNz"),)):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.SendSuperlike(request_message, metadata=metadata, timeout=10)
+            assert error_of(raised.value) == (
+                grpc.StatusCode.UNAUTHENTICATED, "Authentication required", "UNAUTHENTICATED",
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await channel.unary_unary("/no.such.Service/Method")(b"", metadata=token, timeout=10)
+        assert error_of(raised.value) == (grpc.StatusCode.UNIMPLEMENTED, "Unknown service or method", "UNKNOWN_METHOD")
+        # The scheme in any case, as for REST callers.
+        response = await stub.SendSuperlike(
+            request_message, metadata=(("authorization", f"bearer {edge.token_for(world.viewer_id)}"),), timeout=10
+        )
+        assert response.sender_id == world.viewer_id
+
+
+async def test_grpcurl_shows_envoys_refusal_details(edge: Edge) -> None:
+    world = await build_world(edge.engine)
+    failed = grpcurl("-d", json.dumps({"stream_id": world.stream_id}), f"127.0.0.1:{edge.http_port}", METHOD)
+    assert failed.returncode != 0
+    assert "Code: Unauthenticated" in failed.stderr
+    assert "Message: Authentication required" in failed.stderr
+    assert (
+        '{"@type":"type.googleapis.com/google.rpc.ErrorInfo","domain":"livestream.allmine.app",'
+        '"reason":"UNAUTHENTICATED"}'
+    ) in failed.stderr
+
+
+async def test_a_quiet_connection_through_envoy_outlives_many_keepalive_pings(
+    database_url: str, signing_keys: SigningKeys, tmp_path: Path, edge: Edge
+) -> None:
+    # A second Envoy in front of the edge's server that pings its upstream connection every second.
+    config = stack_config(tmp_path, database_url, signing_keys)
+    config.grpc_port = edge.grpc_port
+    config.envoy_overrides = {"upstream_keepalive_seconds": 1}
+    stack = Stack(config)
+    stack.start_envoy()
+    try:
+        world = await build_world(edge.engine, coins=100)
+        metadata = (("authorization", f"Bearer {edge.token_for(world.viewer_id)}"),)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{config.http_port}") as channel:
+            stub = chat_grpc.LiveStreamChatStub(channel)
+            await stub.SendSuperlike(chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id), metadata=metadata)
+            # A long-lived stream that sends nothing after its first message keeps the connection quiet.
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            first = await watch.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            await asyncio.sleep(10)  # ~10 pings; gRPC used to GOAWAY after 3 that came "too often"
+            assert not watch.done()
+            response = await stub.SendSuperlike(
+                chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id), metadata=metadata, timeout=10
+            )
+            assert response.sender_balance == 80
+            watch.cancel()
+        stats = urllib.request.urlopen(f"http://127.0.0.1:{config.admin_port}/stats?filter=upstream_cx_close_notify",
+                                       timeout=5).read().decode()
+        assert "cluster.livestream_chat.upstream_cx_close_notify: 0" in stats
+    finally:
+        stack.stop()
+
+
+async def test_the_access_log_shows_the_real_grpc_status_or_none(edge: Edge) -> None:
+    marker = f"/api/v1/no-such-route-{time.monotonic_ns()}"
+    assert_envelope(request(edge.http_port, "GET", marker), 404, "Resource not found")
+    world = await build_world(edge.engine, coins=1)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.http_port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await chat_grpc.LiveStreamChatStub(channel).SendSuperlike(
+                chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id, request_id=marker[-12:]),
+                metadata=(("authorization", f"Bearer {edge.token_for(world.viewer_id)}"),), timeout=10,
+            )
+        with pytest.raises(grpc.aio.AioRpcError):
+            await chat_grpc.LiveStreamChatStub(channel).SendSuperlike(
+                chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id), timeout=10
+            )
+    deadline = time.monotonic() + 10
+    while True:
+        lines = edge.stack.envoy_log.read_text().splitlines()
+        rest = [line for line in lines if f'"GET {marker} HTTP/1.1"' in line]
+        if rest or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert len(rest) == 1 and " 404 grpc=-/- " in rest[0]  # a REST 404 carries no gRPC status
+    grpc_lines = [line for line in lines if "LiveStreamChat/SendSuperlike HTTP/2" in line]
+    assert any(" 200 grpc=10/- " in line for line in grpc_lines)  # the server's trailers-only ABORTED
+    assert any(" 200 grpc=16/- " in line for line in grpc_lines)  # Envoy's own trailers-only UNAUTHENTICATED

@@ -30,12 +30,12 @@ pytest.register_assert_rewrite("tests.e2e.money")  # its checks report their val
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from devstack.stack import Stack
-from server.adapters.database import is_sqlite
+from server.adapters.storage import Storage
 from tests.api.conftest import error_of
 from tests.conftest import SigningKeys
 from tests.e2e.conftest import Edge, stack_config
 from tests.e2e.credentials import bearer_metadata, edge_token
-from tests.support import migrated_engine
+from tests.support import migrated_storage
 from tests.e2e.money import (
     CommitAckDropper,
     EDGE_UNAVAILABLE,
@@ -65,11 +65,11 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 BOUND_SECONDS = 12.0  # no call may take longer than this, whatever breaks underneath
 
 
-async def hot_stream(engine: AsyncEngine, keys: SigningKeys, senders: int, coins: int) -> tuple[str, str, list[Sender]]:
+async def hot_stream(storage: Storage, keys: SigningKeys, senders: int, coins: int) -> tuple[str, str, list[Sender]]:
     """A fresh host with one live stream at PRICE, and `senders` viewers with `coins` each."""
-    host = await create_user(engine)
-    stream = await create_stream(engine, host["id"], price=PRICE)
-    viewers = [await create_user(engine, coins=coins) for _ in range(senders)]
+    host = await create_user(storage)
+    stream = await create_stream(storage, host["id"], price=PRICE)
+    viewers = [await create_user(storage, coins=coins) for _ in range(senders)]
     return host["id"], stream["id"], [Sender(v["id"], edge_token(keys, v["id"])) for v in viewers]
 
 
@@ -103,13 +103,13 @@ def assert_only_ok_or_unavailable(sent: list[Sent], allowed: set[str]) -> Counte
 
 
 async def assert_every_key_settles_once(
-    engine: AsyncEngine, port: int, stream_id: str, host_id: str, senders: list[Sender], coins: int, sent: list[Sent]
+    storage: Storage, port: int, stream_id: str, host_id: str, senders: list[Sender], coins: int, sent: list[Sent]
 ) -> tuple[list[Sent], int]:
     """Sends every call again with its key: all succeed, answered ones replay their superlike, and each
     key ends with exactly one superlike. Returns the second answers and how many calls whose client
     saw a failure had in fact been stored (their retry must replay, not charge again)."""
     by_id = {s.user_id: s for s in senders}
-    before = await stored_superlikes(engine, stream_id)
+    before = await stored_superlikes(storage.engine, stream_id)
     stored_key_ids = {(row.sender_id, row.key): row.superlike_id for row in before.values()}
     again = await asyncio.to_thread(resend, port, stream_id, by_id, sent)
     assert [a for a in again if a.status != 200] == []
@@ -122,7 +122,7 @@ async def assert_every_key_settles_once(
             assert second.superlike_id == prior, first.key
             stored_before_failure += not first.ok
     after = await assert_books_balance(
-        engine, stream_id, host_id, {s.user_id: coins for s in senders}, PRICE, [*sent, *again]
+        storage, stream_id, host_id, {s.user_id: coins for s in senders}, PRICE, [*sent, *again]
     )
     assert sorted((row.sender_id, row.key) for row in after.values()) == sorted((s.sender_id, s.key) for s in sent)
     assert before == {k: after[k] for k in before}
@@ -130,22 +130,22 @@ async def assert_every_key_settles_once(
 
 
 @pytest_asyncio.fixture(scope="module")
-async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    async with migrated_engine(postgres_url) as engine:
-        yield engine
+async def pg_storage(postgres_url: str) -> AsyncIterator[Storage]:
+    async with migrated_storage(postgres_url) as storage:
+        yield storage
 
 
 # --- 1. crash ------------------------------------------------------------------------------------------
 
 
 async def test_sigkill_under_load_keeps_every_charge_whole_and_retries_charge_once(
-    pg_engine: AsyncEngine, postgres_url: str, signing_keys: SigningKeys, tmp_path: Path
+    pg_storage: Storage, postgres_url: str, signing_keys: SigningKeys, tmp_path: Path
 ) -> None:
     """SIGKILL the server while 8 clients keep sending through Envoy, restart it, keep sending. Some
     calls die with the process (their outcome unknown to the client); none may be half-booked or
     answered without being stored, and every one of them, retried with its key, settles exactly once."""
     coins = 1_000_000
-    host_id, stream_id, senders = await hot_stream(pg_engine, signing_keys, senders=12, coins=coins)
+    host_id, stream_id, senders = await hot_stream(pg_storage, signing_keys, senders=12, coins=coins)
     stack = Stack(stack_config(tmp_path, postgres_url, signing_keys))
     # Blocking calls go to threads throughout: this event loop may also run other servers' tasks.
     await asyncio.to_thread(stack.start)
@@ -168,13 +168,13 @@ async def test_sigkill_under_load_keeps_every_charge_whole_and_retries_charge_on
         assert messages[EDGE_UNAVAILABLE] >= 1, "the kill went unnoticed by the clients"
         assert len({s.key for s in sent}) == len(sent)
         stored = await assert_books_balance(
-            pg_engine, stream_id, host_id, {s.user_id: coins for s in senders}, PRICE, sent
+            pg_storage, stream_id, host_id, {s.user_id: coins for s in senders}, PRICE, sent
         )
         assert len(stored) >= sum(s.ok for s in sent)
         status, report = await asyncio.to_thread(cli_audit, postgres_url)
         assert (status, report["ok"], report["problems"]) == (0, True, [])
 
-        await assert_every_key_settles_once(pg_engine, port, stream_id, host_id, senders, coins, sent)
+        await assert_every_key_settles_once(pg_storage, port, stream_id, host_id, senders, coins, sent)
     finally:
         await asyncio.to_thread(stack.stop)
 
@@ -183,13 +183,13 @@ async def test_sigkill_under_load_keeps_every_charge_whole_and_retries_charge_on
 
 
 async def test_database_outage_under_load_is_a_bounded_503_and_heals_without_a_restart(
-    pg_engine: AsyncEngine, postgres_url: str, signing_keys: SigningKeys, tmp_path: Path
+    pg_storage: Storage, postgres_url: str, signing_keys: SigningKeys, tmp_path: Path
 ) -> None:
     """The server's link to PostgreSQL is cut under load and restored: meanwhile every call is a 503
     envelope within the bound (never a 500, never a hang), health says NOT_SERVING, and afterwards the
     same process serves again by itself with nothing stored half."""
     coins = 1_000_000
-    host_id, stream_id, senders = await hot_stream(pg_engine, signing_keys, senders=8, coins=coins)
+    host_id, stream_id, senders = await hot_stream(pg_storage, signing_keys, senders=8, coins=coins)
     target = urlsplit(postgres_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
     await proxy.start()
@@ -225,10 +225,10 @@ async def test_database_outage_under_load_is_a_bounded_503_and_heals_without_a_r
         assert sum(s.status == 503 for s in during) >= 1
         assert not any(s.ok for s in during[len(during) // 2:]), "superlikes succeeded with the database cut"
         await assert_books_balance(
-            pg_engine, stream_id, host_id, {s.user_id: coins for s in senders}, PRICE, [*sent, first]
+            pg_storage, stream_id, host_id, {s.user_id: coins for s in senders}, PRICE, [*sent, first]
         )
         # Every call the outage refused is safe to retry with its key: replayed if it was stored.
-        await assert_every_key_settles_once(pg_engine, port, stream_id, host_id, senders, coins, [*sent, first])
+        await assert_every_key_settles_once(pg_storage, port, stream_id, host_id, senders, coins, [*sent, first])
     finally:
         await asyncio.to_thread(stack.stop)
         await proxy.cut()
@@ -250,14 +250,12 @@ async def _is(status: Awaitable[int], expected: int) -> bool:
 
 @asynccontextmanager
 async def writes_blocked(engine: AsyncEngine, sender_id: str) -> AsyncIterator[None]:
-    """Another writer holds what SendSuperlike must write: SQLite's write lock (the engine begins with
-    BEGIN IMMEDIATE), or on PostgreSQL the sender's wallet row. The server waits; clients time out."""
+    """Another writer holds what SendSuperlike must write: an update of the sender's wallet that
+    changes nothing and is rolled back. It locks the wallet row on PostgreSQL, and on SQLite the
+    whole database (storage's engine begins with BEGIN IMMEDIATE). The server waits; clients time out."""
     async with engine.connect() as connection:
         transaction = await connection.begin()
-        if not is_sqlite(engine):
-            await connection.execute(
-                text("SELECT balance FROM wallets WHERE user_id = :id FOR UPDATE"), {"id": sender_id}
-            )
+        await connection.execute(text("UPDATE wallets SET balance = balance WHERE user_id = :id"), {"id": sender_id})
         try:
             yield
         finally:
@@ -265,7 +263,7 @@ async def writes_blocked(engine: AsyncEngine, sender_id: str) -> AsyncIterator[N
 
 
 async def test_grpc_retry_after_deadline_exceeded_is_charged_once(edge: Edge) -> None:
-    host_id, stream_id, (viewer,) = await hot_stream(edge.engine, edge.keys, senders=1, coins=100)
+    host_id, stream_id, (viewer,) = await hot_stream(edge.storage, edge.keys, senders=1, coins=100)
     key = unique_name("deadline")
     request = chat_pb2.SendSuperlikeRequest(stream_id=stream_id, request_id=key)
     metadata = bearer_metadata(viewer.token)
@@ -289,11 +287,11 @@ async def test_grpc_retry_after_deadline_exceeded_is_charged_once(edge: Edge) ->
     ]
     assert await wallet(edge.engine, viewer.user_id) == (90, 90)
     assert await settled_wallet(edge.engine, host_id, 10) == (10, 10)
-    assert (await audit(edge.engine)).problems == []
+    assert (await audit(edge.storage)).problems == []
 
 
 async def test_rest_retry_after_a_client_timeout_is_charged_once(edge: Edge) -> None:
-    host_id, stream_id, (viewer,) = await hot_stream(edge.engine, edge.keys, senders=1, coins=100)
+    host_id, stream_id, (viewer,) = await hot_stream(edge.storage, edge.keys, senders=1, coins=100)
     key = unique_name("rest-timeout")
     async with writes_blocked(edge.engine, viewer.user_id):
         timed_out = await asyncio.to_thread(send, edge.http_port, stream_id, viewer, key, 1.0)
@@ -313,7 +311,7 @@ async def test_rest_retry_after_a_client_timeout_is_charged_once(edge: Edge) -> 
 
 async def test_deadlines_while_the_database_is_busy_do_not_exhaust_the_server(edge: Edge) -> None:
     """More timed-out calls than the server has pooled connections; afterwards it serves normally."""
-    host_id, stream_id, (viewer,) = await hot_stream(edge.engine, edge.keys, senders=1, coins=1000)
+    host_id, stream_id, (viewer,) = await hot_stream(edge.storage, edge.keys, senders=1, coins=1000)
     metadata = bearer_metadata(viewer.token)
     keys = [unique_name("busy") for _ in range(16)]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.grpc_port}") as channel:
@@ -341,12 +339,12 @@ async def test_deadlines_while_the_database_is_busy_do_not_exhaust_the_server(ed
     stored = await stored_superlikes(edge.engine, stream_id)
     assert sorted(row.key for row in stored.values()) == sorted(keys)
     assert await settled_wallet(edge.engine, host_id, PRICE * 16) == (PRICE * 16,) * 2
-    assert (await audit(edge.engine)).problems == []
+    assert (await audit(edge.storage)).problems == []
 
 
 @pytest_asyncio.fixture(scope="module")
 async def lossy_stack(
-    pg_engine: AsyncEngine, postgres_url: str, signing_keys: SigningKeys, tmp_path_factory: pytest.TempPathFactory
+    pg_storage: Storage, postgres_url: str, signing_keys: SigningKeys, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[Stack, CommitAckDropper]]:
     """A stack on PostgreSQL whose database link can lose one commit acknowledgement on demand."""
     target = urlsplit(postgres_url)
@@ -365,11 +363,11 @@ async def lossy_stack(
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])
 async def test_a_retry_after_the_commit_answer_was_lost_replays_and_charges_once(
-    lossy_stack: tuple[Stack, CommitAckDropper], pg_engine: AsyncEngine, signing_keys: SigningKeys, transport: str
+    lossy_stack: tuple[Stack, CommitAckDropper], pg_storage: Storage, signing_keys: SigningKeys, transport: str
 ) -> None:
     """The worst case for a retry: the charge committed, but the answer never reached the client."""
     stack, dropper = lossy_stack
-    host_id, stream_id, (viewer,) = await hot_stream(pg_engine, signing_keys, senders=1, coins=100)
+    host_id, stream_id, (viewer,) = await hot_stream(pg_storage, signing_keys, senders=1, coins=100)
     key = unique_name(f"lost-{transport}")
     request = chat_pb2.SendSuperlikeRequest(stream_id=stream_id, request_id=key)
     metadata = bearer_metadata(viewer.token)
@@ -384,9 +382,9 @@ async def test_a_retry_after_the_commit_answer_was_lost_replays_and_charges_once
             timed_out = await asyncio.to_thread(send, stack.config.http_port, stream_id, viewer, key, 2.0)
             assert (timed_out.status, "timed out" in timed_out.error) == (None, True), timed_out
         assert dropper.holding.is_set(), "the commit was never seen"
-        committed = await stored_superlikes(pg_engine, stream_id)
+        committed = await stored_superlikes(pg_storage.engine, stream_id)
         assert [(row.key, row.fully_booked) for row in committed.values()] == [(key, True)]
-        assert await wallet(pg_engine, viewer.user_id) == (90, 90)
+        assert await wallet(pg_storage.engine, viewer.user_id) == (90, 90)
         await dropper.release()
 
         if transport == "grpc":
@@ -398,19 +396,19 @@ async def test_a_retry_after_the_commit_answer_was_lost_replays_and_charges_once
             assert [r.status for r in retried_rest] == [200, 200], retried_rest
             answers = [(r.superlike_id, int(r.document()["senderBalance"])) for r in retried_rest]
     assert answers == [(next(iter(committed)), 90)] * 2
-    assert await stored_superlikes(pg_engine, stream_id) == committed
-    assert await wallet(pg_engine, viewer.user_id) == (90, 90)
-    assert await settled_wallet(pg_engine, host_id, 10) == (10, 10)
+    assert await stored_superlikes(pg_storage.engine, stream_id) == committed
+    assert await wallet(pg_storage.engine, viewer.user_id) == (90, 90)
+    assert await settled_wallet(pg_storage.engine, host_id, 10) == (10, 10)
 
 
 async def test_an_unavailable_answer_after_a_committed_charge_is_safe_to_retry_with_its_key(
-    lossy_stack: tuple[Stack, CommitAckDropper], pg_engine: AsyncEngine, signing_keys: SigningKeys
+    lossy_stack: tuple[Stack, CommitAckDropper], pg_storage: Storage, signing_keys: SigningKeys
 ) -> None:
     """The link breaks after the charge committed, while the server waits for the answer: the server
     cannot know whether it committed, says so (OUTCOME_UNKNOWN, never "nothing changed"), and the retry
     with the same key replays the charge."""
     stack, dropper = lossy_stack
-    host_id, stream_id, (viewer,) = await hot_stream(pg_engine, signing_keys, senders=1, coins=100)
+    host_id, stream_id, (viewer,) = await hot_stream(pg_storage, signing_keys, senders=1, coins=100)
     key = unique_name("ambiguous")
     request = chat_pb2.SendSuperlikeRequest(stream_id=stream_id, request_id=key)
     metadata = bearer_metadata(viewer.token)
@@ -425,12 +423,12 @@ async def test_an_unavailable_answer_after_a_committed_charge_is_safe_to_retry_w
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await call
         assert error_of(raised.value) == (grpc.StatusCode.UNAVAILABLE, OUTCOME_UNKNOWN, "OUTCOME_UNKNOWN")
-        committed = await stored_superlikes(pg_engine, stream_id)
+        committed = await stored_superlikes(pg_storage.engine, stream_id)
         assert [(row.key, row.fully_booked) for row in committed.values()] == [(key, True)]
         retried = await stub.SendSuperlike(request, metadata=metadata, timeout=10)
     assert (retried.superlike_id, retried.sender_balance) == (next(iter(committed)), 90)
-    assert await wallet(pg_engine, viewer.user_id) == (90, 90)
-    assert await settled_wallet(pg_engine, host_id, 10) == (10, 10)
+    assert await wallet(pg_storage.engine, viewer.user_id) == (90, 90)
+    assert await settled_wallet(pg_storage.engine, host_id, 10) == (10, 10)
 
 
 async def _flag(event: asyncio.Event) -> bool:
@@ -443,8 +441,8 @@ async def _flag(event: asyncio.Event) -> bool:
 async def test_hot_stream_race_charges_exactly_what_each_sender_can_afford(edge: Edge) -> None:
     """150 REST calls released at once on one stream: 20 senders x 5 who can afford 3 each, and one
     sender firing 50 who can afford 20. Exactly the affordable ones succeed; the rest get the 409."""
-    host_id, stream_id, crowd = await hot_stream(edge.engine, edge.keys, senders=20, coins=3 * PRICE)
-    rich = await create_user(edge.engine, coins=20 * PRICE)
+    host_id, stream_id, crowd = await hot_stream(edge.storage, edge.keys, senders=20, coins=3 * PRICE)
+    rich = await create_user(edge.storage, coins=20 * PRICE)
     racer = Sender(rich["id"], edge_token(edge.keys, rich["id"]))
     calls: list[tuple[Sender, str | None]] = []
     for round_ in range(5):
@@ -469,7 +467,7 @@ async def test_hot_stream_race_charges_exactly_what_each_sender_can_afford(edge:
     racer_balances = sorted(int(s.document()["senderBalance"]) for s in sent if s.ok and s.sender_id == racer.user_id)
     assert racer_balances == list(range(0, 20 * PRICE, PRICE))
     stored = await assert_books_balance(
-        edge.engine, stream_id, host_id,
+        edge.storage, stream_id, host_id,
         {**{s.user_id: 3 * PRICE for s in crowd}, racer.user_id: 20 * PRICE}, PRICE, sent,
     )
     assert len(stored) == 80

@@ -6,36 +6,30 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters.admin_repository import AdminRepository, audit_database
+from server.adapters.audit import audit_database
 from server.adapters.storage import Storage
 from server.domain import errors
 from server.domain.superlike import StreamState, Superlike
-from tests.support import balance_of, build_world, create_stream, create_user, migrated_storage, superlike_service
+from tests.support import (
+    as_operator,
+    balance_of,
+    build_world,
+    create_stream,
+    create_user,
+    migrated_storage,
+    superlike_service,
+    wait_until_a_postgres_lock_is_awaited,
+)
 
 
-async def wait_until_a_lock_is_awaited(engine: AsyncEngine, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        async with engine.connect() as connection:
-            waiting = (await connection.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))).scalar_one()
-        if waiting:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the batch never waited on the other server's lock")
-
-
-async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(
-    engine: AsyncEngine, storage: Storage
-) -> None:
-    world = await build_world(engine, coins=100, price=10)
-    rich = [await create_user(engine, coins=100) for _ in range(8)]
-    poor = await create_user(engine, coins=5)
-    banned = await create_user(engine, coins=100)
-    ended = await create_stream(engine, world.host_id, state=StreamState.ENDED)
-    async with engine.begin() as connection:
-        await AdminRepository(connection).ban(world.stream_id, banned["id"])
+async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(storage: Storage) -> None:
+    world = await build_world(storage, coins=100, price=10)
+    rich = [await create_user(storage, coins=100) for _ in range(8)]
+    poor = await create_user(storage, coins=5)
+    banned = await create_user(storage, coins=100)
+    ended = await create_stream(storage, world.host_id, state=StreamState.ENDED)
+    await as_operator(storage, lambda admin: admin.ban(world.stream_id, banned["id"]))
     superlikes = superlike_service(storage)  # one server: every request below shares its batcher
 
     stream = world.stream_id
@@ -66,12 +60,12 @@ async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(
     assert [type(outcome) for outcome in outcomes[23:]] == [
         errors.InsufficientBalance, errors.SenderBanned, errors.StreamNotLive, errors.StreamNotFound
     ]
-    assert await balance_of(engine, world.viewer_id) == 90
-    assert await balance_of(engine, rich[0]["id"]) == 0
-    assert [await balance_of(engine, user["id"]) for user in rich[1:]] == [90] * 7
-    assert (await balance_of(engine, poor["id"]), await balance_of(engine, banned["id"])) == (5, 100)
-    assert await balance_of(engine, world.host_id) == 10 * (8 + 1 + 9)
-    assert (await audit_database(engine)).problems == []
+    assert await balance_of(storage, world.viewer_id) == 90
+    assert await balance_of(storage, rich[0]["id"]) == 0
+    assert [await balance_of(storage, user["id"]) for user in rich[1:]] == [90] * 7
+    assert (await balance_of(storage, poor["id"]), await balance_of(storage, banned["id"])) == (5, 100)
+    assert await balance_of(storage, world.host_id) == 10 * (8 + 1 + 9)
+    assert (await audit_database(storage)).problems == []
 
 
 async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_request(postgres_url: str) -> None:
@@ -81,8 +75,8 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
     neighbours are charged once."""
     async with migrated_storage(postgres_url) as storage:
         engine = storage.engine
-        world = await build_world(engine, coins=100, price=10)
-        neighbours = [await create_user(engine, coins=100) for _ in range(2)]
+        world = await build_world(storage, coins=100, price=10)
+        neighbours = [await create_user(storage, coins=100) for _ in range(2)]
         other_server = await engine.connect()
         other_transaction = await other_server.begin()
         # The other server's superlike, with its stream position, ledger entries, supporter total and
@@ -127,7 +121,7 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
             superlikes.send(world.stream_id, world.viewer_id, "contended"),
             *(superlikes.send(world.stream_id, user["id"], None) for user in neighbours),
         )
-        await wait_until_a_lock_is_awaited(engine)  # the batch now waits on the other server's locks
+        await wait_until_a_postgres_lock_is_awaited(engine)  # the batch now waits on the other server's locks
         await other_transaction.commit()
         await other_server.close()
         contended, *charged = await asyncio.wait_for(batch, timeout=10)
@@ -135,9 +129,9 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
         assert contended.superlike_id == "abcdefabcdefabcdefabcdef"
         assert (contended.price, contended.sender_balance_after) == (10, 90)
         assert [superlike.sender_balance_after for superlike in charged] == [90, 90]
-        assert await balance_of(engine, world.viewer_id) == 90
-        assert [await balance_of(engine, user["id"]) for user in neighbours] == [90, 90]
-        assert (await audit_database(engine)).problems == []
+        assert await balance_of(storage, world.viewer_id) == 90
+        assert [await balance_of(storage, user["id"]) for user in neighbours] == [90, 90]
+        assert (await audit_database(storage)).problems == []
 
 
 async def test_a_wallet_locked_elsewhere_delays_only_its_own_request(postgres_url: str) -> None:
@@ -146,8 +140,8 @@ async def test_a_wallet_locked_elsewhere_delays_only_its_own_request(postgres_ur
     as STORAGE_UNAVAILABLE (nothing charged), instead of the whole server waiting on that lock."""
     async with migrated_storage(postgres_url) as storage:
         engine = storage.engine
-        world = await build_world(engine, coins=100, price=10)
-        neighbours = [await create_user(engine, coins=100) for _ in range(2)]
+        world = await build_world(storage, coins=100, price=10)
+        neighbours = [await create_user(storage, coins=100) for _ in range(2)]
         async with engine.connect() as holder:
             await holder.begin()
             await holder.execute(
@@ -166,5 +160,5 @@ async def test_a_wallet_locked_elsewhere_delays_only_its_own_request(postgres_ur
 
         assert isinstance(locked, errors.StorageUnavailable)
         assert [(o.sender.user_id, o.sender_balance_after) for o in charged] == [(u["id"], 90) for u in neighbours]
-        assert await balance_of(engine, world.viewer_id) == 100
-        assert (await audit_database(engine)).problems == []
+        assert await balance_of(storage, world.viewer_id) == 100
+        assert (await audit_database(storage)).problems == []

@@ -9,12 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from server.adapters.admin_repository import AdminRepository, audit_database
+from server.adapters.audit import audit_database
 from server.adapters.storage import Storage
 from server.adapters.tables import SuperlikeRecord, Wallet
 from server.domain import errors
 from server.domain.superlike import StreamState
-from tests.support import create_stream, create_user, migrated_storage, superlike_service
+from tests.support import as_operator, create_stream, create_user, migrated_storage, superlike_service
 
 USERS = 4
 STREAMS = 2
@@ -37,10 +37,9 @@ batch_sizes = st.lists(st.integers(1, 12), min_size=1, max_size=8)
 
 
 async def _run(storage: Storage, ops: list[tuple], batches: list[int]) -> None:
-    engine = storage.engine
-    users = [await create_user(engine, coins=25) for _ in range(USERS)]
-    hosts = [await create_user(engine, coins=0) for _ in range(STREAMS)]
-    streams = [await create_stream(engine, host["id"], price=10) for host in hosts]
+    users = [await create_user(storage, coins=25) for _ in range(USERS)]
+    hosts = [await create_user(storage, coins=0) for _ in range(STREAMS)]
+    streams = [await create_stream(storage, host["id"], price=10) for host in hosts]
     service = superlike_service(storage)
     charged_keys: dict[tuple[str, str], set[str]] = {}
 
@@ -60,19 +59,17 @@ async def _run(storage: Storage, ops: list[tuple], batches: list[int]) -> None:
         if kind == "settle":
             await storage.settle()
             return
-        async with engine.begin() as connection:
-            admin = AdminRepository(connection)
-            try:
-                if kind == "credit":
-                    await admin.credit_coins(users[op[1]]["id"], op[2])
-                elif kind == "ban":
-                    await admin.ban(streams[op[1]]["id"], users[op[2]]["id"])
-                elif kind == "unban":
-                    await admin.unban(streams[op[1]]["id"], users[op[2]]["id"])
-                else:
-                    await admin.set_stream_state(streams[op[1]]["id"], StreamState.ENDED)
-            except errors.Conflict:
-                pass  # ending an ended stream
+        if kind == "credit":
+            await as_operator(storage, lambda admin: admin.credit_coins(users[op[1]]["id"], op[2]))
+        elif kind == "ban":
+            await as_operator(storage, lambda admin: admin.ban(streams[op[1]]["id"], users[op[2]]["id"]))
+        elif kind == "unban":
+            await as_operator(storage, lambda admin: admin.unban(streams[op[1]]["id"], users[op[2]]["id"]))
+        else:
+            # Ending an ended stream, even one a concurrent operation has just ended, is no error.
+            stream_id = streams[op[1]]["id"]
+            ended = await as_operator(storage, lambda admin: admin.set_stream_state(stream_id, StreamState.ENDED))
+            assert ended.stream.state is StreamState.ENDED
 
     position = 0
     for size in batches:
@@ -81,8 +78,8 @@ async def _run(storage: Storage, ops: list[tuple], batches: list[int]) -> None:
     await asyncio.gather(*(apply(op) for op in ops[position:]))
 
     assert all(len(ids) == 1 for ids in charged_keys.values())
-    report = await audit_database(engine)
-    async with engine.connect() as connection:
+    report = await audit_database(storage)
+    async with storage.engine.connect() as connection:
         negative = (
             await connection.execute(select(func.count()).select_from(Wallet).where(Wallet.balance < 0))
         ).scalar_one()

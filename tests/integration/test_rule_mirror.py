@@ -8,15 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from server.adapters.admin_repository import AdminRepository
 from server.adapters.storage import Storage
 from server.adapters.superlike_sql import refusal_sql
 from server.domain.clock import now_ms
 from server.domain.ids import new_object_id
 from server.domain.send_outcome import Charged, Refused
+from server.domain.streams import MIN_SUPERLIKE_PRICE
 from server.domain.superlike import SenderSnapshot, StreamState, SuperlikeRequest
 from server.domain.superlike_rules import SuperlikeFacts, refusal
-from tests.support import create_user, unique_name
+from tests.support import as_operator, create_stream, create_user, unique_name
 
 HOST = "a" * 24
 SENDER = "b" * 24
@@ -44,7 +44,7 @@ def balances_around(draw: st.DrawFn, price: int) -> int:
 
 @st.composite
 def any_facts(draw: st.DrawFn) -> SuperlikeFacts:
-    price = draw(mostly(10, st.one_of(st.none(), st.integers(0, 20))))
+    price = draw(mostly(10, st.one_of(st.none(), st.integers(MIN_SUPERLIKE_PRICE, 20))))
     return SuperlikeFacts(
         stream_host_id=draw(mostly(HOST, st.sampled_from([None, SENDER]))),
         stream_state=draw(st.sampled_from([None, *StreamState, StreamState.LIVE])),
@@ -77,7 +77,7 @@ async def test_the_sql_mirror_refuses_for_the_same_reason_as_the_python_rules(
 
 @st.composite
 def worlds(draw: st.DrawFn) -> dict:
-    price = draw(st.integers(0, 20))
+    price = draw(st.integers(MIN_SUPERLIKE_PRICE, 20))
     return {
         "stream_exists": draw(mostly(True, st.just(False))),
         "state": draw(mostly(StreamState.LIVE, st.sampled_from([StreamState.SCHEDULED, StreamState.ENDED]))),
@@ -96,16 +96,14 @@ async def test_the_database_charges_exactly_when_the_python_rules_allow(storage:
     stream_exists, state, price = world["stream_exists"], world["state"], world["price"]
     sender_exists, banned, balance = world["sender_exists"], world["banned"], world["balance"]
     sender_is_host = world["sender_is_host"] and sender_exists and stream_exists
-    host = await create_user(storage.engine, coins=balance if sender_is_host else 0)
-    sender = host if sender_is_host else await create_user(storage.engine, coins=balance) if sender_exists else None
+    host = await create_user(storage, coins=balance if sender_is_host else 0)
+    sender = host if sender_is_host else await create_user(storage, coins=balance) if sender_exists else None
     sender_id = sender["id"] if sender is not None else new_object_id(now_ms())
     stream_id = new_object_id(now_ms())
     if stream_exists:
-        async with storage.engine.begin() as connection:
-            admin = AdminRepository(connection)
-            stream_id = (await admin.create_stream(host_id=host["id"], price=price, state=state))["id"]
-            if banned and sender is not None:
-                await admin.ban(stream_id, sender_id)
+        stream_id = (await create_stream(storage, host["id"], price=price, state=state))["id"]
+        if banned and sender is not None:
+            await as_operator(storage, lambda admin: admin.ban(stream_id, sender_id))
     facts = SuperlikeFacts(
         stream_host_id=host["id"] if stream_exists else None,
         stream_state=state if stream_exists else None,

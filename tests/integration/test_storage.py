@@ -10,13 +10,15 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters.admin_repository import AdminRepository, audit_database, audit_ledger
+from server.adapters.admin_repository import AdminRepository
+from server.adapters.audit import audit_database, audit_ledger
 from server.adapters.storage import Storage, open_storage
 from server.adapters.tables import Base, LedgerEntry, SuperlikeRecord
 from server.domain import errors
+from server.domain.accounts import Profile
 from server.domain.superlike import StreamState
 from server.services.superlikes import SuperlikeService
-from tests.support import balance_of, build_world, create_stream, create_user, superlike_service
+from tests.support import as_operator, balance_of, build_world, create_stream, create_user, superlike_service
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -35,8 +37,8 @@ async def superlike_count(engine: AsyncEngine, sender_id: str) -> int:
         ).scalar_one()
 
 
-async def assert_audit_passes(engine: AsyncEngine) -> None:
-    assert (await audit_database(engine)).problems == []
+async def assert_audit_passes(storage: Storage) -> None:
+    assert (await audit_database(storage)).problems == []
 
 
 async def test_migrations_create_exactly_the_declared_schema(engine: AsyncEngine) -> None:
@@ -50,11 +52,11 @@ async def test_migrations_create_exactly_the_declared_schema(engine: AsyncEngine
 async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger_entries(
     engine: AsyncEngine, storage: Storage
 ) -> None:
-    world = await build_world(engine, coins=100, price=15)
+    world = await build_world(storage, coins=100, price=15)
     superlike = await service(storage).send(world.stream_id, world.viewer_id, None)
     assert (superlike.price, superlike.sender_balance_after) == (15, 85)
-    assert await balance_of(engine, world.viewer_id) == 85
-    assert await balance_of(engine, world.host_id) == 15
+    assert await balance_of(storage, world.viewer_id) == 85
+    assert await balance_of(storage, world.host_id) == 15
     async with engine.connect() as connection:
         entries = (
             await connection.execute(
@@ -72,20 +74,20 @@ async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger
     ]
     assert (stored["sender_name"], stored["sender_profile_photo"], stored["price"]) == ("sample", "sample.jpg", 15)
     assert stored["created_at_ms"] == superlike.created_at_ms
-    await assert_audit_passes(engine)
+    await assert_audit_passes(storage)
 
 
 async def test_refused_superlike_changes_nothing(engine: AsyncEngine, storage: Storage) -> None:
-    world = await build_world(engine, coins=5, price=10)
+    world = await build_world(storage, coins=5, price=10)
     with pytest.raises(errors.InsufficientBalance):
         await service(storage).send(world.stream_id, world.viewer_id, None)
-    assert await balance_of(engine, world.viewer_id) == 5
-    assert await balance_of(engine, world.host_id) == 0
+    assert await balance_of(storage, world.viewer_id) == 5
+    assert await balance_of(storage, world.host_id) == 0
     assert await superlike_count(engine, world.viewer_id) == 0
 
 
-async def test_every_refusal_is_read_from_storage(engine: AsyncEngine, storage: Storage) -> None:
-    world = await build_world(engine, coins=100)
+async def test_every_refusal_is_read_from_storage(storage: Storage) -> None:
+    world = await build_world(storage, coins=100)
     superlikes = service(storage)
     with pytest.raises(errors.StreamNotFound):
         await superlikes.send("aaaaaaaaaaaaaaaaaaaaaaaa", world.viewer_id, None)
@@ -93,38 +95,34 @@ async def test_every_refusal_is_read_from_storage(engine: AsyncEngine, storage: 
         await superlikes.send(world.stream_id, "bbbbbbbbbbbbbbbbbbbbbbbb", None)
     with pytest.raises(errors.SenderIsHost):
         await superlikes.send(world.stream_id, world.host_id, None)
-    async with engine.begin() as connection:
-        await AdminRepository(connection).ban(world.stream_id, world.viewer_id)
+    await as_operator(storage, lambda admin: admin.ban(world.stream_id, world.viewer_id))
     with pytest.raises(errors.SenderBanned):
         await superlikes.send(world.stream_id, world.viewer_id, None)
-    async with engine.begin() as connection:
-        await AdminRepository(connection).unban(world.stream_id, world.viewer_id)
-        await AdminRepository(connection).set_stream_state(world.stream_id, StreamState.ENDED)
+    await as_operator(storage, lambda admin: admin.unban(world.stream_id, world.viewer_id))
+    await as_operator(storage, lambda admin: admin.set_stream_state(world.stream_id, StreamState.ENDED))
     with pytest.raises(errors.StreamNotLive):
         await superlikes.send(world.stream_id, world.viewer_id, None)
-    assert await balance_of(engine, world.viewer_id) == 100
+    assert await balance_of(storage, world.viewer_id) == 100
 
 
-async def test_idempotent_retry_is_charged_once_and_replays_the_same_receipt(
-    engine: AsyncEngine, storage: Storage
-) -> None:
-    world = await build_world(engine, coins=100)
+async def test_idempotent_retry_is_charged_once_and_replays_the_same_receipt(storage: Storage) -> None:
+    world = await build_world(storage, coins=100)
     first = await service(storage).send(world.stream_id, world.viewer_id, "retry-1")
     again = await service(storage).send(world.stream_id, world.viewer_id, "retry-1")
     assert again == first
-    assert await balance_of(engine, world.viewer_id) == 90
-    other = await create_stream(engine, world.host_id)
+    assert await balance_of(storage, world.viewer_id) == 90
+    other = await create_stream(storage, world.host_id)
     with pytest.raises(errors.IdempotencyKeyReused):
         await service(storage).send(other["id"], world.viewer_id, "retry-1")
     # Keys are scoped per sender: another viewer may use the same key.
-    second_viewer = await create_user(engine, coins=10)
+    second_viewer = await create_user(storage, coins=10)
     assert (await service(storage).send(world.stream_id, second_viewer["id"], "retry-1")).price == 10
 
 
 async def test_fifty_concurrent_superlikes_from_a_sender_who_can_afford_twenty(
     engine: AsyncEngine, storage: Storage
 ) -> None:
-    world = await build_world(engine, coins=200, price=10)
+    world = await build_world(storage, coins=200, price=10)
     outcomes = await asyncio.gather(
         *(service(storage).send(world.stream_id, world.viewer_id, None) for _ in range(50)),
         return_exceptions=True,
@@ -133,49 +131,50 @@ async def test_fifty_concurrent_superlikes_from_a_sender_who_can_afford_twenty(
     refused = [o for o in outcomes if isinstance(o, errors.InsufficientBalance)]
     assert (len(succeeded), len(refused)) == (20, 30)
     assert sorted(s.sender_balance_after for s in succeeded) == list(range(0, 200, 10))
-    assert await balance_of(engine, world.viewer_id) == 0
-    assert await balance_of(engine, world.host_id) == 200
+    assert await balance_of(storage, world.viewer_id) == 0
+    assert await balance_of(storage, world.host_id) == 200
     assert await superlike_count(engine, world.viewer_id) == 20
-    await assert_audit_passes(engine)
+    await assert_audit_passes(storage)
 
 
 async def test_concurrent_requests_with_one_key_charge_once(engine: AsyncEngine, storage: Storage) -> None:
-    world = await build_world(engine, coins=100)
+    world = await build_world(storage, coins=100)
     outcomes = await asyncio.gather(
         *(service(storage).send(world.stream_id, world.viewer_id, "same-key") for _ in range(20))
     )
     assert len({o.superlike_id for o in outcomes}) == 1
-    assert await balance_of(engine, world.viewer_id) == 90
+    assert await balance_of(storage, world.viewer_id) == 90
     assert await superlike_count(engine, world.viewer_id) == 1
 
 
-async def test_two_hosts_superliking_each_other_concurrently_do_not_deadlock(
-    engine: AsyncEngine, storage: Storage
-) -> None:
-    alice = await create_user(engine, coins=1000)
-    bob = await create_user(engine, coins=1000)
-    alice_stream = await create_stream(engine, alice["id"])
-    bob_stream = await create_stream(engine, bob["id"])
+async def test_two_hosts_superliking_each_other_concurrently_do_not_deadlock(storage: Storage) -> None:
+    alice = await create_user(storage, coins=1000)
+    bob = await create_user(storage, coins=1000)
+    alice_stream = await create_stream(storage, alice["id"])
+    bob_stream = await create_stream(storage, bob["id"])
     sends = [service(storage).send(bob_stream["id"], alice["id"], None) for _ in range(15)]
     sends += [service(storage).send(alice_stream["id"], bob["id"], None) for _ in range(15)]
     await asyncio.wait_for(asyncio.gather(*sends), timeout=30)
-    assert await balance_of(engine, alice["id"]) == 1000
-    assert await balance_of(engine, bob["id"]) == 1000
+    assert await balance_of(storage, alice["id"]) == 1000
+    assert await balance_of(storage, bob["id"]) == 1000
 
 
-async def test_stream_state_changes_follow_the_lifecycle(engine: AsyncEngine) -> None:
-    host = await create_user(engine)
-    stream = await create_stream(engine, host["id"], state=StreamState.SCHEDULED)
-    async with engine.begin() as connection:
-        repo = AdminRepository(connection)
-        assert (await repo.set_stream_state(stream["id"], StreamState.LIVE))["state"] == "live"
-        assert (await repo.set_stream_state(stream["id"], StreamState.ENDED))["state"] == "ended"
-        with pytest.raises(errors.Conflict):
-            await repo.set_stream_state(stream["id"], StreamState.LIVE)
+async def test_stream_state_changes_follow_the_lifecycle(storage: Storage) -> None:
+    host = await create_user(storage)
+    stream = await create_stream(storage, host["id"], state=StreamState.SCHEDULED)
+
+    async def move(target: StreamState) -> StreamState:
+        return (await as_operator(storage, lambda admin: admin.set_stream_state(stream["id"], target))).stream.state
+
+    assert await move(StreamState.LIVE) == "live"
+    assert await move(StreamState.ENDED) == "ended"
+    assert await move(StreamState.ENDED) == "ended"
+    with pytest.raises(errors.Conflict):
+        await move(StreamState.LIVE)
 
 
 async def test_purge_frees_keys_older_than_the_cutoff_only(engine: AsyncEngine, storage: Storage) -> None:
-    world = await build_world(engine, coins=100)
+    world = await build_world(storage, coins=100)
     old = await service(storage).send(world.stream_id, world.viewer_id, "old-key")
     async with engine.begin() as connection:
         await connection.execute(
@@ -183,35 +182,34 @@ async def test_purge_frees_keys_older_than_the_cutoff_only(engine: AsyncEngine, 
             {"id": old.superlike_id},
         )
     await service(storage).send(world.stream_id, world.viewer_id, "new-key")
-    async with engine.begin() as connection:
-        purged = await AdminRepository(connection).purge_idempotency_keys(old.created_at_ms - 86_400_000 + 1)
+    cutoff = old.created_at_ms - 86_400_000 + 1
+    purged = await storage.write_transaction(lambda connection: AdminRepository(connection).clear_idempotency_keys(cutoff))
     assert purged >= 1
     # The purged key is free again (a new charge); the recent one still replays.
     assert (await service(storage).send(world.stream_id, world.viewer_id, "old-key")).superlike_id != old.superlike_id
-    assert await balance_of(engine, world.viewer_id) == 70
+    assert await balance_of(storage, world.viewer_id) == 70
     await service(storage).send(world.stream_id, world.viewer_id, "new-key")
-    assert await balance_of(engine, world.viewer_id) == 70
+    assert await balance_of(storage, world.viewer_id) == 70
 
 
-async def test_admin_refuses_bad_input_with_clear_errors(engine: AsyncEngine) -> None:
-    async with engine.begin() as connection:
-        repo = AdminRepository(connection)
-        with pytest.raises(errors.InvalidAdminInput, match="coins must not be negative"):
-            await repo.create_user(username="neg", name="n", surname="s", profile_photo="", coins=-1)
-        with pytest.raises(errors.InvalidAdminInput, match="user id must be a 24-character hex id"):
-            await repo.credit_coins("nope", 5)
-        with pytest.raises(errors.UserNotFound):
-            await repo.credit_coins("cccccccccccccccccccccccc", 5)
+async def test_admin_refuses_bad_input_with_clear_errors(storage: Storage) -> None:
+    profile = Profile(username="neg", name="n", surname="s", profile_photo="")
+    with pytest.raises(errors.InvalidAdminInput, match="coins must be a whole number from 0 to 1,000,000,000, got -1"):
+        await as_operator(storage, lambda admin: admin.create_user(profile, coins=-1))
+    with pytest.raises(errors.InvalidAdminInput, match="user id must be a 24-character hex id"):
+        await as_operator(storage, lambda admin: admin.credit_coins("nope", 5))
+    with pytest.raises(errors.UserNotFound):
+        await as_operator(storage, lambda admin: admin.credit_coins("cccccccccccccccccccccccc", 5))
 
 
-async def test_audit_reports_a_tampered_balance(engine: AsyncEngine) -> None:
-    world = await build_world(engine, coins=50)
+async def test_audit_reports_a_tampered_balance(engine: AsyncEngine, storage: Storage) -> None:
+    world = await build_world(storage, coins=50)
     async with engine.connect() as connection:
         async with connection.begin() as transaction:
             await connection.execute(
                 text("UPDATE wallets SET balance = balance + 1 WHERE user_id = :id"), {"id": world.viewer_id}
             )
-            report = await audit_ledger(connection)
+            report = await connection.run_sync(audit_ledger)
             await transaction.rollback()
     assert f"wallet {world.viewer_id}: balance 51 but its applied ledger entries sum to 50" in report.problems
     assert not report.ok
@@ -229,26 +227,25 @@ async def test_unreachable_database_is_reported_as_storage_unavailable() -> None
 async def test_host_credits_stay_pending_until_settled_and_the_books_balance_throughout(
     engine: AsyncEngine, storage: Storage
 ) -> None:
-    world = await build_world(engine, coins=100, price=10)
+    world = await build_world(storage, coins=100, price=10)
     for _ in range(3):
         await service(storage).send(world.stream_id, world.viewer_id, None)
-    async with engine.begin() as connection:
-        host = await AdminRepository(connection).get_user(world.host_id)
-    report = await audit_database(engine)
-    assert (host["balance"], host["pendingCredits"]) == (30, 30)
+    host = await as_operator(storage, lambda admin: admin.get_user(world.host_id))
+    report = await audit_database(storage)
+    assert (host.balance, host.pending_credits) == (30, 30)
     assert report.problems == [] and report.pending_credits >= 30
     await storage.settle()
+    host = await as_operator(storage, lambda admin: admin.get_user(world.host_id))
     async with engine.begin() as connection:
-        host = await AdminRepository(connection).get_user(world.host_id)
         settled_wallet = (
             await connection.execute(text("SELECT balance FROM wallets WHERE user_id = :id"), {"id": world.host_id})
         ).scalar_one()
-    assert (host["balance"], host["pendingCredits"], settled_wallet) == (30, 0, 30)
-    await assert_audit_passes(engine)
+    assert (host.balance, host.pending_credits, settled_wallet) == (30, 0, 30)
+    await assert_audit_passes(storage)
 
 
 async def test_concurrent_settlements_apply_each_credit_once(engine: AsyncEngine, storage: Storage) -> None:
-    world = await build_world(engine, coins=1000, price=7)
+    world = await build_world(storage, coins=1000, price=7)
     sends = [service(storage).send(world.stream_id, world.viewer_id, None) for _ in range(40)]
     settles = [storage.settle() for _ in range(10)]
     await asyncio.gather(*sends, *settles)
@@ -258,14 +255,14 @@ async def test_concurrent_settlements_apply_each_credit_once(engine: AsyncEngine
             await connection.execute(text("SELECT balance FROM wallets WHERE user_id = :id"), {"id": world.host_id})
         ).scalar_one()
     assert wallet == 280
-    await assert_audit_passes(engine)
+    await assert_audit_passes(storage)
 
 
 
 async def test_audit_reports_a_superlike_whose_credit_went_to_the_wrong_user(
     engine: AsyncEngine, storage: Storage
 ) -> None:
-    world = await build_world(engine, coins=50)
+    world = await build_world(storage, coins=50)
     superlike = await service(storage).send(world.stream_id, world.viewer_id, None)
     async with engine.connect() as connection:
         async with connection.begin() as transaction:
@@ -273,17 +270,15 @@ async def test_audit_reports_a_superlike_whose_credit_went_to_the_wrong_user(
                 text("UPDATE ledger_entries SET user_id = :other WHERE superlike_id = :id AND kind = 'superlike_credit'"),
                 {"other": world.viewer_id, "id": superlike.superlike_id},
             )
-            report = await audit_ledger(connection)
+            report = await connection.run_sync(audit_ledger)
             await transaction.rollback()
     assert (
         f"superlike {superlike.superlike_id}: ledger entries do not match its price, sender and host" in report.problems
     )
 
 
-async def test_storage_transactions_commit_on_return_and_roll_back_on_error(
-    engine: AsyncEngine, storage: Storage
-) -> None:
-    world = await build_world(engine, coins=40)
+async def test_storage_transactions_commit_on_return_and_roll_back_on_error(storage: Storage) -> None:
+    world = await build_world(storage, coins=40)
     balance = text("SELECT balance FROM wallets WHERE user_id = :id")
     tamper = text("UPDATE wallets SET balance = balance + 5 WHERE user_id = :id")
 

@@ -9,7 +9,7 @@ AUTH = {"LIVECHAT_JWKS": "/keys/jwks.json", "LIVECHAT_JWT_ISSUER": "iss", "LIVEC
 
 def test_defaults_use_the_embedded_sqlite_database() -> None:
     settings = load_settings({})
-    assert settings.database_url == "sqlite:///./livechat.db"
+    assert settings.database_url == "sqlite:///.local/livechat.db"  # where `make run` keeps its data
     assert (settings.grpc_host, settings.grpc_port) == ("127.0.0.1", 50051)
     assert settings.idempotency_retention_hours == 24
 

@@ -5,6 +5,7 @@ import pytest
 from server.domain import errors
 from server.domain.clock import format_timestamp
 from server.domain.ids import is_object_id, new_object_id
+from server.domain.streams import MAX_SUPERLIKE_PRICE, MIN_SUPERLIKE_PRICE
 from server.domain.superlike import SenderSnapshot, StreamState, is_valid_idempotency_key
 from server.services.superlikes import SuperlikeService
 from tests.unit.fakes import FakeDatabase, FakeStream, FakeSuperlikes
@@ -87,10 +88,18 @@ async def test_balance_one_coin_short_is_refused_and_exact_balance_succeeds() ->
     assert (await service(db).send(STREAM, VIEWER, None)).sender_balance_after == 0
 
 
-async def test_free_stream_price_zero_is_recorded_with_price_zero() -> None:
-    db = make_db(balance=0, price=0)
+async def test_a_sender_without_coins_is_refused_even_at_the_lowest_price() -> None:
+    # No stream is free (prices are 1 to 1,000,000 coins): an empty wallet can send nothing.
+    db = make_db(balance=0, price=MIN_SUPERLIKE_PRICE)
+    with pytest.raises(errors.InsufficientBalance):
+        await service(db).send(STREAM, VIEWER, None)
+    assert db.balances == {HOST: 0, VIEWER: 0}
+
+
+async def test_the_highest_price_is_charged_in_full() -> None:
+    db = make_db(balance=MAX_SUPERLIKE_PRICE, price=MAX_SUPERLIKE_PRICE)
     superlike = await service(db).send(STREAM, VIEWER, None)
-    assert (superlike.price, superlike.sender_balance_after) == (0, 0)
+    assert (superlike.price, superlike.sender_balance_after) == (1_000_000, 0)
 
 
 async def test_retry_with_the_same_key_replays_the_first_superlike_without_charging() -> None:

@@ -9,7 +9,7 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from server.adapters.storage import open_engine
+from server.adapters.storage import open_storage
 from server.adapters.tables import Base
 
 config = context.config
@@ -32,13 +32,9 @@ async def _run_own_connection() -> None:
     url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
     if not url:
         raise SystemExit("set DATABASE_URL or sqlalchemy.url to migrate")
-    engine = open_engine(url)
-    try:
-        async with engine.connect() as connection:
+    async with open_storage(url, pool_size=1) as storage:
+        async with storage.migration_transaction() as connection:
             await connection.run_sync(_run)
-            await connection.commit()
-    finally:
-        await engine.dispose()
 
 
 shared = config.attributes.get("connection")

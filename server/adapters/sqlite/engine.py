@@ -1,4 +1,4 @@
-"""SQLite engines: an async one (aiosqlite) for migrations and admin statements, and a blocking one
+"""SQLite engines: an async one (aiosqlite) for migrations and the schema check, and a blocking one
 for the server's dedicated SQLite thread (worker.py). Both open the file the same way."""
 
 from __future__ import annotations

@@ -1,18 +1,21 @@
-"""Storage on SQLite: the server's database work on one dedicated thread (worker.py), and an async
-engine beside it for migrations and admin statements."""
+"""Storage on SQLite: the server's and the operator's database work on one dedicated thread
+(worker.py), and an async engine beside it for migrations."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.adapters.sqlite import settlement
 from server.adapters.sqlite.engine import create_sqlite_engine
 from server.adapters.sqlite.failures import is_unavailable
 from server.adapters.sqlite.history import SqliteHistory
+from server.adapters.sqlite.migrations import migration_transaction
 from server.adapters.sqlite.superlikes import SqliteSuperlikes
 from server.adapters.sqlite.worker import SqliteWorker
 from server.adapters.storage_base import Storage
@@ -52,6 +55,9 @@ class SqliteStorage(Storage):
         # SQLite plans without statistics unless ANALYZE ran, and the server never runs it: neither
         # should a benchmark's bulk load.
         return None
+
+    def migration_transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return migration_transaction(self.engine)
 
     def is_unavailable(self, error: BaseException) -> bool:
         return is_unavailable(error)

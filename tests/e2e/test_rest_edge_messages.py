@@ -1,0 +1,86 @@
+"""Only the service's own texts reach REST clients. The real server never sends anything else, so a
+stand-in gRPC server (real grpc.aio, behind the real Envoy) plays an upstream whose messages come
+from a library or a proxy: each is replaced by the default text for its status."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
+from devstack.stack import Stack
+from tests.conftest import SigningKeys
+from tests.e2e.conftest import Edge, stack_config
+from tests.e2e.http_client import assert_envelope, request, superlike_path
+
+pytestmark = pytest.mark.e2e
+
+# stream id in the path -> what the stand-in answers
+ANSWERS = {
+    "internal": (grpc.StatusCode.INTERNAL, "Unexpected <class 'KeyError'>: 'sender' at line 42"),
+    "limit": (grpc.StatusCode.RESOURCE_EXHAUSTED, "received metadata size exceeds hard limit (21561 vs. 16384)"),
+    "header": (grpc.StatusCode.INVALID_ARGUMENT, "Illegal header key: x-foo!"),
+    "reset": (grpc.StatusCode.UNAVAILABLE, "upstream connect error or disconnect/reset before headers"),
+    "quote": (grpc.StatusCode.NOT_FOUND, 'Live stream not found", "injected'),
+    "empty": (grpc.StatusCode.ABORTED, ""),
+    "known": (grpc.StatusCode.ABORTED, "Insufficient coin balance for a superlike"),
+    "variant": (grpc.StatusCode.INVALID_ARGUMENT, "Only one Idempotency-Key may be sent"),
+}
+
+
+class StandIn(chat_grpc.LiveStreamChatServicer):
+    async def SendSuperlike(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        code, message = ANSWERS[request.stream_id]
+        await context.abort(code, message)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stand_in_edge(
+    database_url: str, signing_keys: SigningKeys, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[int]:
+    server = grpc.aio.server()
+    chat_grpc.add_LiveStreamChatServicer_to_server(StandIn(), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    config = stack_config(tmp_path_factory.mktemp("stand-in"), database_url, signing_keys)
+    config.grpc_port = port
+    stack = Stack(config)
+    try:
+        # In a thread: the stand-in answers Envoy's health checks on this event loop meanwhile.
+        await asyncio.to_thread(stack.start_envoy)
+        yield config.http_port
+    finally:
+        stack.stop()
+        await server.stop(0)
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "message"),
+    [
+        ("internal", 500, "Internal server error"),
+        ("limit", 429, "Too many requests"),
+        ("header", 400, "Validation failed"),
+        ("reset", 503, "Service temporarily unavailable"),
+        ("quote", 404, "Resource not found"),
+        ("empty", 409, "Request could not be processed"),
+        ("known", 409, "Insufficient coin balance for a superlike"),
+        ("variant", 400, "Only one Idempotency-Key may be sent"),
+    ],
+)
+async def test_an_upstream_text_outside_the_table_never_reaches_a_rest_client(
+    stand_in_edge: int, edge: Edge, case: str, status: int, message: str
+) -> None:
+    token = edge.token_for("a" * 24)
+    # In a thread: the stand-in serves on this event loop.
+    response = await asyncio.to_thread(
+        request, stand_in_edge, "POST", superlike_path(case), {"Authorization": f"Bearer {token}"}
+    )
+    assert_envelope(response, status, message)

@@ -1,0 +1,118 @@
+"""envoy/render.py: the edge's generated parts come from the one error table, and the config it renders
+is one Envoy accepts."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from devstack.stack import ROOT, load_envoy_renderer
+from server.api import status_codes
+from server.domain import errors
+
+renderer = load_envoy_renderer()
+ENVOY = str(Path(sys.executable).parent / "envoy")
+
+
+def mappers() -> list[dict]:
+    config = renderer.render()
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm["local_reply_config"]["mappers"]
+
+
+def grpc_headers(mapper: dict) -> dict[str, str]:
+    return {h["header"]["key"]: h["header"]["value"] for h in mapper.get("headers_to_add", [])}
+
+
+def test_every_grpc_local_reply_carries_the_servers_status_for_its_error() -> None:
+    grpc_mappers = [m for m in mappers() if "grpc-status" in grpc_headers(m)]
+    expected = [
+        errors.Unauthenticated,  # first: jwt_authn's 401 and its 403 for another audience
+        *(edge.grpc for edge in status_codes.EDGE_ERRORS if edge.envoy_statuses != (401,)),
+        errors.RequestRejected,
+        errors.Internal,
+    ]
+    assert [m["body"]["inline_string"] for m in grpc_mappers] == [error.message for error in expected]
+    for mapper, error in zip(grpc_mappers, expected, strict=True):
+        headers = grpc_headers(mapper)
+        status = status_pb2.Status.FromString(base64.b64decode(headers["grpc-status-details-bin"]))
+        info = error_details_pb2.ErrorInfo()
+        assert len(status.details) == 1 and status.details[0].Unpack(info)
+        code = status_codes.status_code_of(error).value[0]
+        assert (int(headers["grpc-status"]), status.code, status.message) == (code, code, error.message)
+        assert (info.domain, info.reason) == ("livestream.allmine.app", error.reason)
+    unauthenticated = grpc_headers(grpc_mappers[0])
+    assert unauthenticated["grpc-status"] == "16" and unauthenticated["www-authenticate"] == "Bearer"
+
+
+def test_every_rest_local_reply_text_is_from_the_table() -> None:
+    rest = [m for m in mappers() if "grpc-status" not in grpc_headers(m)]
+    texts = [m["body"]["inline_string"] for m in rest]
+    assert texts == ["Invalid JSON request body", "Authentication required", "Validation failed",
+                     "Insufficient permissions", "Resource not found", "Method not allowed", "Request timed out",
+                     "Request body too large", "Too many requests", "Request headers too large",
+                     "Service temporarily unavailable", "Request timed out", "Request could not be processed",
+                     "Internal server error"]
+    assert set(texts) <= set(status_codes.client_messages())
+    assert [m.get("status_code") for m in rest] == [None, 401, 400, 403, 404, 405, 408, 413, 429, 431, 503, 504,
+                                                   None, 500]
+
+
+def test_every_route_hands_the_lua_filter_the_table() -> None:
+    config = renderer.render()
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    for route in routes:
+        table = route["metadata"]["filter_metadata"]["envoy.filters.http.lua"]
+        assert table["messages"] == status_codes.client_messages()
+        assert table["default_messages"]["404"] == "Resource not found"
+        assert table["default_messages"]["4xx"] == "Request could not be processed"
+        assert table["http_status_of_grpc"]["10"] == 409
+    assert "requestId and the Idempotency-Key header must match when both are sent" in status_codes.client_messages()
+
+
+def test_the_lua_filter_and_the_template_state_no_error_text() -> None:
+    lua = (ROOT / "envoy" / "error_envelope.lua").read_text()
+    template = (ROOT / "envoy" / "envoy.yaml").read_text()
+    for message in status_codes.client_messages():
+        assert f'"{message}"' not in lua
+        assert f"inline_string: {message}" not in template
+
+
+@pytest.mark.parametrize("url", ["http://auth.example.com/jwks.json", "ftp://auth.example.com/jwks", "https:///x"])
+def test_a_jwks_url_that_is_not_https_is_refused(url: str) -> None:
+    with pytest.raises(renderer.RenderError, match="JWKS URL"):
+        renderer.render(jwks_url=url)
+
+
+def test_loopback_http_jwks_is_allowed() -> None:
+    config = renderer.render(jwks_url="http://127.0.0.1:8000/jwks.json")
+    assert "transport_socket" not in config["static_resources"]["clusters"][-1]
+
+
+def test_the_upstream_keepalive_interval_is_configurable() -> None:
+    config = renderer.render(upstream_keepalive_seconds=1.5)
+    cluster = config["static_resources"]["clusters"][0]
+    options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert options["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"]["interval"] == "1.5s"
+    with pytest.raises(renderer.RenderError, match="upstream-keepalive-seconds"):
+        renderer.render(upstream_keepalive_seconds=0)
+
+
+@pytest.mark.parametrize("source", ["template", "rendered"])
+def test_envoy_accepts_the_template_and_the_rendered_config(source: str, tmp_path: Path) -> None:
+    path = ROOT / "envoy" / "envoy.yaml"
+    if source == "rendered":
+        path = renderer.write(renderer.render(), tmp_path / "envoy.yaml")
+    checked = subprocess.run(
+        [ENVOY, "--mode", "validate", "-c", str(path), "--base-id", str(abs(hash(source)) % 50000 + 10000)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert re.search(r"configuration '.*' OK", checked.stdout + checked.stderr)
