@@ -15,7 +15,10 @@
 -- Request path (REST calls):
 --   * drops grpc-* and *-bin headers (gRPC control and binary metadata are not part of REST);
 --   * drops the query string (the transcoder would otherwise bind it to request fields: the path
---     is the only source of the stream id);
+--     is the only source of the stream id), except the live feed's own parameters (`after`,
+--     `backlog`; the first of each) on its events route, whose `access_token` becomes the
+--     Authorization header when none is sent (EventSource cannot set headers); the token never
+--     stays in the path, so it reaches no log;
 --   * refuses a path whose percent-decoded bytes are not UTF-8 (400);
 --   * answers a non-POST call to the superlike route with 405, and a gRPC content type the
 --     transcoder will not transcode (any method but POST) with 405/404.
@@ -40,6 +43,10 @@ local FORGEABLE_PREFIXES = {
 }
 
 local SUPERLIKE_PATH = "^/api/v1/live%-stream/[^/]+/chat/superlike/?$"
+local FEED_EVENTS_PATH = "^/api/v1/live%-stream/[^/]+/chat/superlikes/events$"
+local FEED_PARAMETERS = {after = true, backlog = true}
+-- A JWT is three base64url parts; anything else is not moved into a header.
+local JWT_SHAPE = "^[%w_%-]+%.[%w_%-]+%.[%w_%-]+$"
 local GRPC_TYPE = "application/grpc"
 -- Used only when envoy.yaml runs without render.py (no error table in the route metadata).
 local UNRENDERED_MESSAGE = "Request failed"
@@ -143,6 +150,26 @@ local function normalise_bearer(headers)
   end
 end
 
+-- The live feed's query: only its own parameters stay; `access_token` may become the bearer token.
+local function feed_query(headers, query)
+  local kept, seen = {}, {}
+  for pair in string.gmatch(query, "[^&]+") do
+    local name, value = string.match(pair, "^([^=]*)=?(.*)$")
+    if name == "access_token" then
+      if headers:get("authorization") == nil and string.find(value, JWT_SHAPE) ~= nil then
+        headers:add("authorization", "Bearer " .. value)
+      end
+    elseif FEED_PARAMETERS[name] and not seen[name] then
+      seen[name] = true
+      kept[#kept + 1] = pair
+    end
+  end
+  if #kept == 0 then
+    return ""
+  end
+  return "?" .. table.concat(kept, "&")
+end
+
 local function percent_decode(s)
   return (string.gsub(s, "%%(%x%x)", function(hex)
     return string.char(tonumber(hex, 16))
@@ -210,11 +237,16 @@ function envoy_on_request(request_handle)
   remove_matching(headers, is_grpc_only_header)
   local raw_path = headers:get(":path") or ""
   local path = string.match(raw_path, "^[^?]*")
+  local query = string.sub(raw_path, #path + 2)
   -- The REST contract has no query parameters, but the transcoder would bind them to request
   -- fields (e.g. ?streamId=... would override the stream in the path). The path and the body are
   -- the only inputs, so the query string is dropped.
-  if path ~= raw_path then
-    headers:replace(":path", path)
+  local kept_query = ""
+  if query ~= "" and string.find(path, FEED_EVENTS_PATH) ~= nil then
+    kept_query = feed_query(headers, query)
+  end
+  if path .. kept_query ~= raw_path then
+    headers:replace(":path", path .. kept_query)
   end
   if not is_valid_path(path) then
     return refuse(request_handle, 400)
