@@ -302,8 +302,19 @@ def error_table_metadata() -> dict[str, Any]:
     }
 
 
+# The overlay page is Envoy's only successful local reply: it leaves as it is, not as an envelope.
+OVERLAY_PAGE_MAPPER = {
+    "filter": {"status_code_filter": {"comparison": {"op": "EQ", "value": {
+        "default_value": 200, "runtime_key": "edge.local_reply.page"}}}},
+    "body_format_override": {
+        "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+        "content_type": "text/html; charset=utf-8",
+    },
+}
+
+
 def _render_error_table(hcm: dict[str, Any]) -> None:
-    hcm["local_reply_config"]["mappers"] = local_reply_mappers()
+    hcm["local_reply_config"]["mappers"] = [OVERLAY_PAGE_MAPPER, *local_reply_mappers()]
     table = error_table_metadata()
     for virtual_host in hcm["route_config"]["virtual_hosts"]:
         for route in virtual_host["routes"]:
