@@ -14,9 +14,9 @@ UNKNOWN_STREAM = "64d15f9e2e6c8f4d5a1230ff"
 
 
 async def _stream_with_senders(api: Api, senders: int, price: int = 10) -> tuple[str, list[str], str]:
-    host = await create_user(api.engine)
-    stream = (await create_stream(api.engine, host["id"], price=price))["id"]
-    viewers = [(await create_user(api.engine, coins=1000))["id"] for _ in range(senders)]
+    host = await create_user(api.storage)
+    stream = (await create_stream(api.storage, host["id"], price=price))["id"]
+    viewers = [(await create_user(api.storage, coins=1000))["id"] for _ in range(senders)]
     return stream, viewers, api.token_for(viewers[0])
 
 
@@ -88,10 +88,10 @@ async def test_superlikes_sent_while_paging_neither_repeat_nor_vanish(api: Api) 
 
 
 async def test_ended_and_scheduled_streams_stay_readable(api: Api) -> None:
-    host = await create_user(api.engine)
+    host = await create_user(api.storage)
     token = api.token_for(host["id"])
     for state in (StreamState.ENDED, StreamState.SCHEDULED):
-        stream = (await create_stream(api.engine, host["id"], state=state))["id"]
+        stream = (await create_stream(api.storage, host["id"], state=state))["id"]
         assert await _list(api, stream, token) == chat_pb2.ListSuperlikesResponse()
 
 

@@ -20,15 +20,15 @@ from server.app import RunningServer, start_server
 from server.config import load_settings
 from tests.api.conftest import Api, error_of
 from tests.conftest import SigningKeys, server_env
-from tests.support import claims_for, create_stream, create_user, migrated_engine, sign
+from tests.support import claims_for, create_stream, create_user, migrated_storage, sign
 
 UNKNOWN_STREAM = "64d15f9e2e6c8f4d5a1230ff"
 
 
 async def _stream_with_viewers(api: Api, viewers: int) -> tuple[str, list[str], str]:
-    host = await create_user(api.engine)
-    stream = (await create_stream(api.engine, host["id"], price=10))["id"]
-    senders = [(await create_user(api.engine, coins=1000))["id"] for _ in range(viewers)]
+    host = await create_user(api.storage)
+    stream = (await create_stream(api.storage, host["id"], price=10))["id"]
+    senders = [(await create_user(api.storage, coins=1000))["id"] for _ in range(viewers)]
     return stream, senders, api.token_for(senders[0])
 
 
@@ -254,10 +254,10 @@ class OwnServer:
 @contextlib.asynccontextmanager
 async def _own_server(tmp_path: Path, signing_keys: SigningKeys, **env: str) -> AsyncIterator[OwnServer]:
     url = f"sqlite:///{tmp_path / 'feed.db'}"
-    async with migrated_engine(url) as engine:
-        host = await create_user(engine)
-        viewer = await create_user(engine, coins=100)
-        stream = (await create_stream(engine, host["id"], price=10))["id"]
+    async with migrated_storage(url) as storage:
+        host = await create_user(storage)
+        viewer = await create_user(storage, coins=100)
+        stream = (await create_stream(storage, host["id"], price=10))["id"]
         running = await start_server(load_settings({**server_env(url, signing_keys.jwks_path), **env}))
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
         token = sign(claims_for(viewer["id"]), signing_keys.rsa_private)

@@ -45,8 +45,8 @@ def history_items(edge: Edge, stream_id: str, token: str) -> list[list]:
 
 
 async def _viewers(edge: Edge, count: int) -> tuple[str, list[str]]:
-    world = await build_world(edge.engine, coins=1000)
-    others = [(await create_user(edge.engine, coins=1000))["id"] for _ in range(count - 1)]
+    world = await build_world(edge.storage, coins=1000)
+    others = [(await create_user(edge.storage, coins=1000))["id"] for _ in range(count - 1)]
     return world.stream_id, [world.viewer_id, *others]
 
 

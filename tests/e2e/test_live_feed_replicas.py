@@ -15,18 +15,18 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 import pytest_asyncio
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from devstack.ports import free_port
 from devstack.stack import Stack
+from server.adapters.storage import Storage
 from tests.conftest import SigningKeys
 from tests.e2e.conftest import stack_config
 from tests.e2e.credentials import bearer_header, bearer_metadata, edge_token
 from tests.e2e.http_client import request, superlike_path
 from tests.e2e.sse_client import EventStream, events_path
-from tests.support import build_world, create_user, migrated_engine
+from tests.support import build_world, create_user, migrated_storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 @dataclass
 class Replicas:
     stack: Stack
-    engine: AsyncEngine
+    storage: Storage
     keys: SigningKeys
 
     @property
@@ -52,20 +52,20 @@ async def replicas(
     replicas_database_url: str, signing_keys: SigningKeys, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Replicas]:
     url = replicas_database_url
-    async with migrated_engine(url) as engine:
+    async with migrated_storage(url) as storage:
         config = stack_config(tmp_path_factory.mktemp("replicas"), url, signing_keys)
         config.replica_grpc_ports = (free_port(),)
         config.extra_server_env["LIVECHAT_FEED_PING_SECONDS"] = "1"
         stack = Stack(config)
         await asyncio.to_thread(stack.start)
         try:
-            yield Replicas(stack, engine, signing_keys)
+            yield Replicas(stack, storage, signing_keys)
         finally:
             await asyncio.to_thread(stack.stop)
 
 
 async def test_a_superlike_sent_through_either_replica_reaches_subscribers_on_both(replicas: Replicas) -> None:
-    world = await build_world(replicas.engine, coins=1000)
+    world = await build_world(replicas.storage, coins=1000)
     metadata = bearer_metadata(edge_token(replicas.keys, world.viewer_id))
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in replicas.ports]
     try:
@@ -142,8 +142,8 @@ def send_until_answered(port: int, stream_id: str, token: str) -> str:
 
 
 async def test_sigkill_of_a_replica_loses_nothing_for_its_subscribers(replicas: Replicas) -> None:
-    world = await build_world(replicas.engine, coins=1000)
-    senders = [world.viewer_id, *[(await create_user(replicas.engine, coins=1000))["id"] for _ in range(2)]]
+    world = await build_world(replicas.storage, coins=1000)
+    senders = [world.viewer_id, *[(await create_user(replicas.storage, coins=1000))["id"] for _ in range(2)]]
     port = replicas.stack.config.http_port
     token = edge_token(replicas.keys, world.viewer_id)
     followers = [Follower(port, world.stream_id, token) for _ in range(4)]  # Envoy spreads them over both

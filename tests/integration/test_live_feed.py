@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.storage import Storage, open_storage
 from server.adapters.stream_advances import FEED_CHANNEL
@@ -50,11 +49,9 @@ async def take(subscription: Subscription, count: int, timeout_s: float = 10.0) 
     return ids
 
 
-async def test_live_and_replay_show_concurrent_writers_superlikes_in_one_order(
-    engine: AsyncEngine, storage: Storage
-) -> None:
-    world = await build_world(engine)
-    senders = [await create_user(engine, coins=100) for _ in range(24)]
+async def test_live_and_replay_show_concurrent_writers_superlikes_in_one_order(storage: Storage) -> None:
+    world = await build_world(storage)
+    senders = [await create_user(storage, coins=100) for _ in range(24)]
     one, other = superlike_service(storage), superlike_service(storage)  # two writers: two servers' batches
     async with feed_of(storage) as hub:
         live = await subscribe_from_now(hub, storage, world.stream_id)
@@ -77,7 +74,7 @@ async def test_live_and_replay_show_concurrent_writers_superlikes_in_one_order(
 @pytest.mark.postgres
 async def test_a_superlike_sent_through_one_process_reaches_the_other_process_feed(postgres_url: str) -> None:
     async with open_storage(postgres_url) as writer_process, open_storage(postgres_url) as reader_process:
-        world = await build_world(writer_process.engine)
+        world = await build_world(writer_process)
         async with feed_of(reader_process) as hub:
             subscription = await subscribe_from_now(hub, reader_process, world.stream_id)
             sent = await superlike_service(writer_process).send(world.stream_id, world.viewer_id, None)
@@ -89,8 +86,8 @@ async def test_one_committed_batch_sends_one_notification_naming_its_streams_las
     postgres_url: str,
 ) -> None:
     async with open_storage(postgres_url) as storage:
-        world = await build_world(storage.engine)
-        senders = [await create_user(storage.engine, coins=100) for _ in range(5)]
+        world = await build_world(storage)
+        senders = [await create_user(storage, coins=100) for _ in range(5)]
         listener = await asyncpg.connect(postgres_url)
         payloads: list[str] = []
         await listener.add_listener(FEED_CHANNEL, lambda _c, _p, _ch, payload: payloads.append(payload))
@@ -110,8 +107,8 @@ async def test_one_committed_batch_sends_one_notification_naming_its_streams_las
 @pytest.mark.postgres
 async def test_a_dropped_listener_reconnects_and_rereads_what_it_missed(postgres_url: str) -> None:
     async with open_storage(postgres_url) as writer_process, open_storage(postgres_url) as reader_process:
-        world = await build_world(writer_process.engine)
-        second = await create_user(writer_process.engine, coins=100)
+        world = await build_world(writer_process)
+        second = await create_user(writer_process, coins=100)
         async with feed_of(reader_process) as hub:
             subscription = await subscribe_from_now(hub, reader_process, world.stream_id)
             writer = superlike_service(writer_process)
