@@ -203,6 +203,13 @@ class RequestRejected(DomainError):
 
 
 # Admin-side refusals (CLI); never reach the gRPC API.
+class NoSuchStream(DomainError):
+    """An admin command named a stream that does not exist (the API's refusal is StreamNotFound)."""
+
+    reason = "STREAM_NOT_FOUND"
+    message = "Stream not found"
+
+
 class UserNotFound(DomainError):
     reason = "USER_NOT_FOUND"
     message = "User not found"

@@ -123,7 +123,7 @@ class AdminService:
         stream_id = _object_id(stream_id, "stream id")
         stream = self._storage.find_stream(stream_id)
         if stream is None:
-            raise errors.StreamNotFound(f"stream {stream_id} not found")
+            raise errors.NoSuchStream(f"stream {stream_id} not found")
         return stream
 
     def set_stream_state(self, stream_id: str, target: StreamState) -> StreamStateChange:

@@ -111,7 +111,7 @@ async def test_upstream_down_is_a_503_envelope_and_unavailable_for_grpc(
 
 
 async def test_envoys_own_refusals_carry_the_servers_error_model(edge: Edge) -> None:
-    world = await build_world(edge.engine, coins=100)
+    world = await build_world(edge.storage, coins=100)
     token = (("authorization", f"Bearer {edge.token_for(world.viewer_id)}"),)
     request_message = chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.http_port}") as channel:
@@ -133,7 +133,7 @@ async def test_envoys_own_refusals_carry_the_servers_error_model(edge: Edge) -> 
 
 
 async def test_grpcurl_shows_envoys_refusal_details(edge: Edge) -> None:
-    world = await build_world(edge.engine)
+    world = await build_world(edge.storage)
     failed = grpcurl("-d", json.dumps({"stream_id": world.stream_id}), f"127.0.0.1:{edge.http_port}", METHOD)
     assert failed.returncode != 0
     assert "Code: Unauthenticated" in failed.stderr
@@ -154,7 +154,7 @@ async def test_a_quiet_connection_through_envoy_outlives_many_keepalive_pings(
     stack = Stack(config)
     stack.start_envoy()
     try:
-        world = await build_world(edge.engine, coins=100)
+        world = await build_world(edge.storage, coins=100)
         metadata = (("authorization", f"Bearer {edge.token_for(world.viewer_id)}"),)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{config.http_port}") as channel:
             stub = chat_grpc.LiveStreamChatStub(channel)
@@ -180,7 +180,7 @@ async def test_a_quiet_connection_through_envoy_outlives_many_keepalive_pings(
 async def test_the_access_log_shows_the_real_grpc_status_or_none(edge: Edge) -> None:
     marker = f"/api/v1/no-such-route-{time.monotonic_ns()}"
     assert_envelope(request(edge.http_port, "GET", marker), 404, "Resource not found")
-    world = await build_world(edge.engine, coins=1)
+    world = await build_world(edge.storage, coins=1)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.http_port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError):
             await chat_grpc.LiveStreamChatStub(channel).SendSuperlike(

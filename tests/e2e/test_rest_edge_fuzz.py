@@ -103,8 +103,8 @@ def assert_success_or_envelope(response: Response, method: bytes, stream_id: str
 async def test_any_rest_request_gets_the_success_body_or_the_envelope_and_only_the_path_picks_the_stream(
     edge: Edge,
 ) -> None:
-    world = await build_world(edge.engine, coins=COINS, price=PRICE)
-    decoy = await build_world(edge.engine, coins=0, price=PRICE)
+    world = await build_world(edge.storage, coins=COINS, price=PRICE)
+    decoy = await build_world(edge.storage, coins=0, price=PRICE)
     token = edge.token_for(world.viewer_id)
     charged = examples = 0
 

@@ -37,8 +37,8 @@ def assert_charged_path_stream(response: Response, stream_id: str) -> None:
 async def test_only_the_path_names_the_stream_whatever_the_content_type(
     edge: Edge, content_type: str, query_key: str
 ) -> None:
-    world = await build_world(edge.engine, coins=100)
-    decoy = await build_world(edge.engine, coins=0)
+    world = await build_world(edge.storage, coins=100)
+    decoy = await build_world(edge.storage, coins=0)
     response = request(
         edge.http_port, "POST", f"{superlike_path(world.stream_id)}?{query_key}={decoy.stream_id}",
         {"Authorization": f"Bearer {edge.token_for(world.viewer_id)}", "Content-Type": content_type}, b"{}",
@@ -55,7 +55,7 @@ async def test_only_the_path_names_the_stream_whatever_the_content_type(
 
 @pytest.mark.parametrize("segment", [b"%ff", b"%C3%28", b"%C0%AF", b"%ED%A0%80", b"%F4%90%80%80", b"ok%e2%82"])
 async def test_a_path_that_is_not_utf8_is_a_400(edge: Edge, segment: bytes) -> None:
-    world = await build_world(edge.engine, coins=100)
+    world = await build_world(edge.storage, coins=100)
     response = raw_request(
         edge.http_port, b"POST", b"/api/v1/live-stream/" + segment + b"/chat/superlike",
         [(b"Authorization", f"Bearer {edge.token_for(world.viewer_id)}".encode())],
@@ -64,7 +64,7 @@ async def test_a_path_that_is_not_utf8_is_a_400(edge: Edge, segment: bytes) -> N
 
 
 async def test_a_utf8_stream_id_is_only_an_invalid_stream_id(edge: Edge) -> None:
-    world = await build_world(edge.engine, coins=100)
+    world = await build_world(edge.storage, coins=100)
     response = raw_request(
         edge.http_port, b"POST", b"/api/v1/live-stream/caf%C3%A9/chat/superlike",
         [(b"Authorization", f"Bearer {edge.token_for(world.viewer_id)}".encode())],
@@ -74,7 +74,7 @@ async def test_a_utf8_stream_id_is_only_an_invalid_stream_id(edge: Edge) -> None
 
 @pytest.mark.parametrize("name", [b"X-Foo!", b"&q", b"X-Foo#", b"X{y}", b"X-Caf\xe9"])
 async def test_a_header_name_that_is_not_grpc_metadata_is_a_400(edge: Edge, name: bytes) -> None:
-    world = await build_world(edge.engine, coins=100)
+    world = await build_world(edge.storage, coins=100)
     response = raw_request(
         edge.http_port, b"POST", superlike_path(world.stream_id).encode(),
         [(b"Authorization", f"Bearer {edge.token_for(world.viewer_id)}".encode()), (name, b"x")],
@@ -84,7 +84,7 @@ async def test_a_header_name_that_is_not_grpc_metadata_is_a_400(edge: Edge, name
 
 
 async def test_binary_metadata_from_a_rest_caller_is_dropped(edge: Edge) -> None:
-    world = await build_world(edge.engine, coins=100)
+    world = await build_world(edge.storage, coins=100)
     response = raw_request(
         edge.http_port, b"POST", superlike_path(world.stream_id).encode(),
         [(b"Authorization", f"Bearer {edge.token_for(world.viewer_id)}".encode()), (b"X-Foo-Bin", b"!!not base64")],
@@ -94,7 +94,7 @@ async def test_binary_metadata_from_a_rest_caller_is_dropped(edge: Edge) -> None
 
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR", "Bearer  "])
 async def test_the_auth_scheme_is_accepted_in_any_case(edge: Edge, scheme: str) -> None:
-    world = await build_world(edge.engine, coins=100)
+    world = await build_world(edge.storage, coins=100)
     token = edge.token_for(world.viewer_id)
     response = request(edge.http_port, "POST", superlike_path(world.stream_id), {"Authorization": f"{scheme} {token}"})
     assert_charged_path_stream(response, world.stream_id)
@@ -102,7 +102,7 @@ async def test_the_auth_scheme_is_accepted_in_any_case(edge: Edge, scheme: str) 
 
 
 async def test_another_scheme_is_still_401(edge: Edge) -> None:
-    world = await build_world(edge.engine, coins=100)
+    world = await build_world(edge.storage, coins=100)
     token = edge.token_for(world.viewer_id)
     for value in (f"Token {token}", f"Bearerx {token}", f"Basic {token}", token):
         response = request(edge.http_port, "POST", superlike_path(world.stream_id), {"Authorization": value})
@@ -115,7 +115,7 @@ LIMIT_KB = 32  # Envoy's max_request_headers_kb: request line and headers togeth
 
 @pytest.mark.parametrize("where", ["header", "idempotency key", "path", "query"])
 async def test_one_deterministic_limit_for_headers_and_urls(edge: Edge, where: str) -> None:
-    world = await build_world(edge.engine, coins=10_000, price=1)
+    world = await build_world(edge.storage, coins=10_000, price=1)
     token = f"Bearer {edge.token_for(world.viewer_id)}".encode()
     path = superlike_path(world.stream_id).encode()
     charged = 0
@@ -163,7 +163,7 @@ async def test_one_deterministic_limit_for_headers_and_urls(edge: Edge, where: s
 async def test_every_http1_answer_is_the_envelope_even_for_grpc_content_types(
     edge: Edge, method: str, path: str, content_type: str, status: int, message: str
 ) -> None:
-    world = await build_world(edge.engine, coins=100)
+    world = await build_world(edge.storage, coins=100)
     target = superlike_path(world.stream_id) if path == "superlike" else path
     response = request(
         edge.http_port, method, target,

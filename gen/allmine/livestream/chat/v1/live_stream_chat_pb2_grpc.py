@@ -33,6 +33,21 @@ class LiveStreamChatStub:
     the token's `sub`. Errors carry a human message (the HTTP edge puts it in the envelope's `errors`
     array) and a `google.rpc.ErrorInfo` detail whose `reason` is a stable UPPER_SNAKE code for programs
     and whose `domain` is "livestream.allmine.app".
+
+    Through the edge (Envoy), some refusals come from Envoy itself, before the server; they carry the
+    same ErrorInfo (gRPC code -> HTTP status for REST callers, ErrorInfo.reason):
+    - UNAUTHENTICATED -> 401, UNAUTHENTICATED: the token is missing or rejected at the edge.
+    - PERMISSION_DENIED -> 403, PERMISSION_DENIED: the edge refuses the caller.
+    - INVALID_ARGUMENT -> 400, INVALID_REQUEST: the request is malformed (e.g. a path that is not
+    UTF-8, a header name gRPC cannot carry); INVALID_JSON_BODY: a REST body that is not the request
+    message as JSON; REQUEST_REJECTED: any other request the edge cannot process.
+    - NOT_FOUND -> 404, NOT_FOUND: no REST route has this path.
+    - UNIMPLEMENTED -> 501 (405 for REST), UNKNOWN_METHOD: no such service or method;
+    METHOD_NOT_ALLOWED: the REST route exists for another HTTP method.
+    - RESOURCE_EXHAUSTED -> 431/413/429, REQUEST_HEADERS_TOO_LARGE: headers and path above 32 KB;
+    REQUEST_BODY_TOO_LARGE: a body above 64 KB; TOO_MANY_REQUESTS: the caller is over its rate.
+    - DEADLINE_EXCEEDED -> 504, DEADLINE_EXCEEDED: the call took longer than the route allows.
+    - UNAVAILABLE -> 503, UNAVAILABLE: no server is reachable or healthy; safe to retry.
     """
 
     def __init__(self, channel):
@@ -75,6 +90,21 @@ class LiveStreamChatServicer:
     the token's `sub`. Errors carry a human message (the HTTP edge puts it in the envelope's `errors`
     array) and a `google.rpc.ErrorInfo` detail whose `reason` is a stable UPPER_SNAKE code for programs
     and whose `domain` is "livestream.allmine.app".
+
+    Through the edge (Envoy), some refusals come from Envoy itself, before the server; they carry the
+    same ErrorInfo (gRPC code -> HTTP status for REST callers, ErrorInfo.reason):
+    - UNAUTHENTICATED -> 401, UNAUTHENTICATED: the token is missing or rejected at the edge.
+    - PERMISSION_DENIED -> 403, PERMISSION_DENIED: the edge refuses the caller.
+    - INVALID_ARGUMENT -> 400, INVALID_REQUEST: the request is malformed (e.g. a path that is not
+    UTF-8, a header name gRPC cannot carry); INVALID_JSON_BODY: a REST body that is not the request
+    message as JSON; REQUEST_REJECTED: any other request the edge cannot process.
+    - NOT_FOUND -> 404, NOT_FOUND: no REST route has this path.
+    - UNIMPLEMENTED -> 501 (405 for REST), UNKNOWN_METHOD: no such service or method;
+    METHOD_NOT_ALLOWED: the REST route exists for another HTTP method.
+    - RESOURCE_EXHAUSTED -> 431/413/429, REQUEST_HEADERS_TOO_LARGE: headers and path above 32 KB;
+    REQUEST_BODY_TOO_LARGE: a body above 64 KB; TOO_MANY_REQUESTS: the caller is over its rate.
+    - DEADLINE_EXCEEDED -> 504, DEADLINE_EXCEEDED: the call took longer than the route allows.
+    - UNAVAILABLE -> 503, UNAVAILABLE: no server is reachable or healthy; safe to retry.
     """
 
     def SendSuperlike(self, request, context):
@@ -240,6 +270,21 @@ class LiveStreamChat:
     the token's `sub`. Errors carry a human message (the HTTP edge puts it in the envelope's `errors`
     array) and a `google.rpc.ErrorInfo` detail whose `reason` is a stable UPPER_SNAKE code for programs
     and whose `domain` is "livestream.allmine.app".
+
+    Through the edge (Envoy), some refusals come from Envoy itself, before the server; they carry the
+    same ErrorInfo (gRPC code -> HTTP status for REST callers, ErrorInfo.reason):
+    - UNAUTHENTICATED -> 401, UNAUTHENTICATED: the token is missing or rejected at the edge.
+    - PERMISSION_DENIED -> 403, PERMISSION_DENIED: the edge refuses the caller.
+    - INVALID_ARGUMENT -> 400, INVALID_REQUEST: the request is malformed (e.g. a path that is not
+    UTF-8, a header name gRPC cannot carry); INVALID_JSON_BODY: a REST body that is not the request
+    message as JSON; REQUEST_REJECTED: any other request the edge cannot process.
+    - NOT_FOUND -> 404, NOT_FOUND: no REST route has this path.
+    - UNIMPLEMENTED -> 501 (405 for REST), UNKNOWN_METHOD: no such service or method;
+    METHOD_NOT_ALLOWED: the REST route exists for another HTTP method.
+    - RESOURCE_EXHAUSTED -> 431/413/429, REQUEST_HEADERS_TOO_LARGE: headers and path above 32 KB;
+    REQUEST_BODY_TOO_LARGE: a body above 64 KB; TOO_MANY_REQUESTS: the caller is over its rate.
+    - DEADLINE_EXCEEDED -> 504, DEADLINE_EXCEEDED: the call took longer than the route allows.
+    - UNAVAILABLE -> 503, UNAVAILABLE: no server is reachable or healthy; safe to retry.
     """
 
     @staticmethod
