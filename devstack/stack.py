@@ -129,7 +129,7 @@ class Stack:
         log_path = self.config.workdir / f"server-{grpc_port}.log"
         with log_path.open("ab") as log:
             process = subprocess.Popen(
-                [_binary("livechat"), "serve"],
+                [binary("livechat"), "serve"],
                 cwd=ROOT,
                 env=self.config.server_env(grpc_port),
                 stdout=log,
