@@ -14,7 +14,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 
 from server.adapters.storage import open_storage
-from server.adapters.tables import LedgerEntry, LiveStream, SuperlikeRecord, User, Wallet
+from server.adapters.tables import LedgerEntry, LiveStream, StreamSupporter, SuperlikeRecord, User, Wallet
 from server.auth.local_keys import mint_token
 from server.domain.clock import now_ms
 
@@ -110,6 +110,9 @@ async def seed(database_url: str, world: World) -> dict[str, Any]:
             for sid, host in zip([*world.stream_ids, world.hot_stream_id], hosts, strict=True)
         ]
         history, history_entries, earned = _history(world, users, now)
+        supporters, last_positions = _standings(history)
+        for stream in streams:
+            stream["last_position"] = last_positions.get(stream["id"], 0)
         spent = HISTORY_PER_SENDER * SUPERLIKE_PRICE
         wallets = [{"user_id": uid, "balance": SENDER_COINS - spent} for uid in world.sender_ids] + [
             {"user_id": uid, "balance": earned.get(uid, 0)} for uid in hosts
@@ -121,6 +124,7 @@ async def seed(database_url: str, world: World) -> dict[str, Any]:
             await connection.execute(insert(LiveStream), streams)
             await connection.execute(insert(SuperlikeRecord), history)
             await connection.execute(insert(LedgerEntry), history_entries)
+            await connection.execute(insert(StreamSupporter), supporters)
         await storage.refresh_statistics()
         return {"users": len(users), "senders": len(world.sender_ids), "streams": len(streams),
                 "sender_coins": SENDER_COINS, "price": SUPERLIKE_PRICE, "history_superlikes": len(history)}
@@ -135,6 +139,7 @@ def _history(
     superlikes: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
     earned: dict[str, int] = {}
+    positions: dict[str, int] = {}
     for i, sender in enumerate(world.sender_ids):
         profile = users[i]
         for j in range(HISTORY_PER_SENDER):
@@ -142,12 +147,14 @@ def _history(
             host = world.host_ids[stream]
             superlike_id = _object_id(f"bench-history-{i}-{j}")
             created_at_ms = now - (HISTORY_PER_SENDER - j) * 60_000
+            positions[world.stream_ids[stream]] = position = positions.get(world.stream_ids[stream], 0) + 1
             superlikes.append({
                 "id": superlike_id, "stream_id": world.stream_ids[stream], "sender_id": sender,
                 "sender_username": profile["username"], "sender_name": profile["name"],
                 "sender_surname": profile["surname"], "sender_profile_photo": profile["profile_photo"],
                 "price": SUPERLIKE_PRICE, "sender_balance_after": SENDER_COINS - (j + 1) * SUPERLIKE_PRICE,
                 "created_at_ms": created_at_ms, "idempotency_key": f"history-{j}" if j % 2 else None,
+                "stream_position": position,
             })
             entries.append({"user_id": sender, "amount": -SUPERLIKE_PRICE, "kind": "superlike_debit",
                             "superlike_id": superlike_id, "created_at_ms": created_at_ms, "applied": True})
@@ -155,6 +162,22 @@ def _history(
                             "superlike_id": superlike_id, "created_at_ms": created_at_ms, "applied": True})
             earned[host] = earned.get(host, 0) + SUPERLIKE_PRICE
     return superlikes, entries, earned
+
+
+def _standings(history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The running totals and last positions the write path would have kept for `history`."""
+    totals: dict[tuple[str, str], dict[str, Any]] = {}
+    last_positions: dict[str, int] = {}
+    for superlike in history:
+        key = (superlike["stream_id"], superlike["sender_id"])
+        total = totals.setdefault(
+            key, {"stream_id": key[0], "sender_id": key[1], "coins": 0, "superlikes": 0, "reached_at_position": 0}
+        )
+        total["coins"] += superlike["price"]
+        total["superlikes"] += 1
+        total["reached_at_position"] = max(total["reached_at_position"], superlike["stream_position"])
+        last_positions[key[0]] = max(last_positions.get(key[0], 0), superlike["stream_position"])
+    return list(totals.values()), last_positions
 
 
 _COUNT = text("SELECT count(*) FROM superlikes")

@@ -14,13 +14,14 @@
 -- Request path (gRPC calls): over HTTP/1.x there is no gRPC (it needs HTTP/2): refused with 400.
 -- Request path (REST calls):
 --   * drops grpc-* and *-bin headers (gRPC control and binary metadata are not part of REST);
---   * drops the query string (the transcoder would otherwise bind it to request fields: the path
---     is the only source of the stream id), except the live feed's own parameters (`after`,
---     `backlog`; the first of each) on its events route, whose `access_token` becomes the
---     Authorization header when none is sent (EventSource cannot set headers); the token never
---     stays in the path, so it reaches no log;
+--   * keeps only the query parameters the route defines (the proto's HTTP annotations, rendered
+--     into the route metadata as rest_routes), refusing others with 400 on routes that take some and
+--     dropping the query string on routes that take none: the path is the only source of the stream
+--     id; on the live feed's events route `access_token` is taken out of the query first and becomes
+--     the Authorization header when none is sent (EventSource cannot set headers), so the token
+--     never stays in the path and reaches no log;
 --   * refuses a path whose percent-decoded bytes are not UTF-8 (400);
---   * answers a non-POST call to the superlike route with 405, and a gRPC content type the
+--   * answers a REST route called with another method with 405, and a gRPC content type the
 --     transcoder will not transcode (any method but POST) with 405/404.
 -- Response path:
 --   * native gRPC responses to HTTP/2 callers are never touched: grpc-status, grpc-message and
@@ -36,20 +37,20 @@
 --   messages            every text a client may see
 --   default_messages    HTTP status (string) -> text; "4xx" and "5xx" for the rest
 --   http_status_of_grpc gRPC code (string) -> HTTP status (the transcoder's mapping)
+--   rest_routes         {method, pattern (Lua), query = {JSON name -> "int32" | "string"}} per route
 
 local FORGEABLE_PREFIXES = {
   "x-user", "x-auth", "x-jwt", "x-forwarded-user", "x-forwarded-email", "x-remote-user",
   "x-authenticated", "x-sender", "x-caller", "x-envoy-",
 }
 
-local SUPERLIKE_PATH = "^/api/v1/live%-stream/[^/]+/chat/superlike/?$"
-local FEED_EVENTS_PATH = "^/api/v1/live%-stream/[^/]+/chat/superlikes/events$"
-local FEED_PARAMETERS = {after = true, backlog = true}
--- A JWT is three base64url parts; anything else is not moved into a header.
-local JWT_SHAPE = "^[%w_%-]+%.[%w_%-]+%.[%w_%-]+$"
 local GRPC_TYPE = "application/grpc"
 -- Used only when envoy.yaml runs without render.py (no error table in the route metadata).
 local UNRENDERED_MESSAGE = "Request failed"
+
+local FEED_EVENTS_PATH = "^/api/v1/live%-stream/[^/]+/chat/superlikes/events$"
+-- A JWT is three base64url parts; anything else is not moved into a header.
+local JWT_SHAPE = "^[%w_%-]+%.[%w_%-]+%.[%w_%-]+$"
 
 local function starts_with(s, prefix)
   return string.sub(s, 1, #prefix) == prefix
@@ -150,26 +151,6 @@ local function normalise_bearer(headers)
   end
 end
 
--- The live feed's query: only its own parameters stay; `access_token` may become the bearer token.
-local function feed_query(headers, query)
-  local kept, seen = {}, {}
-  for pair in string.gmatch(query, "[^&]+") do
-    local name, value = string.match(pair, "^([^=]*)=?(.*)$")
-    if name == "access_token" then
-      if headers:get("authorization") == nil and string.find(value, JWT_SHAPE) ~= nil then
-        headers:add("authorization", "Bearer " .. value)
-      end
-    elseif FEED_PARAMETERS[name] and not seen[name] then
-      seen[name] = true
-      kept[#kept + 1] = pair
-    end
-  end
-  if #kept == 0 then
-    return ""
-  end
-  return "?" .. table.concat(kept, "&")
-end
-
 local function percent_decode(s)
   return (string.gsub(s, "%%(%x%x)", function(hex)
     return string.char(tonumber(hex, 16))
@@ -215,6 +196,72 @@ local function is_valid_path(path)
   return is_utf8(percent_decode(path))
 end
 
+-- The REST route (from the rendered table, derived from the proto's HTTP annotations) that `path`
+-- and `method` name; or nil and the methods the path allows when only the method is wrong; or nil
+-- and nil for a path no route has.
+local function rest_route(handle, path, method)
+  local routes = handle:metadata():get("rest_routes")
+  if routes == nil then
+    return nil, nil
+  end
+  local allowed
+  for _, route in ipairs(routes) do
+    if string.find(path, route.pattern) ~= nil then
+      if route.method == method then
+        return route, nil
+      end
+      allowed = allowed == nil and route.method or (allowed .. ", " .. route.method)
+    end
+  end
+  return nil, allowed
+end
+
+local INT32_MAX = 2147483647
+
+local function is_valid_value(kind, value)
+  if kind == "int32" then
+    local digits = string.match(value, "^%-?(%d+)$")
+    return digits ~= nil and #digits <= 10 and math.abs(tonumber(value)) <= INT32_MAX
+  end
+  return is_utf8(value)
+end
+
+-- name=value pairs, each name one of the route's parameters (by its JSON name), at most once, its
+-- value of the field's type.
+local function is_valid_query(query, parameters)
+  local seen = {}
+  for pair in string.gmatch(query, "[^&]+") do
+    local name, value = string.match(pair, "^([^=]*)=(.*)$")
+    if name == nil then
+      return false
+    end
+    name = percent_decode(name)
+    local kind = parameters[name]
+    if kind == nil or seen[name] or not is_valid_value(kind, percent_decode(value)) then
+      return false
+    end
+    seen[name] = true
+  end
+  return true
+end
+
+-- The live feed's query without `access_token`, which becomes the bearer token when no
+-- Authorization header was sent.
+local function take_access_token(headers, query)
+  local rest = {}
+  for pair in string.gmatch(query, "[^&]+") do
+    local name, value = string.match(pair, "^([^=]*)=?(.*)$")
+    if name == "access_token" then
+      if headers:get("authorization") == nil and string.find(value, JWT_SHAPE) ~= nil then
+        headers:add("authorization", "Bearer " .. value)
+      end
+    else
+      rest[#rest + 1] = pair
+    end
+  end
+  return table.concat(rest, "&")
+end
+
 -- Answered by local_reply_config (the envelope for REST callers, a gRPC status for gRPC callers).
 local function refuse(handle, status)
   handle:respond({[":status"] = tostring(status)}, "")
@@ -237,17 +284,6 @@ function envoy_on_request(request_handle)
   remove_matching(headers, is_grpc_only_header)
   local raw_path = headers:get(":path") or ""
   local path = string.match(raw_path, "^[^?]*")
-  local query = string.sub(raw_path, #path + 2)
-  -- The REST contract has no query parameters, but the transcoder would bind them to request
-  -- fields (e.g. ?streamId=... would override the stream in the path). The path and the body are
-  -- the only inputs, so the query string is dropped.
-  local kept_query = ""
-  if query ~= "" and string.find(path, FEED_EVENTS_PATH) ~= nil then
-    kept_query = feed_query(headers, query)
-  end
-  if path .. kept_query ~= raw_path then
-    headers:replace(":path", path .. kept_query)
-  end
   if not is_valid_path(path) then
     return refuse(request_handle, 400)
   end
@@ -255,10 +291,31 @@ function envoy_on_request(request_handle)
   if method == "HEAD" then
     request_handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "head", true)
   end
-  local superlike = string.find(path, SUPERLIKE_PATH) ~= nil
-  if superlike and method ~= "POST" then
-    request_handle:respond({[":status"] = "405", ["allow"] = "POST"}, "")
-  elseif has_grpc_content_type(headers:get("content-type")) then
+  local route, allowed = rest_route(request_handle, path, method)
+  if route == nil and allowed ~= nil then
+    request_handle:respond({[":status"] = "405", ["allow"] = allowed}, "")
+    return
+  end
+  -- The transcoder binds query parameters to request fields, so only a route's own parameters may
+  -- pass (?streamId=... must never override the stream in the path). A route without any (the
+  -- superlike POST) drops the query string; a route with some refuses anything else.
+  local kept = path
+  local query = string.sub(raw_path, #path + 2)
+  if query ~= "" and string.find(path, FEED_EVENTS_PATH) ~= nil then
+    query = take_access_token(headers, query)
+    raw_path = query == "" and path or (path .. "?" .. query)
+  end
+  if route ~= nil and next(route.query) ~= nil and query ~= "" then
+    if not is_valid_query(query, route.query) then
+      request_handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "refusal", "INVALID_QUERY_PARAMETER")
+      return refuse(request_handle, 400)
+    end
+    kept = raw_path
+  end
+  if kept ~= headers:get(":path") then
+    headers:replace(":path", kept)
+  end
+  if has_grpc_content_type(headers:get("content-type")) then
     -- Not POST, so the transcoder would pass it on untranscoded: there is no such resource.
     refuse(request_handle, 404)
   end

@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as `python envoy/render.py`: the server package is beside envoy/
 
 from server.api import status_codes  # noqa: E402
+from server.api.rest_routes import rest_routes  # noqa: E402
 from server.auth.jwks_url import InsecureJwksUrl, check_jwks_url  # noqa: E402
 from server.domain.errors import DomainError  # noqa: E402
 
@@ -272,6 +273,16 @@ def local_reply_mappers() -> list[dict[str, Any]]:
             "body_format_override": plain,
             "headers_to_add": [*_grpc_status_headers(edge.grpc), *headers],
         })
+    # Refusals error_envelope.lua decided, by the reason it left in the request's metadata.
+    for refusal in status_codes.EDGE_LUA_REFUSALS:
+        mappers.append({
+            "filter": {"metadata_filter": {"matcher": {
+                "filter": LUA_FILTER, "path": [{"key": "refusal"}], "value": {"string_match": {"exact": refusal.reason}}},
+                # Unset, a request without the key would match (Envoy's default is true).
+                "match_if_key_not_found": False}},
+            "status_code": status_codes.HTTP_STATUS_OF_CODE[status_codes.status_code_of(refusal)],
+            "body": {"inline_string": refusal.message},
+        })
     invalid_body = status_codes.EDGE_INVALID_BODY
     # The transcoder could not turn the body into the request message.
     mappers.append({
@@ -299,6 +310,10 @@ def error_table_metadata() -> dict[str, Any]:
         "messages": status_codes.client_messages(),
         "default_messages": defaults,
         "http_status_of_grpc": {str(code.value[0]): http for code, http in status_codes.HTTP_STATUS_OF_CODE.items()},
+        "rest_routes": [
+            {"method": route.method, "pattern": route.lua_pattern, "query": route.query_parameters}
+            for route in rest_routes()
+        ],
     }
 
 

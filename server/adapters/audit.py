@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, case, func, select
 
 from server.adapters.storage_base import Storage
-from server.adapters.tables import LedgerEntry, LiveStream, SuperlikeRecord, Wallet
+from server.adapters.tables import LedgerEntry, LiveStream, StreamSupporter, SuperlikeRecord, Wallet
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,10 @@ def audit_ledger(connection: Connection, *, max_listed: int = 20) -> AuditReport
     2. the sum of all balances plus pending (unapplied) credits equals the coins ever issued
        (coin_credit entries): superlikes only move coins, never create or destroy them;
     3. every superlike has exactly one debit of -price from its sender and one credit of +price to its
-       stream's host, and no superlike ledger entry lacks its superlike.
+       stream's host, and no superlike ledger entry lacks its superlike;
+    4. every sender's running total on a stream (top supporters) equals that sender's superlikes on
+       it: coins, count and the position of the latest, with no total lacking superlikes;
+    5. each stream's superlikes hold positions 1..last_position, none missing.
     """
     problems: list[str] = []
     entry_sums = (
@@ -111,6 +114,7 @@ def audit_ledger(connection: Connection, *, max_listed: int = 20) -> AuditReport
     ).scalar_one()
     if orphans:
         problems.append(f"{orphans} superlike ledger entries have no superlike")
+    problems += _standings_problems(connection, max_listed)
     return AuditReport(
         wallets=int(wallets),
         superlikes=int(superlikes),
@@ -119,3 +123,62 @@ def audit_ledger(connection: Connection, *, max_listed: int = 20) -> AuditReport
         coins_issued=int(coins_issued),
         problems=problems,
     )
+
+
+def _standings_problems(connection: Connection, max_listed: int) -> list[str]:
+    """Checks 4 and 5: what the read side trusts the write path to keep."""
+    problems: list[str] = []
+    sent = (
+        select(
+            SuperlikeRecord.stream_id,
+            SuperlikeRecord.sender_id,
+            func.sum(SuperlikeRecord.price).label("coins"),
+            func.count().label("superlikes"),
+            func.max(SuperlikeRecord.stream_position).label("reached"),
+        )
+        .group_by(SuperlikeRecord.stream_id, SuperlikeRecord.sender_id)
+        .subquery()
+    )
+    total = StreamSupporter
+    wrong = connection.execute(
+        select(sent.c.stream_id, sent.c.sender_id)
+        .outerjoin(total, and_(total.stream_id == sent.c.stream_id, total.sender_id == sent.c.sender_id))
+        .where(
+            total.stream_id.is_(None)
+            | (total.coins != sent.c.coins)
+            | (total.superlikes != sent.c.superlikes)
+            | (total.reached_at_position != sent.c.reached)
+        )
+        .limit(max_listed)
+    )
+    for stream_id, sender_id in wrong:
+        problems.append(f"supporter {sender_id} on stream {stream_id}: running total does not match the superlikes")
+    unbacked = connection.execute(
+        select(func.count())
+        .select_from(total)
+        .outerjoin(sent, and_(sent.c.stream_id == total.stream_id, sent.c.sender_id == total.sender_id))
+        .where(sent.c.stream_id.is_(None))
+    ).scalar_one()
+    if unbacked:
+        problems.append(f"{unbacked} supporter totals have no superlikes")
+    positions = (
+        select(
+            SuperlikeRecord.stream_id,
+            func.count().label("superlikes"),
+            func.max(SuperlikeRecord.stream_position).label("highest"),
+        )
+        .group_by(SuperlikeRecord.stream_id)
+        .subquery()
+    )
+    gaps = connection.execute(
+        select(LiveStream.id)
+        .outerjoin(positions, positions.c.stream_id == LiveStream.id)
+        .where(
+            (LiveStream.last_position != func.coalesce(positions.c.superlikes, 0))
+            | (LiveStream.last_position != func.coalesce(positions.c.highest, 0))
+        )
+        .limit(max_listed)
+    )
+    for (stream_id,) in gaps:
+        problems.append(f"stream {stream_id}: superlike positions are not exactly 1..last_position")
+    return problems

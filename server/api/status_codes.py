@@ -43,6 +43,7 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     # The edge's own refusals (gRPC callers get these codes from Envoy).
     errors.InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
     errors.InvalidJsonBody: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.InvalidQueryParameter: grpc.StatusCode.INVALID_ARGUMENT,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.RouteNotFound: grpc.StatusCode.NOT_FOUND,
     errors.UnknownMethod: grpc.StatusCode.UNIMPLEMENTED,
@@ -102,6 +103,9 @@ EDGE_ERRORS: tuple[EdgeError, ...] = (
     EdgeError((502, 503), 503, errors.ServiceUnavailable, errors.ServiceUnavailable),
     EdgeError((504,), 504, errors.RequestTimedOut, errors.RequestTimedOut),
 )
+# Refusals error_envelope.lua decides itself (it names the reason in the request's dynamic metadata,
+# and the local reply renders that reason's text).
+EDGE_LUA_REFUSALS: tuple[type[errors.DomainError], ...] = (errors.InvalidQueryParameter,)
 # The transcoder could not turn a REST body into the request message (a 400 of its own).
 EDGE_INVALID_BODY = errors.InvalidJsonBody
 # Any other 4xx of the edge, and anything else it produces (a fault on our side, shown as 500).

@@ -42,7 +42,7 @@ class InvalidIdempotencyKey(DomainError):
 
 class InvalidPageSize(DomainError):
     reason = "INVALID_PAGE_SIZE"
-    message = "pageSize must not be negative"
+    message = "pageSize must be a non-negative 32-bit integer"
 
 
 class InvalidPageToken(DomainError):
@@ -52,7 +52,7 @@ class InvalidPageToken(DomainError):
 
 class InvalidLimit(DomainError):
     reason = "INVALID_LIMIT"
-    message = "limit must be from 1 to 100"
+    message = "limit must be an integer from 1 to 100"
 
 
 class InvalidCursor(DomainError):
@@ -139,6 +139,13 @@ class Internal(DomainError):
 class InvalidRequest(DomainError):
     reason = "INVALID_REQUEST"
     message = "Validation failed"
+
+
+class InvalidQueryParameter(DomainError):
+    """A REST query parameter the route does not define, given twice, or with a malformed value."""
+
+    reason = "INVALID_QUERY_PARAMETER"
+    message = "Query parameters must be ones this route defines, each at most once, with valid values"
 
 
 class InvalidJsonBody(DomainError):

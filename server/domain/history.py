@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from server.domain import errors
 from server.domain.superlike import SenderSnapshot
 
 DEFAULT_PAGE_SIZE = 50
@@ -13,18 +14,10 @@ DEFAULT_SUPPORTERS_LIMIT = 10
 MAX_SUPPORTERS_LIMIT = 100
 
 
-class InvalidPageSize(ValueError):
-    pass
-
-
-class InvalidSupportersLimit(ValueError):
-    pass
-
-
 def resolve_page_size(requested: int) -> int:
     """AIP-158: unset (0) means the default, too large is capped, negative is the caller's error."""
     if requested < 0:
-        raise InvalidPageSize(requested)
+        raise errors.InvalidPageSize()
     if requested == 0:
         return DEFAULT_PAGE_SIZE
     return min(requested, MAX_PAGE_SIZE)
@@ -34,7 +27,7 @@ def resolve_supporters_limit(requested: int) -> int:
     if requested == 0:
         return DEFAULT_SUPPORTERS_LIMIT
     if not 1 <= requested <= MAX_SUPPORTERS_LIMIT:
-        raise InvalidSupportersLimit(requested)
+        raise errors.InvalidLimit()
     return requested
 
 

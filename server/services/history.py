@@ -6,8 +6,6 @@ from __future__ import annotations
 from server.domain import errors
 from server.domain.history import (
     HistoryPage,
-    InvalidPageSize,
-    InvalidSupportersLimit,
     RankedSupporter,
     rank_supporters,
     resolve_page_size,
@@ -36,10 +34,7 @@ class HistoryService:
     async def list_superlikes(self, stream_id: str, page_size: int, page_token: str) -> tuple[HistoryPage, str]:
         """One page and the token of the next one ("" after the last page)."""
         stream_id = parse_stream_id(stream_id)
-        try:
-            limit = resolve_page_size(page_size)
-        except InvalidPageSize:
-            raise errors.InvalidPageSize() from None
+        limit = resolve_page_size(page_size)
         seal = await self.seal()
         before = NEWEST
         if page_token:
@@ -57,10 +52,7 @@ class HistoryService:
 
     async def top_supporters(self, stream_id: str, limit: int) -> list[RankedSupporter]:
         stream_id = parse_stream_id(stream_id)
-        try:
-            resolved = resolve_supporters_limit(limit)
-        except InvalidSupportersLimit:
-            raise errors.InvalidLimit() from None
+        resolved = resolve_supporters_limit(limit)
         totals = await self._reader.top_supporters(stream_id, resolved)
         if totals is None:
             raise errors.StreamNotFound()

@@ -122,9 +122,9 @@ async def test_a_page_token_of_another_stream_is_invalid(api: Api) -> None:
 @pytest.mark.parametrize(
     ("page_size", "limit", "expected"),
     [
-        (-1, None, (grpc.StatusCode.INVALID_ARGUMENT, "pageSize must not be negative", "INVALID_PAGE_SIZE")),
-        (None, -1, (grpc.StatusCode.INVALID_ARGUMENT, "limit must be from 1 to 100", "INVALID_LIMIT")),
-        (None, 101, (grpc.StatusCode.INVALID_ARGUMENT, "limit must be from 1 to 100", "INVALID_LIMIT")),
+        (-1, None, (grpc.StatusCode.INVALID_ARGUMENT, "pageSize must be a non-negative 32-bit integer", "INVALID_PAGE_SIZE")),
+        (None, -1, (grpc.StatusCode.INVALID_ARGUMENT, "limit must be an integer from 1 to 100", "INVALID_LIMIT")),
+        (None, 101, (grpc.StatusCode.INVALID_ARGUMENT, "limit must be an integer from 1 to 100", "INVALID_LIMIT")),
     ],
 )
 async def test_out_of_range_sizes_are_invalid_arguments(

@@ -38,13 +38,20 @@ class Run:
         return self.output.read_text()
 
     def command(self, starts_with: str) -> str:
-        """The banner's command that starts with `starts_with`, with its continuation lines."""
+        """The banner's first command that starts with `starts_with`, with its continuation lines."""
+        return self.commands(starts_with)[0]
+
+    def commands(self, starts_with: str) -> list[str]:
+        """Every banner command that starts with `starts_with`, each with its continuation lines."""
         lines = self.text.splitlines()
-        first = next(i for i, line in enumerate(lines) if line.startswith(starts_with))
-        end = first
-        while lines[end].endswith("\\"):
-            end += 1
-        return "\n".join(lines[first : end + 1])
+        found = []
+        for first, line in enumerate(lines):
+            if line.startswith(starts_with):
+                end = first
+                while lines[end].endswith("\\"):
+                    end += 1
+                found.append("\n".join(lines[first : end + 1]))
+        return found
 
     def stop(self) -> None:
         # By PID: SIGTERM to the devstack process, which stops the server and Envoy it started.
@@ -103,6 +110,17 @@ def test_the_banner_commands_work_as_pasted_and_reruns_say_what_they_did_to_the_
     assert (rest["senderId"], rest["price"], rest["senderBalance"]) == (VIEWER, 10, "990")
     grpcurl = first.command(str(Path(sys.executable).parent / "grpcurl"))
     assert json.loads(bash(grpcurl))["sender_balance"] == "980"
+    # The demo stream already had a short history; the two superlikes above are its newest.
+    history_command, top_command = first.commands('curl -sS "http')
+    history = json.loads(bash(history_command))
+    assert [item["senderSnapshot"]["username"] for item in history["superlikes"]] == [
+        "johndoe", "johndoe", "alice", "bob", "alice",
+    ]
+    assert history["nextPageToken"] == ""
+    top = json.loads(bash(top_command))
+    assert [(s["rank"], s["senderSnapshot"]["username"], s["coins"], s["superlikes"]) for s in top["supporters"]] == [
+        (1, "alice", "20", 2), (2, "johndoe", "20", 2), (3, "bob", "10", 1),
+    ]
     shown = json.loads(bash(first.command(f"DATABASE_URL='sqlite:///{make_run.database}' ")))
     assert (shown["id"], shown["balance"], shown["pendingCredits"]) == (VIEWER, 980, 0)
     token = bash(first.command(f"{Path(sys.executable).parent / 'livechat'} dev token").replace("<user id>", VIEWER))

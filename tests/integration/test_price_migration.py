@@ -69,7 +69,7 @@ async def _insert_stream(engine: AsyncEngine, stream_id: str, price: int) -> Non
 
 
 async def test_0003_keeps_every_row_and_prices_a_free_stream_at_one_coin(storage_at_0002: Storage) -> None:
-    await storage_at_0002.upgrade()
+    await storage_at_0002.upgrade("0003")
     assert await _rows(storage_at_0002.engine, "SELECT id, state, superlike_price FROM live_streams ORDER BY id") == [
         (FREE_STREAM, "live", 1),
         (PRICED_STREAM, "live", 7),
@@ -89,7 +89,7 @@ async def test_0003_keeps_every_row_and_prices_a_free_stream_at_one_coin(storage
 
 
 async def test_after_0003_the_database_refuses_prices_outside_1_to_1_000_000(storage_at_0002: Storage) -> None:
-    await storage_at_0002.upgrade()
+    await storage_at_0002.upgrade("0003")
     for price in (MIN_SUPERLIKE_PRICE - 1, -5, MAX_SUPERLIKE_PRICE + 1):
         with pytest.raises(IntegrityError, match="(?i)check constraint"):
             await _insert_stream(storage_at_0002.engine, secrets.token_hex(12), price)
@@ -100,7 +100,7 @@ async def test_after_0003_the_database_refuses_prices_outside_1_to_1_000_000(sto
 
 
 async def test_0003_keeps_the_other_constraints_and_foreign_keys(storage_at_0002: Storage) -> None:
-    await storage_at_0002.upgrade()
+    await storage_at_0002.upgrade("0003")
     with pytest.raises(IntegrityError):  # state_known
         async with storage_at_0002.engine.begin() as connection:
             await connection.execute(text(f"INSERT INTO live_streams (id, host_id, state, superlike_price, created_at_ms) VALUES ('{'3' * 24}', '{HOST}', 'paused', 5, 1)"))
@@ -113,10 +113,10 @@ async def test_0003_keeps_the_other_constraints_and_foreign_keys(storage_at_0002
 
 
 async def test_0003_downgrades_to_the_old_constraint(storage_at_0002: Storage) -> None:
-    await storage_at_0002.upgrade()
+    await storage_at_0002.upgrade("0003")
     await storage_at_0002.downgrade("0002")
     await _insert_stream(storage_at_0002.engine, "6" * 24, 0)
     with pytest.raises(IntegrityError):
         await _insert_stream(storage_at_0002.engine, "7" * 24, -1)
-    await storage_at_0002.upgrade()
+    await storage_at_0002.upgrade("0003")
     assert await _rows(storage_at_0002.engine, f"SELECT superlike_price FROM live_streams WHERE id = '{'6' * 24}'") == [(1,)]

@@ -292,3 +292,33 @@ async def test_storage_transactions_commit_on_return_and_roll_back_on_error(stor
     assert await storage.write_transaction(lambda c: c.execute(balance, {"id": world.viewer_id}).scalar_one()) == 40
     await storage.check_schema()  # at head: nothing raised
     assert await storage.reachable() is True
+
+
+async def test_audit_reports_a_running_total_that_differs_from_the_superlikes(
+    engine: AsyncEngine, storage: Storage
+) -> None:
+    world = await build_world(storage, coins=50)
+    await service(storage).send(world.stream_id, world.viewer_id, None)
+    async with engine.connect() as connection:
+        async with connection.begin() as transaction:
+            await connection.execute(
+                text("UPDATE stream_supporters SET coins = coins + 1 WHERE stream_id = :s"), {"s": world.stream_id}
+            )
+            report = await connection.run_sync(audit_ledger)
+            await transaction.rollback()
+    assert report.problems == [
+        f"supporter {world.viewer_id} on stream {world.stream_id}: running total does not match the superlikes"
+    ]
+
+
+async def test_audit_reports_a_stream_whose_positions_have_a_gap(engine: AsyncEngine, storage: Storage) -> None:
+    world = await build_world(storage, coins=50)
+    await service(storage).send(world.stream_id, world.viewer_id, None)
+    async with engine.connect() as connection:
+        async with connection.begin() as transaction:
+            await connection.execute(
+                text("UPDATE live_streams SET last_position = last_position + 1 WHERE id = :s"), {"s": world.stream_id}
+            )
+            report = await connection.run_sync(audit_ledger)
+            await transaction.rollback()
+    assert report.problems == [f"stream {world.stream_id}: superlike positions are not exactly 1..last_position"]

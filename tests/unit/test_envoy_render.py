@@ -51,17 +51,20 @@ def test_every_grpc_local_reply_carries_the_servers_status_for_its_error() -> No
     assert unauthenticated["grpc-status"] == "16" and unauthenticated["www-authenticate"] == "Bearer"
 
 
+QUERY_REFUSED = "Query parameters must be ones this route defines, each at most once, with valid values"
+
+
 def test_every_rest_local_reply_text_is_from_the_table() -> None:
     # The overlay page's mapper passes the page through: it holds no error text.
     rest = [m for m in mappers() if "grpc-status" not in grpc_headers(m) and m != renderer.OVERLAY_PAGE_MAPPER]
     texts = [m["body"]["inline_string"] for m in rest]
-    assert texts == ["Invalid JSON request body", "Authentication required", "Validation failed",
+    assert texts == [QUERY_REFUSED, "Invalid JSON request body", "Authentication required", "Validation failed",
                      "Insufficient permissions", "Resource not found", "Method not allowed", "Request timed out",
                      "Request body too large", "Too many requests", "Request headers too large",
                      "Service temporarily unavailable", "Request timed out", "Request could not be processed",
                      "Internal server error"]
     assert set(texts) <= set(status_codes.client_messages())
-    assert [m.get("status_code") for m in rest] == [None, 401, 400, 403, 404, 405, 408, 413, 429, 431, 503, 504,
+    assert [m.get("status_code") for m in rest] == [400, None, 401, 400, 403, 404, 405, 408, 413, 429, 431, 503, 504,
                                                    None, 500]
 
 
@@ -117,3 +120,22 @@ def test_envoy_accepts_the_template_and_the_rendered_config(source: str, tmp_pat
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert re.search(r"configuration '.*' OK", checked.stdout + checked.stderr)
+
+
+def test_the_lua_filter_gets_each_rest_route_with_its_own_query_parameters() -> None:
+    config = renderer.render()
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    table = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["metadata"]["filter_metadata"]["envoy.filters.http.lua"]
+    assert table["rest_routes"][:3] == [
+        {"method": "POST", "pattern": "^/api/v1/live%-stream/[^/]+/chat/superlike/?$", "query": {}},
+        {"method": "GET", "pattern": "^/api/v1/live%-stream/[^/]+/chat/superlikes/?$",
+         "query": {"pageSize": "int32", "pageToken": "string"}},
+        {"method": "GET", "pattern": "^/api/v1/live%-stream/[^/]+/chat/top%-supporters/?$", "query": {"limit": "int32"}},
+    ]
+
+
+def test_a_lua_refusal_renders_its_own_text_only_when_the_lua_named_it() -> None:
+    (mapper,) = [m for m in mappers() if "metadata_filter" in m["filter"]]
+    assert mapper["filter"]["metadata_filter"]["match_if_key_not_found"] is False
+    assert mapper["filter"]["metadata_filter"]["matcher"]["value"] == {"string_match": {"exact": "INVALID_QUERY_PARAMETER"}}
+    assert (mapper["status_code"], mapper["body"]["inline_string"]) == (400, QUERY_REFUSED)

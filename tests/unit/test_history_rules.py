@@ -3,14 +3,13 @@ from __future__ import annotations
 import pytest
 
 from server.domain.history import (
-    InvalidPageSize,
-    InvalidSupportersLimit,
     RankedSupporter,
     SupporterTotal,
     rank_supporters,
     resolve_page_size,
     resolve_supporters_limit,
 )
+from server.domain.errors import InvalidLimit, InvalidPageSize
 from server.domain.superlike import SenderSnapshot
 
 
@@ -35,7 +34,7 @@ def test_supporters_limit_defaults_to_10(requested: int, resolved: int) -> None:
 
 @pytest.mark.parametrize("requested", [-1, 101, 10**6])
 def test_supporters_limit_outside_1_to_100_is_refused(requested: int) -> None:
-    with pytest.raises(InvalidSupportersLimit):
+    with pytest.raises(InvalidLimit):
         resolve_supporters_limit(requested)
 
 

@@ -40,7 +40,8 @@ class LiveStreamChatStub:
     - PERMISSION_DENIED -> 403, PERMISSION_DENIED: the edge refuses the caller.
     - INVALID_ARGUMENT -> 400, INVALID_REQUEST: the request is malformed (e.g. a path that is not
     UTF-8, a header name gRPC cannot carry); INVALID_JSON_BODY: a REST body that is not the request
-    message as JSON; REQUEST_REJECTED: any other request the edge cannot process.
+    message as JSON; INVALID_QUERY_PARAMETER: a REST query parameter the route does not define, one
+    given twice, or a malformed value; REQUEST_REJECTED: any other request the edge cannot process.
     - NOT_FOUND -> 404, NOT_FOUND: no REST route has this path.
     - UNIMPLEMENTED -> 501 (405 for REST), UNKNOWN_METHOD: no such service or method;
     METHOD_NOT_ALLOWED: the REST route exists for another HTTP method.
@@ -97,7 +98,8 @@ class LiveStreamChatServicer:
     - PERMISSION_DENIED -> 403, PERMISSION_DENIED: the edge refuses the caller.
     - INVALID_ARGUMENT -> 400, INVALID_REQUEST: the request is malformed (e.g. a path that is not
     UTF-8, a header name gRPC cannot carry); INVALID_JSON_BODY: a REST body that is not the request
-    message as JSON; REQUEST_REJECTED: any other request the edge cannot process.
+    message as JSON; INVALID_QUERY_PARAMETER: a REST query parameter the route does not define, one
+    given twice, or a malformed value; REQUEST_REJECTED: any other request the edge cannot process.
     - NOT_FOUND -> 404, NOT_FOUND: no REST route has this path.
     - UNIMPLEMENTED -> 501 (405 for REST), UNKNOWN_METHOD: no such service or method;
     METHOD_NOT_ALLOWED: the REST route exists for another HTTP method.
@@ -277,7 +279,8 @@ class LiveStreamChat:
     - PERMISSION_DENIED -> 403, PERMISSION_DENIED: the edge refuses the caller.
     - INVALID_ARGUMENT -> 400, INVALID_REQUEST: the request is malformed (e.g. a path that is not
     UTF-8, a header name gRPC cannot carry); INVALID_JSON_BODY: a REST body that is not the request
-    message as JSON; REQUEST_REJECTED: any other request the edge cannot process.
+    message as JSON; INVALID_QUERY_PARAMETER: a REST query parameter the route does not define, one
+    given twice, or a malformed value; REQUEST_REJECTED: any other request the edge cannot process.
     - NOT_FOUND -> 404, NOT_FOUND: no REST route has this path.
     - UNIMPLEMENTED -> 501 (405 for REST), UNKNOWN_METHOD: no such service or method;
     METHOD_NOT_ALLOWED: the REST route exists for another HTTP method.
