@@ -264,6 +264,7 @@ end
 
 -- Answered by local_reply_config (the envelope for REST callers, a gRPC status for gRPC callers).
 local function refuse(handle, status)
+  handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "refused_status", tostring(status))
   handle:respond({[":status"] = tostring(status)}, "")
 end
 
@@ -293,6 +294,9 @@ function envoy_on_request(request_handle)
   end
   local route, allowed = rest_route(request_handle, path, method)
   if route == nil and allowed ~= nil then
+    -- Remembered for the answer (as refuse does): a HEAD answer shaped as gRPC carries no rendered
+    -- envelope to read the status from.
+    request_handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "refused_status", "405")
     request_handle:respond({[":status"] = "405", ["allow"] = allowed}, "")
     return
   end
@@ -448,6 +452,11 @@ local function grpc_answer_to_envelope(handle, headers)
   local message = percent_decode(headers:get("grpc-message") or "")
   local status = tonumber(string.match(message, '^{"isSuccess":false,"statusCode":(%d+),'))
   local body = message
+  local lua_metadata = handle:streamInfo():dynamicMetadata():get("envoy.filters.http.lua")
+  if status == nil and lua_metadata ~= nil and lua_metadata["refused_status"] ~= nil then
+    status = tonumber(lua_metadata["refused_status"])
+    body = envelope(handle, status, default_message(handle, status))
+  end
   if status == nil then
     local statuses = error_table(handle, "http_status_of_grpc")
     status = (statuses ~= nil and tonumber(statuses[headers:get("grpc-status") or "2"])) or 500
