@@ -27,6 +27,8 @@ from server.auth.jwks import JwksKeySet
 from server.auth.tokens import TokenPolicy, TokenVerifier
 from server.config import Settings
 from server.domain.errors import StorageUnavailable
+from server.services.feed import FeedService
+from server.services.feed_hub import FeedHub
 from server.services.history import HistoryService
 from server.services.superlikes import SuperlikeService
 
@@ -68,11 +70,15 @@ class RunningServer:
     port: int
     storage: Storage
     health: health.aio.HealthServicer
+    feed_hub: FeedHub
     _background: list[asyncio.Task[None]]
 
     async def stop(self, grace_seconds: float) -> None:
         """Stops taking calls, lets in-flight ones finish for up to `grace_seconds`, then releases."""
         await self.health.enter_graceful_shutdown()
+        # Live feeds never finish by themselves: end them first (clients reconnect elsewhere with
+        # their cursor), so they do not hold the grace period.
+        await self.feed_hub.close()
         await self.server.stop(grace_seconds)
         # Batches already queued get the same grace to reach the database; later calls are refused.
         await self.storage.superlikes.close(max(grace_seconds, 1.0))
@@ -131,7 +137,16 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
     )
     superlikes = SuperlikeService(storage.superlikes)
     history = HistoryService(storage.history)
-    servicer = LiveStreamChatServicer(superlikes, history, verifier, storage_health.report_unavailable)
+    feed_hub = FeedHub(storage.history)
+    storage.advances.subscribe(feed_hub.advanced)
+    servicer = LiveStreamChatServicer(
+        superlikes,
+        history,
+        verifier,
+        storage_health.report_unavailable,
+        feed=FeedService(storage.history, feed_hub, history),
+        feed_ping_seconds=settings.feed_ping_seconds,
+    )
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
     chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)
@@ -152,9 +167,10 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
     background = [
         asyncio.create_task(storage_health.run(), name="storage-health"),
         asyncio.create_task(settle_every(storage.settle, settings.settle_interval_seconds), name="settlement"),
+        asyncio.create_task(storage.watch_advances(feed_hub.resync), name="feed-wakeups"),
     ]
     log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
-    return RunningServer(server, port, storage, health_servicer, background)
+    return RunningServer(server, port, storage, health_servicer, feed_hub, background)
 
 
 async def serve(settings: Settings) -> None:
