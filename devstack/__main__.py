@@ -104,6 +104,15 @@ curl -sS "http://127.0.0.1:{config.http_port}/api/v1/live-stream/{DEMO_STREAM_ID
 curl -sS "http://127.0.0.1:{config.http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/top-supporters?limit=10" \
   -H "Authorization: Bearer {token}"
 
+Follow the stream's superlikes live (Server-Sent Events; send one above to see it arrive):
+
+curl -N "http://127.0.0.1:{config.http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/superlikes/events?backlog=5" \\
+  -H "Authorization: Bearer {token}"
+
+The streamer's overlay (a browser source; shows each superlike as it arrives):
+
+  http://127.0.0.1:{config.http_port}/overlay/{DEMO_STREAM_ID}?access_token={token}
+
 The demo viewer's coins, and a token for another user (run them in {ROOT}):
 
 {admin_env}{livechat} admin show-user {DEMO_VIEWER_ID}

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENVOY_DIR = ROOT / "envoy"
 DESCRIPTOR = ROOT / "gen" / "livestream_chat.pb"
 LUA = ENVOY_DIR / "error_envelope.lua"
+OVERLAY = ENVOY_DIR / "overlay.html"
 
 DEFAULT_ISSUER = "https://auth.allmine.app"
 DEFAULT_AUDIENCE = "livestream.allmine.app"
@@ -59,18 +60,20 @@ class StackConfig:
     issuer: str = DEFAULT_ISSUER
     audience: str = DEFAULT_AUDIENCE
     extra_server_env: dict[str, str] = field(default_factory=dict)
+    # More server processes (replicas) on the same database, behind the same Envoy.
+    replica_grpc_ports: tuple[int, ...] = ()
     # More envoy/render.py parameters (e.g. upstream_keepalive_seconds for a test).
     envoy_overrides: dict[str, object] = field(default_factory=dict)
     # Tests set this: if the test runner is killed before it can stop the stack, the kernel stops it.
     die_with_parent: bool = False
 
-    def server_env(self) -> dict[str, str]:
+    def server_env(self, grpc_port: int | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             {
                 "DATABASE_URL": self.database_url,
                 "LIVECHAT_GRPC_HOST": "127.0.0.1",
-                "LIVECHAT_GRPC_PORT": str(self.grpc_port),
+                "LIVECHAT_GRPC_PORT": str(grpc_port or self.grpc_port),
                 "LIVECHAT_JWKS": str(self.jwks_path),
                 "LIVECHAT_JWT_ISSUER": self.issuer,
                 "LIVECHAT_JWT_AUDIENCE": self.audience,
@@ -86,6 +89,7 @@ class Stack:
         self.config = config
         self.server: subprocess.Popen[bytes] | None = None
         self.envoy: subprocess.Popen[bytes] | None = None
+        self.replicas: dict[int, subprocess.Popen[bytes]] = {}  # by gRPC port
         config.workdir.mkdir(parents=True, exist_ok=True)
         self.server_log = config.workdir / "server.log"
         self.envoy_log = config.workdir / "envoy.log"
@@ -98,6 +102,8 @@ class Stack:
     def start(self, timeout: float = 30.0) -> None:
         try:
             self.start_server(timeout)
+            for port in self.config.replica_grpc_ports:
+                self.start_replica(port, timeout)
             self.start_envoy(timeout)
         except BaseException:
             self.stop()
@@ -118,6 +124,28 @@ class Stack:
             )
         self._wait_for_health(f"127.0.0.1:{self.config.grpc_port}", self.server, self.server_log, timeout)
 
+    def start_replica(self, grpc_port: int, timeout: float = 30.0) -> None:
+        """Another `livechat serve` on the same database (a second replica), listening on grpc_port."""
+        log_path = self.config.workdir / f"server-{grpc_port}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [binary("livechat"), "serve"],
+                cwd=ROOT,
+                env=self.config.server_env(grpc_port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if self.config.die_with_parent else None,
+            )
+        self.replicas[grpc_port] = process
+        self._wait_for_health(f"127.0.0.1:{grpc_port}", process, log_path, timeout)
+
+    def kill_replica(self, grpc_port: int) -> None:
+        """SIGKILL of one replica."""
+        process = self.replicas.pop(grpc_port)
+        process.kill()
+        process.wait(10)
+
     def start_envoy(self, timeout: float = 30.0, *, wait_for_healthy_upstream: bool = True) -> None:
         renderer = load_envoy_renderer()
         rendered = renderer.render(
@@ -131,6 +159,8 @@ class Stack:
             issuer=self.config.issuer,
             audience=self.config.audience,
             jwks_file=str(self.config.jwks_path),
+            overlay=str(OVERLAY),
+            extra_upstream_ports=self.config.replica_grpc_ports,
             check_files=True,
             **self.config.envoy_overrides,
         )
@@ -143,6 +173,8 @@ class Stack:
                     "--log-level", "warn",
                     "--base-id", str(self.config.admin_port),  # several Envoys may run side by side
                     "--disable-hot-restart",
+                    # The access log reaches envoy.log within 0.5 s (default: 10 s).
+                    "--file-flush-interval-msec", "500",
                 ],
                 cwd=ROOT,
                 stdout=log,
@@ -153,9 +185,10 @@ class Stack:
         self._wait_for_envoy(timeout, wait_for_healthy_upstream)
 
     def stop(self) -> None:
-        for process in (self.envoy, self.server):
+        for process in (self.envoy, self.server, *self.replicas.values()):
             stop_process(process)
         self.envoy = self.server = None
+        self.replicas.clear()
 
     def kill_server(self) -> None:
         """SIGKILL: no graceful shutdown, no flush; what a crash or an OOM kill does."""

@@ -17,7 +17,9 @@
 --   * keeps only the query parameters the route defines (the proto's HTTP annotations, rendered
 --     into the route metadata as rest_routes), refusing others with 400 on routes that take some and
 --     dropping the query string on routes that take none: the path is the only source of the stream
---     id;
+--     id; on the live feed's events route `access_token` is taken out of the query first and becomes
+--     the Authorization header when none is sent (EventSource cannot set headers), so the token
+--     never stays in the path and reaches no log;
 --   * refuses a path whose percent-decoded bytes are not UTF-8 (400);
 --   * answers a REST route called with another method with 405, and a gRPC content type the
 --     transcoder will not transcode (any method but POST) with 405/404.
@@ -45,6 +47,10 @@ local FORGEABLE_PREFIXES = {
 local GRPC_TYPE = "application/grpc"
 -- Used only when envoy.yaml runs without render.py (no error table in the route metadata).
 local UNRENDERED_MESSAGE = "Request failed"
+
+local FEED_EVENTS_PATH = "^/api/v1/live%-stream/[^/]+/chat/superlikes/events$"
+-- A JWT is three base64url parts; anything else is not moved into a header.
+local JWT_SHAPE = "^[%w_%-]+%.[%w_%-]+%.[%w_%-]+$"
 
 local function starts_with(s, prefix)
   return string.sub(s, 1, #prefix) == prefix
@@ -239,8 +245,26 @@ local function is_valid_query(query, parameters)
   return true
 end
 
+-- The live feed's query without `access_token`, which becomes the bearer token when no
+-- Authorization header was sent.
+local function take_access_token(headers, query)
+  local rest = {}
+  for pair in string.gmatch(query, "[^&]+") do
+    local name, value = string.match(pair, "^([^=]*)=?(.*)$")
+    if name == "access_token" then
+      if headers:get("authorization") == nil and string.find(value, JWT_SHAPE) ~= nil then
+        headers:add("authorization", "Bearer " .. value)
+      end
+    else
+      rest[#rest + 1] = pair
+    end
+  end
+  return table.concat(rest, "&")
+end
+
 -- Answered by local_reply_config (the envelope for REST callers, a gRPC status for gRPC callers).
 local function refuse(handle, status)
+  handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "refused_status", tostring(status))
   handle:respond({[":status"] = tostring(status)}, "")
 end
 
@@ -270,6 +294,9 @@ function envoy_on_request(request_handle)
   end
   local route, allowed = rest_route(request_handle, path, method)
   if route == nil and allowed ~= nil then
+    -- Remembered for the answer (as refuse does): a HEAD answer shaped as gRPC carries no rendered
+    -- envelope to read the status from.
+    request_handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "refused_status", "405")
     request_handle:respond({[":status"] = "405", ["allow"] = allowed}, "")
     return
   end
@@ -278,6 +305,10 @@ function envoy_on_request(request_handle)
   -- superlike POST) drops the query string; a route with some refuses anything else.
   local kept = path
   local query = string.sub(raw_path, #path + 2)
+  if query ~= "" and string.find(path, FEED_EVENTS_PATH) ~= nil then
+    query = take_access_token(headers, query)
+    raw_path = query == "" and path or (path .. "?" .. query)
+  end
   if route ~= nil and next(route.query) ~= nil and query ~= "" then
     if not is_valid_query(query, route.query) then
       request_handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "refusal", "INVALID_QUERY_PARAMETER")
@@ -285,7 +316,7 @@ function envoy_on_request(request_handle)
     end
     kept = raw_path
   end
-  if kept ~= raw_path then
+  if kept ~= headers:get(":path") then
     headers:replace(":path", kept)
   end
   if has_grpc_content_type(headers:get("content-type")) then
@@ -421,6 +452,11 @@ local function grpc_answer_to_envelope(handle, headers)
   local message = percent_decode(headers:get("grpc-message") or "")
   local status = tonumber(string.match(message, '^{"isSuccess":false,"statusCode":(%d+),'))
   local body = message
+  local lua_metadata = handle:streamInfo():dynamicMetadata():get("envoy.filters.http.lua")
+  if status == nil and lua_metadata ~= nil and lua_metadata["refused_status"] ~= nil then
+    status = tonumber(lua_metadata["refused_status"])
+    body = envelope(handle, status, default_message(handle, status))
+  end
   if status == nil then
     local statuses = error_table(handle, "http_status_of_grpc")
     status = (statuses ~= nil and tonumber(statuses[headers:get("grpc-status") or "2"])) or 500

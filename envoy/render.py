@@ -57,6 +57,8 @@ TEMPLATE = Path(__file__).resolve().parent / "envoy.yaml"
 
 LISTENER = "edge"
 UPSTREAM_CLUSTER = "livestream_chat"
+FEED_CLUSTER = "livestream_chat_feed"  # the same servers, for the live feed's long-lived streams
+OVERLAY_ROUTE = "overlay"
 JWKS_CLUSTER = "jwks"
 JWT_PROVIDER = "allmine"
 LUA_FILTER = "envoy.filters.http.lua"
@@ -315,12 +317,47 @@ def error_table_metadata() -> dict[str, Any]:
     }
 
 
+# The overlay page is Envoy's only successful local reply: it leaves as it is, not as an envelope.
+OVERLAY_PAGE_MAPPER = {
+    "filter": {"status_code_filter": {"comparison": {"op": "EQ", "value": {
+        "default_value": 200, "runtime_key": "edge.local_reply.page"}}}},
+    "body_format_override": {
+        "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+        "content_type": "text/html; charset=utf-8",
+    },
+}
+
+
 def _render_error_table(hcm: dict[str, Any]) -> None:
-    hcm["local_reply_config"]["mappers"] = local_reply_mappers()
+    hcm["local_reply_config"]["mappers"] = [OVERLAY_PAGE_MAPPER, *local_reply_mappers()]
     table = error_table_metadata()
     for virtual_host in hcm["route_config"]["virtual_hosts"]:
         for route in virtual_host["routes"]:
             route.setdefault("metadata", {}).setdefault("filter_metadata", {})[LUA_FILTER] = table
+
+
+def _render_upstream(
+    cluster: dict[str, Any],
+    host: str | None,
+    port: int | None,
+    keepalive_seconds: float | None,
+    extra_ports: tuple[int, ...],
+) -> None:
+    """The servers' address (and more replicas on the same host: extra_ports) and keepalive."""
+    endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    upstream_addr = endpoints[0]["endpoint"]["address"]["socket_address"]
+    if host is not None:
+        upstream_addr["address"] = _host("--upstream-host", host)
+    if port is not None:
+        upstream_addr["port_value"] = _port("--upstream-port", port)
+    for extra in extra_ports:
+        endpoints.append({"endpoint": {"address": {"socket_address": {
+            "address": upstream_addr["address"], "port_value": _port("--extra-upstream-port", extra)}}}})
+    if keepalive_seconds is not None:
+        keepalive = cluster["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"][
+            "http2_protocol_options"]["connection_keepalive"]
+        keepalive["interval"] = _seconds("--upstream-keepalive-seconds", keepalive_seconds)
 
 
 def render(
@@ -338,6 +375,8 @@ def render(
     jwks_url: str | None = None,
     jwks_ca_file: str = DEFAULT_CA_BUNDLE,
     upstream_keepalive_seconds: float | None = None,
+    extra_upstream_ports: tuple[int, ...] = (),
+    overlay: str | None = None,
     check_files: bool = False,
     template: str | Path = TEMPLATE,
 ) -> dict[str, Any]:
@@ -364,18 +403,15 @@ def render(
     if admin_port is not None:
         config["admin"]["address"]["socket_address"]["port_value"] = _port("--admin-port", admin_port)
 
-    upstream = _find(clusters, "name", UPSTREAM_CLUSTER, "cluster")
-    upstream_addr = upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
-        "socket_address"]
-    if upstream_host is not None:
-        upstream_addr["address"] = _host("--upstream-host", upstream_host)
-    if upstream_port is not None:
-        upstream_addr["port_value"] = _port("--upstream-port", upstream_port)
-    if upstream_keepalive_seconds is not None:
-        keepalive = upstream["typed_extension_protocol_options"][
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"][
-            "http2_protocol_options"]["connection_keepalive"]
-        keepalive["interval"] = _seconds("--upstream-keepalive-seconds", upstream_keepalive_seconds)
+    for cluster_name in (UPSTREAM_CLUSTER, FEED_CLUSTER):
+        _render_upstream(
+            _find(clusters, "name", cluster_name, "cluster"),
+            upstream_host, upstream_port, upstream_keepalive_seconds, extra_upstream_ports,
+        )
+    if overlay is not None:
+        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        page = _find(routes, "name", OVERLAY_ROUTE, "route")
+        page["direct_response"]["body"] = {"filename": _existing_file("--overlay", overlay, check_files)}
     _render_error_table(hcm)
 
     if descriptor is not None:
@@ -424,6 +460,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-host", help="gRPC server host name or IP (default 127.0.0.1)")
     p.add_argument("--upstream-port", type=int, help="gRPC server port (default 50051)")
     p.add_argument("--descriptor", help="descriptor set path (default gen/livestream_chat.pb)")
+    p.add_argument("--overlay", help="overlay page path (default envoy/overlay.html)")
+    p.add_argument("--extra-upstream-port", dest="extra_upstream_ports", type=int, action="append", default=[],
+                   help="another server replica on the upstream host (repeatable)")
     p.add_argument("--lua", help="error_envelope.lua path (default envoy/error_envelope.lua)")
     p.add_argument("--issuer", help="required JWT iss")
     p.add_argument("--audience", help="required JWT aud")

@@ -28,6 +28,8 @@ from server.auth.tokens import TokenPolicy, TokenVerifier
 from server.config import Settings
 from server.domain.errors import StorageUnavailable
 from server.observability.wiring import Instruments, instrument
+from server.services.feed import FeedService
+from server.services.feed_hub import FeedHub
 from server.services.history import HistoryService
 from server.services.superlikes import SuperlikeService
 
@@ -69,6 +71,7 @@ class RunningServer:
     port: int
     storage: Storage
     health: health.aio.HealthServicer
+    feed_hub: FeedHub
     _background: list[asyncio.Task[None]]
     # The servicer the server hosts (pytest-grpc's `grpc_servicer` fixture hands it to tests).
     servicer: LiveStreamChatServicer | None = None
@@ -82,6 +85,9 @@ class RunningServer:
     async def stop(self, grace_seconds: float) -> None:
         """Stops taking calls, lets in-flight ones finish for up to `grace_seconds`, then releases."""
         await self.health.enter_graceful_shutdown()
+        # Live feeds never finish by themselves: end them first (clients reconnect elsewhere with
+        # their cursor), so they do not hold the grace period.
+        await self.feed_hub.close()
         await self.server.stop(grace_seconds)
         # Batches already queued get the same grace to reach the database; later calls are refused.
         await self.storage.superlikes.close(max(grace_seconds, 1.0))
@@ -142,9 +148,19 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
     )
     superlikes = SuperlikeService(storage.superlikes)
     history = HistoryService(storage.history)
-    servicer = LiveStreamChatServicer(superlikes, history, verifier, storage_health.report_unavailable)
+    feed_hub = FeedHub(storage.history)
+    storage.advances.subscribe(feed_hub.advanced)
+    servicer = LiveStreamChatServicer(
+        superlikes,
+        history,
+        verifier,
+        storage_health.report_unavailable,
+        feed=FeedService(storage.history, feed_hub, history),
+        feed_ping_seconds=settings.feed_ping_seconds,
+    )
 
     instruments = instrument(settings, storage)
+    instruments.metrics.watch_feed_subscribers(feed_hub.total_subscribers)
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[instruments.interceptor])
     chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -165,12 +181,16 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
     await server.start()
     background = [
         asyncio.create_task(storage_health.run(), name="storage-health"),
-        asyncio.create_task(settle_every(storage.settle, settings.settle_interval_seconds, instruments.metrics.observe_settlement), name="settlement"),
+        asyncio.create_task(
+            settle_every(storage.settle, settings.settle_interval_seconds, instruments.metrics.observe_settlement),
+            name="settlement",
+        ),
+        asyncio.create_task(storage.watch_advances(feed_hub.resync), name="feed-wakeups"),
     ]
     log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
     if instruments.metrics_port is not None:
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, instruments.metrics_port)
-    return RunningServer(server, port, storage, health_servicer, background, servicer, instruments)
+    return RunningServer(server, port, storage, health_servicer, feed_hub, background, servicer, instruments)
 
 
 async def serve(settings: Settings) -> None:

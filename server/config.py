@@ -35,6 +35,7 @@ class Settings:
     health_check_interval_seconds: float = 2.0
     settle_interval_seconds: float = 0.2
     idempotency_retention_hours: int = 24
+    feed_ping_seconds: float = 15.0
     log_level: str = "INFO"
     log_format: str = "text"
     # None: no metrics endpoint; 0: any free port (tests read it back from the running server).
@@ -123,6 +124,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         idempotency_retention_hours=_int(
             env, "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS", 24, MIN_IDEMPOTENCY_RETENTION_HOURS, 24 * 365
         ),
+        feed_ping_seconds=_float(env, "LIVECHAT_FEED_PING_SECONDS", 15.0, 0.05, 15.0),
         log_level=log_level,
         log_format=log_format,
         metrics_port=metrics_port,

@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.adapters import schema
+from server.adapters.stream_advances import StreamAdvances
 from server.domain.errors import StorageUnavailable
 from server.domain.history import FeedBatch, HistoryPage, SupporterTotal
 from server.domain.send_outcome import SendOutcome
@@ -63,10 +64,19 @@ class Storage(abc.ABC):
     superlikes: BatchedSuperlikeWriter
     # Reading superlikes back: history pages, top supporters, the live feed's catch-up.
     history: SuperlikeHistory
+    # Streams' new positions as batches commit (this process's, and on PostgreSQL every process's
+    # while watch_advances runs): the live feed's wake-ups.
+    advances: StreamAdvances
 
     @abc.abstractmethod
     def new_superlike_writer(self) -> BatchedSuperlikeWriter:
         """Another writer on the same connections, batching on its own, as a second server would."""
+
+    async def watch_advances(self, on_resync: Callable[[], None]) -> None:
+        """Runs until cancelled, publishing other processes' commits to `advances`; calls
+        `on_resync` whenever wake-ups may have been missed. One process per database needs nothing
+        beyond its own writers' wake-ups (SQLite)."""
+        return None
 
     @abc.abstractmethod
     async def settle(self) -> int:

@@ -12,7 +12,7 @@ import grpc
 
 from server.api.rpc_observer import note_caller
 from server.auth.tokens import TokenVerifier
-from server.domain.errors import InvalidIdempotencyKey, Unauthenticated
+from server.domain.errors import InvalidCursor, InvalidIdempotencyKey, Unauthenticated
 
 IDEMPOTENCY_KEY_METADATA = "idempotency-key"
 
@@ -62,3 +62,14 @@ def idempotency_key_of(request_id: str, context: grpc.aio.ServicerContext) -> st
     if request_id:
         return request_id
     return header_key
+
+
+LAST_EVENT_ID_METADATA = "last-event-id"
+
+
+def last_event_id_of(context: grpc.aio.ServicerContext) -> str:
+    """The `Last-Event-ID` an EventSource sends when it reconnects; "" when none was sent."""
+    values = _metadata_values(context, LAST_EVENT_ID_METADATA)
+    if len(values) > 1:
+        raise InvalidCursor()
+    return values[0].strip() if values else ""

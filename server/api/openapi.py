@@ -28,6 +28,9 @@ from server.api.status_codes import (
 from server.domain import errors
 
 SERVICE = "allmine.livestream.chat.v1.LiveStreamChat"
+# A server-streamed HttpBody is the live feed as Server-Sent Events, which EventSource opens without
+# headers: the edge also takes its token as ?access_token= (envoy/error_envelope.lua).
+HTTP_BODY = "google.api.HttpBody"
 _VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)(=[^}]*)?\}")
 T = descriptor_pb2.FieldDescriptorProto
 _SCALARS: dict[int, dict[str, Any]] = {
@@ -62,12 +65,20 @@ def build_openapi(descriptor_set: bytes, version: str) -> dict[str, Any]:
         request = messages[method.input_type.lstrip(".")]
         template = getattr(rule, verb)
         path, in_path = _openapi_path(template, request)
+        output = method.output_type.lstrip(".")
+        event_stream = output == HTTP_BODY and method.server_streaming
         operation: dict[str, Any] = {
             "operationId": method.name,
             "summary": f"{method.name} (gRPC {package}.{service.name}/{method.name})",
             "parameters": _parameters(request, in_path, rule.body),
-            "responses": {"200": _success(method.output_type.lstrip("."), messages, schemas), **_error_responses()},
+            "responses": {
+                "200": _EVENT_STREAM if event_stream else _success(output, messages, schemas),
+                **_error_responses(),
+            },
         }
+        if event_stream:
+            operation["parameters"].append(_LAST_EVENT_ID_HEADER)
+            operation["security"] = [{"bearerAuth": []}, {"accessTokenQuery": []}]
         if rule.body:
             operation["requestBody"] = _request_body(request, in_path, rule.body, messages, schemas)
         if method.name == "SendSuperlike":
@@ -86,7 +97,11 @@ def build_openapi(descriptor_set: bytes, version: str) -> dict[str, Any]:
         "security": [{"bearerAuth": []}],
         "paths": dict(sorted(paths.items())),
         "components": {
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                # Only where an operation lists it (the event stream).
+                "accessTokenQuery": {"type": "apiKey", "in": "query", "name": "access_token"},
+            },
             "schemas": dict(sorted(schemas.items())),
         },
     }
@@ -202,6 +217,21 @@ _IDEMPOTENCY_KEY_HEADER = {
     "in": "header",
     "required": False,
     "description": "Charged at most once per key (1 to 255 printable ASCII characters); equal to requestId when both are sent",
+    "schema": {"type": "string"},
+}
+
+_EVENT_STREAM = {
+    "description": "Server-Sent Events, open while the client listens: `retry:` first, then `id:` (the "
+    "cursor), `event: superlike` and `data:` (a Superlike as JSON) per superlike, `: ping` when idle, "
+    "`event: error` with the envelope as data when the stream ends on a failure",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+_LAST_EVENT_ID_HEADER = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "The last event id received (EventSource sends it when it reconnects); resumes after it",
     "schema": {"type": "string"},
 }
 

@@ -27,6 +27,8 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.InvalidPageSize: grpc.StatusCode.INVALID_ARGUMENT,
     errors.InvalidPageToken: grpc.StatusCode.INVALID_ARGUMENT,
     errors.InvalidLimit: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.InvalidCursor: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.InvalidBacklog: grpc.StatusCode.INVALID_ARGUMENT,
     errors.StreamNotFound: grpc.StatusCode.NOT_FOUND,
     errors.SenderNotFound: grpc.StatusCode.NOT_FOUND,
     errors.SenderIsHost: grpc.StatusCode.PERMISSION_DENIED,
@@ -36,6 +38,7 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.IdempotencyKeyReused: grpc.StatusCode.ABORTED,
     errors.StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.OutcomeUnknown: grpc.StatusCode.UNAVAILABLE,
+    errors.FeedInterrupted: grpc.StatusCode.UNAVAILABLE,
     errors.Internal: grpc.StatusCode.INTERNAL,
     # The edge's own refusals (gRPC callers get these codes from Envoy).
     errors.InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,

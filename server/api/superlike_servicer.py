@@ -11,12 +11,14 @@ from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.api import history_messages
 from server.api.caller import authenticated_subject, idempotency_key_of
+from server.api.feed_streams import FeedStreams
 from server.api.rpc_observer import note_refusal
 from server.api.status_codes import status_code_of, status_of
 from server.auth.tokens import TokenVerifier
 from server.domain.clock import format_timestamp
 from server.domain.errors import DomainError, Internal, StorageUnavailable
 from server.domain.superlike import Superlike
+from server.services.feed import FeedService
 from server.services.history import HistoryService
 from server.services.superlikes import SuperlikeService
 
@@ -30,11 +32,15 @@ class LiveStreamChatServicer(chat_grpc.LiveStreamChatServicer):
         history: HistoryService,
         verifier: TokenVerifier,
         on_storage_unavailable: Callable[[], None] | None = None,
+        *,
+        feed: FeedService,
+        feed_ping_seconds: float = 15.0,
     ) -> None:
         self._superlikes = superlikes
         self._history = history
         self._verifier = verifier
         self._on_storage_unavailable = on_storage_unavailable
+        self._feed = FeedStreams(feed, verifier, self._refuse, ping_seconds=feed_ping_seconds)
 
     async def SendSuperlike(  # noqa: N802 (generated name)
         self, request: chat_pb2.SendSuperlikeRequest, context: grpc.aio.ServicerContext
@@ -76,6 +82,16 @@ class LiveStreamChatServicer(chat_grpc.LiveStreamChatServicer):
         except Exception as error:
             await self._refuse(context, "ListTopSupporters", error)
         raise AssertionError("context.abort always raises")
+
+    async def StreamSuperlikes(  # noqa: N802 (generated name)
+        self, request: chat_pb2.StreamSuperlikesRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        await self._feed.stream_superlikes(request, context)
+
+    async def StreamSuperlikeEvents(  # noqa: N802 (generated name)
+        self, request: chat_pb2.StreamSuperlikeEventsRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        await self._feed.stream_superlike_events(request, context)
 
     async def _refuse(self, context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
         """Ends the call with the error's status; raises (context.abort does)."""

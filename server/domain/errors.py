@@ -55,6 +55,16 @@ class InvalidLimit(DomainError):
     message = "limit must be an integer from 1 to 100"
 
 
+class InvalidCursor(DomainError):
+    reason = "INVALID_CURSOR"
+    message = "after is not a cursor this feed sent for this stream"
+
+
+class InvalidBacklog(DomainError):
+    reason = "INVALID_BACKLOG"
+    message = "backlog must be from 0 to 100"
+
+
 class StreamNotFound(DomainError):
     reason = "STREAM_NOT_FOUND"
     message = "Live stream not found"
@@ -106,6 +116,14 @@ class OutcomeUnknown(StorageUnavailable):
         "Service temporarily unavailable; the superlike may have been sent. "
         "Retry with the same Idempotency-Key to get its outcome without a second charge"
     )
+
+
+class FeedInterrupted(DomainError):
+    """The live feed ended on the server's side (shutdown): reconnect, to any replica, with the last
+    cursor; nothing is lost or repeated."""
+
+    reason = "FEED_INTERRUPTED"
+    message = "The live feed was interrupted; reconnect with the last event id"
 
 
 class Internal(DomainError):

@@ -4,6 +4,7 @@ one commit. The requests arrive as parallel arrays; `n` keeps each one's place i
 
 from __future__ import annotations
 
+from server.adapters.stream_advances import FEED_CHANNEL
 from server.adapters.superlike_sql import (
     ADD_TO_SUPPORTER_TOTAL,
     FACTS_COLUMNS,
@@ -52,6 +53,13 @@ _DEBIT_ENTRY, _CREDIT_ENTRY = ledger_pair_values(lambda name: name)
 #           history pages and the live feed can walk them by key without skipping a late commit.
 #   positioned  each charge with its position: its stream's base plus its rank in the batch.
 #   supporters  each sender's running total on the stream (superlike_sql.ADD_TO_SUPPORTER_TOTAL).
+#   wakeup  ONE notification per committed batch for the live feeds of every server process
+#           (postgres/feed_listener.py): "stream:last_position,..." for the streams it advanced, at
+#           most 128 x 36 bytes, well under NOTIFY's 8,000-byte limit. It is sent only if the
+#           statement commits, and it is a hint: listeners read the superlikes from the table by
+#           position. (NOTIFY serialises the commits of notifying transactions on a database-wide
+#           lock, so there is never more than one per batch.) The final SELECT names it, because a
+#           plain SELECT in WITH runs only as far as the outer query reads it.
 # A concurrent request (another server) with the same idempotency key fails the unique index, which
 # undoes the whole statement; the batch is then written again (superlikes.py). The host's credit is
 # a pending ledger entry (see settlement.py): the host's wallet row is not locked, so superlikes on
@@ -77,7 +85,8 @@ SEND_BATCH_SQL = f"""{_REQUESTS_AND_FACTS}, locked AS (
     UPDATE live_streams SET last_position = live_streams.last_position + charged.n_charged
     FROM (SELECT stream_id, count(*) AS n_charged FROM debit GROUP BY stream_id) AS charged
     WHERE live_streams.id = charged.stream_id AND live_streams.id IN (SELECT id FROM streams)
-    RETURNING live_streams.id AS stream_id, live_streams.last_position - charged.n_charged AS base
+    RETURNING live_streams.id AS stream_id, live_streams.last_position - charged.n_charged AS base,
+              live_streams.last_position
 ), positioned AS (
     SELECT debit.*,
            positions.base + row_number() OVER (PARTITION BY debit.stream_id ORDER BY debit.n) AS stream_position
@@ -98,8 +107,12 @@ SEND_BATCH_SQL = f"""{_REQUESTS_AND_FACTS}, locked AS (
     SELECT stream_id, sender_id, SUM(superlike_price), COUNT(*), MAX(stream_position)
     FROM positioned GROUP BY stream_id, sender_id
     {ADD_TO_SUPPORTER_TOTAL}
+), wakeup AS (
+    SELECT pg_notify('{FEED_CHANNEL}', string_agg(stream_id || ':' || last_position, ',')) AS sent
+    FROM positions
+    HAVING count(*) > 0
 )
-SELECT ctx.*, positioned.balance_after, positioned.stream_position
+SELECT ctx.*, positioned.balance_after, positioned.stream_position, (SELECT count(*) FROM wakeup) AS wakeups
 FROM ctx LEFT JOIN positioned ON positioned.n = ctx.n
 ORDER BY ctx.n
 """

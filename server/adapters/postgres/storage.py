@@ -14,7 +14,9 @@ from server.adapters.postgres.engine import create_postgres_engine
 from server.adapters.postgres.failures import is_unavailable
 from server.adapters.postgres.history import PostgresHistory
 from server.adapters.postgres.superlikes import PostgresSuperlikes
+from server.adapters.postgres.feed_listener import FeedListener
 from server.adapters.storage_base import Storage
+from server.adapters.stream_advances import StreamAdvances
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +33,16 @@ class PostgresStorage(Storage):
             url, pool_size=pool_size, connect_timeout_s=connect_timeout_s, command_timeout_s=command_timeout_s
         )
         self._batches_in_flight = batches_in_flight
+        self.advances = StreamAdvances()
+        self._listener = FeedListener(url, self.advances, connect_timeout_s=connect_timeout_s)
         self.superlikes = self.new_superlike_writer()
         self.history = PostgresHistory(self.engine)
 
     def new_superlike_writer(self) -> PostgresSuperlikes:
-        return PostgresSuperlikes(self.engine, max_in_flight=self._batches_in_flight)
+        return PostgresSuperlikes(self.engine, max_in_flight=self._batches_in_flight, advances=self.advances)
+
+    async def watch_advances(self, on_resync: Callable[[], None]) -> None:
+        await self._listener.run(on_resync)
 
     async def settle(self) -> int:
         return await settlement.settle(self.engine)

@@ -16,6 +16,7 @@ from server.adapters.postgres.failures import BUSY_ERRORS, is_key_taken
 from server.adapters.postgres.statements import READ_FACTS_SQL, SEND_BATCH_SQL
 from server.adapters.rows import facts_from_row, new_superlike, prior_from_row
 from server.adapters.send_batcher import BatchResult, PendingSend, SendBatcher
+from server.adapters.stream_advances import StreamAdvances, highest_positions
 from server.domain.errors import OutcomeUnknown, StorageUnavailable
 from server.domain.send_outcome import Charged, Contended, Replayed, SendOutcome, not_charged
 from server.domain.superlike import SuperlikeRequest
@@ -33,8 +34,9 @@ class PostgresSuperlikes:
     once: one makes the largest batches and the least database work per superlike; more overlap the
     statements on a database with cores to spare."""
 
-    def __init__(self, engine: AsyncEngine, *, max_in_flight: int = 1) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_in_flight: int = 1, advances: StreamAdvances | None = None) -> None:
         self._engine = engine
+        self._advances = advances or StreamAdvances()
         self._batcher = SendBatcher(self._write_batch, max_batch=MAX_BATCH, max_in_flight=max_in_flight)
 
     def observe_batches(self, observer: Callable[[int], None]) -> None:
@@ -65,6 +67,8 @@ class PostgresSuperlikes:
         return await self._answer_rows(rows, batch)
 
     async def _answer_rows(self, rows: Sequence[Any], batch: Sequence[PendingSend]) -> BatchResult:
+        # The statement committed: this process's feeds need not wait for the notification.
+        self._advances.publish(highest_positions((row["stream_id"], row["stream_position"]) for row in rows))
         outcomes: list[SendOutcome | BaseException] = list(_outcomes_from_rows(rows, batch))
         # Contended here: the rules allowed the request as read, yet nothing was charged.
         outspent = [index for index, outcome in enumerate(outcomes) if isinstance(outcome, Contended)]

@@ -19,6 +19,7 @@ from server.adapters.sqlite.migrations import migration_transaction
 from server.adapters.sqlite.superlikes import SqliteSuperlikes
 from server.adapters.sqlite.worker import SqliteWorker
 from server.adapters.storage_base import Storage
+from server.adapters.stream_advances import StreamAdvances
 
 T = TypeVar("T")
 
@@ -27,11 +28,13 @@ class SqliteStorage(Storage):
     def __init__(self, url: str, *, connect_timeout_s: float) -> None:
         self.engine = create_sqlite_engine(url, connect_timeout_s)
         self._worker = SqliteWorker(url, connect_timeout_s)
+        # One process per SQLite file: its own writers' wake-ups are all there are.
+        self.advances = StreamAdvances()
         self.superlikes = self.new_superlike_writer()
         self.history = SqliteHistory(self._worker)
 
     def new_superlike_writer(self) -> SqliteSuperlikes:
-        return SqliteSuperlikes(self._worker)
+        return SqliteSuperlikes(self._worker, self.advances)
 
     async def settle(self) -> int:
         return await settlement.settle(self._worker)

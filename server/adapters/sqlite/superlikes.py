@@ -19,6 +19,7 @@ from server.adapters.rows import facts_from_row, new_superlike, prior_from_row
 from server.adapters.send_batcher import BatchResult, PendingSend, SendBatcher
 from server.adapters.sqlite.failures import is_unavailable
 from server.adapters.sqlite.worker import SqliteWorker
+from server.adapters.stream_advances import StreamAdvances
 from server.adapters.superlike_sql import (
     ADD_TO_SUPPORTER_TOTAL,
     FACTS_COLUMNS,
@@ -88,8 +89,9 @@ _INSERT_LEDGER_PAIR_SQL = "INSERT INTO ledger_entries ({}) VALUES ({}), ({})".fo
 class SqliteSuperlikes:
     """The write port on SQLite."""
 
-    def __init__(self, worker: SqliteWorker) -> None:
+    def __init__(self, worker: SqliteWorker, advances: StreamAdvances | None = None) -> None:
         self._worker = worker
+        self._advances = advances or StreamAdvances()
         self._batcher = SendBatcher(self._write_batch, max_batch=MAX_BATCH, max_in_flight=1)
 
     def observe_batches(self, observer: Callable[[int], None]) -> None:
@@ -102,10 +104,15 @@ class SqliteSuperlikes:
         await self._batcher.close(timeout_seconds)
 
     async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
+        advanced: dict[str, int] = {}
         try:
-            return await self._worker.write(
-                lambda connection: [_send_in_transaction(connection, pending=pending) for pending in batch]
+            outcomes = await self._worker.write(
+                lambda connection: [
+                    _send_in_transaction(connection, pending=pending, advanced=advanced) for pending in batch
+                ]
             )
+            self._advances.publish(advanced)  # committed: the live feed may read them now
+            return outcomes
         except Exception as error:
             # StorageUnavailable covers OutcomeUnknown: the commit itself failed and may have been
             # durable; writing the requests again could charge them twice.
@@ -118,8 +125,12 @@ class SqliteSuperlikes:
             log.warning("superlike batch failed, writing it one by one: %s", error)
         results: list[SendOutcome | BaseException] = []
         for pending in batch:
+            own_advance: dict[str, int] = {}
             try:
-                results.append(await self._worker.write(partial(_send_in_transaction, pending=pending)))
+                results.append(
+                    await self._worker.write(partial(_send_in_transaction, pending=pending, advanced=own_advance))
+                )
+                self._advances.publish(own_advance)
             except Exception as error:
                 results.append(_storage_error(error))
         return results
@@ -147,18 +158,18 @@ def _facts_names(cursor: Any) -> tuple[str, ...]:
     return _FACTS_NAMES
 
 
-def _send_in_transaction(connection: Connection, *, pending: PendingSend) -> SendOutcome:
+def _send_in_transaction(connection: Connection, *, pending: PendingSend, advanced: dict[str, int]) -> SendOutcome:
     # The transaction holds SQLite's single write lock from this read to the commit: nothing can
     # change in between, so the rules decide on current data and the debit cannot fail after them.
     # Earlier requests of the same batch are part of that current data.
     cursor = connection.connection.driver_connection.cursor()
     try:
-        return _send_with_cursor(cursor, pending)
+        return _send_with_cursor(cursor, pending, advanced)
     finally:
         cursor.close()
 
 
-def _send_with_cursor(cursor: Any, pending: PendingSend) -> SendOutcome:
+def _send_with_cursor(cursor: Any, pending: PendingSend, advanced: dict[str, int]) -> SendOutcome:
     request = pending.request
     cursor.execute(
         _FACTS_SQL,
@@ -182,6 +193,8 @@ def _send_with_cursor(cursor: Any, pending: PendingSend) -> SendOutcome:
         return not_charged(facts)
     row["balance_after"] = int(debited[0])
     row["stream_position"] = cursor.execute(_NEXT_POSITION_SQL, row).fetchone()[0]
+    # Published once the transaction commits (a rolled-back batch publishes nothing).
+    advanced[request.stream_id] = row["stream_position"]
     cursor.execute(_INSERT_SUPERLIKE_SQL, row)
     cursor.execute(_INSERT_LEDGER_PAIR_SQL, row)
     cursor.execute(_ADD_TO_SUPPORTER_SQL, row)

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1allmine/livestream/chat/v1/live_stream_chat.proto\x12\x1a\x61llmine.livestream.chat.v1\x1a\x1cgoogle/api/annotations.proto\"=\n\x14SendSuperlikeRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"i\n\x0eSenderSnapshot\x12\x0f\n\x02id\x18\x01 \x01(\tR\x03_id\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07surname\x18\x04 \x01(\t\x12\x15\n\rprofile_photo\x18\x05 \x01(\t\"\xd2\x01\n\x15SendSuperlikeResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x43\n\x0fsender_snapshot\x18\x03 \x01(\x0b\x32*.allmine.livestream.chat.v1.SenderSnapshot\x12\r\n\x05price\x18\x04 \x01(\x05\x12\x11\n\ttimestamp\x18\x05 \x01(\t\x12\x14\n\x0csuperlike_id\x18\x06 \x01(\t\x12\x16\n\x0esender_balance\x18\x07 \x01(\x03\"Q\n\x15ListSuperlikesRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"l\n\x16ListSuperlikesResponse\x12\x39\n\nsuperlikes\x18\x01 \x03(\x0b\x32%.allmine.livestream.chat.v1.Superlike\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xae\x01\n\tSuperlike\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x43\n\x0fsender_snapshot\x18\x03 \x01(\x0b\x32*.allmine.livestream.chat.v1.SenderSnapshot\x12\r\n\x05price\x18\x04 \x01(\x05\x12\x11\n\ttimestamp\x18\x05 \x01(\t\x12\x14\n\x0csuperlike_id\x18\x06 \x01(\t\"<\n\x18ListTopSupportersRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"Y\n\x19ListTopSupportersResponse\x12<\n\nsupporters\x18\x01 \x03(\x0b\x32(.allmine.livestream.chat.v1.TopSupporter\"\x84\x01\n\x0cTopSupporter\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x43\n\x0fsender_snapshot\x18\x02 \x01(\x0b\x32*.allmine.livestream.chat.v1.SenderSnapshot\x12\r\n\x05\x63oins\x18\x03 \x01(\x03\x12\x12\n\nsuperlikes\x18\x04 \x01(\x05\x32\xb5\x04\n\x0eLiveStreamChat\x12\xaf\x01\n\rSendSuperlike\x12\x30.allmine.livestream.chat.v1.SendSuperlikeRequest\x1a\x31.allmine.livestream.chat.v1.SendSuperlikeResponse\"9\x82\xd3\xe4\x93\x02\x33\"./api/v1/live-stream/{stream_id}/chat/superlike:\x01*\x12\xb0\x01\n\x0eListSuperlikes\x12\x31.allmine.livestream.chat.v1.ListSuperlikesRequest\x1a\x32.allmine.livestream.chat.v1.ListSuperlikesResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//api/v1/live-stream/{stream_id}/chat/superlikes\x12\xbd\x01\n\x11ListTopSupporters\x12\x34.allmine.livestream.chat.v1.ListTopSupportersRequest\x1a\x35.allmine.livestream.chat.v1.ListTopSupportersResponse\";\x82\xd3\xe4\x93\x02\x35\x12\x33/api/v1/live-stream/{stream_id}/chat/top-supportersB#Z!allmine/livestream/chat/v1;chatv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1allmine/livestream/chat/v1/live_stream_chat.proto\x12\x1a\x61llmine.livestream.chat.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"=\n\x14SendSuperlikeRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"i\n\x0eSenderSnapshot\x12\x0f\n\x02id\x18\x01 \x01(\tR\x03_id\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07surname\x18\x04 \x01(\t\x12\x15\n\rprofile_photo\x18\x05 \x01(\t\"\xd2\x01\n\x15SendSuperlikeResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x43\n\x0fsender_snapshot\x18\x03 \x01(\x0b\x32*.allmine.livestream.chat.v1.SenderSnapshot\x12\r\n\x05price\x18\x04 \x01(\x05\x12\x11\n\ttimestamp\x18\x05 \x01(\t\x12\x14\n\x0csuperlike_id\x18\x06 \x01(\t\x12\x16\n\x0esender_balance\x18\x07 \x01(\x03\"Q\n\x15ListSuperlikesRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"l\n\x16ListSuperlikesResponse\x12\x39\n\nsuperlikes\x18\x01 \x03(\x0b\x32%.allmine.livestream.chat.v1.Superlike\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xae\x01\n\tSuperlike\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x43\n\x0fsender_snapshot\x18\x03 \x01(\x0b\x32*.allmine.livestream.chat.v1.SenderSnapshot\x12\r\n\x05price\x18\x04 \x01(\x05\x12\x11\n\ttimestamp\x18\x05 \x01(\t\x12\x14\n\x0csuperlike_id\x18\x06 \x01(\t\"<\n\x18ListTopSupportersRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"Y\n\x19ListTopSupportersResponse\x12<\n\nsupporters\x18\x01 \x03(\x0b\x32(.allmine.livestream.chat.v1.TopSupporter\"\x84\x01\n\x0cTopSupporter\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x43\n\x0fsender_snapshot\x18\x02 \x01(\x0b\x32*.allmine.livestream.chat.v1.SenderSnapshot\x12\r\n\x05\x63oins\x18\x03 \x01(\x03\x12\x12\n\nsuperlikes\x18\x04 \x01(\x05\";\n\x17StreamSuperlikesRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"d\n\x18StreamSuperlikesResponse\x12\x38\n\tsuperlike\x18\x01 \x01(\x0b\x32%.allmine.livestream.chat.v1.Superlike\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"Q\n\x1cStreamSuperlikeEventsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63klog\x18\x03 \x01(\x05\x32\xe2\x06\n\x0eLiveStreamChat\x12\xaf\x01\n\rSendSuperlike\x12\x30.allmine.livestream.chat.v1.SendSuperlikeRequest\x1a\x31.allmine.livestream.chat.v1.SendSuperlikeResponse\"9\x82\xd3\xe4\x93\x02\x33\"./api/v1/live-stream/{stream_id}/chat/superlike:\x01*\x12\xb0\x01\n\x0eListSuperlikes\x12\x31.allmine.livestream.chat.v1.ListSuperlikesRequest\x1a\x32.allmine.livestream.chat.v1.ListSuperlikesResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//api/v1/live-stream/{stream_id}/chat/superlikes\x12\xbd\x01\n\x11ListTopSupporters\x12\x34.allmine.livestream.chat.v1.ListTopSupportersRequest\x1a\x35.allmine.livestream.chat.v1.ListTopSupportersResponse\";\x82\xd3\xe4\x93\x02\x35\x12\x33/api/v1/live-stream/{stream_id}/chat/top-supporters\x12\x7f\n\x10StreamSuperlikes\x12\x33.allmine.livestream.chat.v1.StreamSuperlikesRequest\x1a\x34.allmine.livestream.chat.v1.StreamSuperlikesResponse0\x01\x12\xa9\x01\n\x15StreamSuperlikeEvents\x12\x38.allmine.livestream.chat.v1.StreamSuperlikeEventsRequest\x1a\x14.google.api.HttpBody\">\x82\xd3\xe4\x93\x02\x38\x12\x36/api/v1/live-stream/{stream_id}/chat/superlikes/events0\x01\x42#Z!allmine/livestream/chat/v1;chatv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,24 +40,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LIVESTREAMCHAT'].methods_by_name['ListSuperlikes']._serialized_options = b'\202\323\344\223\0021\022//api/v1/live-stream/{stream_id}/chat/superlikes'
   _globals['_LIVESTREAMCHAT'].methods_by_name['ListTopSupporters']._loaded_options = None
   _globals['_LIVESTREAMCHAT'].methods_by_name['ListTopSupporters']._serialized_options = b'\202\323\344\223\0025\0223/api/v1/live-stream/{stream_id}/chat/top-supporters'
-  _globals['_SENDSUPERLIKEREQUEST']._serialized_start=111
-  _globals['_SENDSUPERLIKEREQUEST']._serialized_end=172
-  _globals['_SENDERSNAPSHOT']._serialized_start=174
-  _globals['_SENDERSNAPSHOT']._serialized_end=279
-  _globals['_SENDSUPERLIKERESPONSE']._serialized_start=282
-  _globals['_SENDSUPERLIKERESPONSE']._serialized_end=492
-  _globals['_LISTSUPERLIKESREQUEST']._serialized_start=494
-  _globals['_LISTSUPERLIKESREQUEST']._serialized_end=575
-  _globals['_LISTSUPERLIKESRESPONSE']._serialized_start=577
-  _globals['_LISTSUPERLIKESRESPONSE']._serialized_end=685
-  _globals['_SUPERLIKE']._serialized_start=688
-  _globals['_SUPERLIKE']._serialized_end=862
-  _globals['_LISTTOPSUPPORTERSREQUEST']._serialized_start=864
-  _globals['_LISTTOPSUPPORTERSREQUEST']._serialized_end=924
-  _globals['_LISTTOPSUPPORTERSRESPONSE']._serialized_start=926
-  _globals['_LISTTOPSUPPORTERSRESPONSE']._serialized_end=1015
-  _globals['_TOPSUPPORTER']._serialized_start=1018
-  _globals['_TOPSUPPORTER']._serialized_end=1150
-  _globals['_LIVESTREAMCHAT']._serialized_start=1153
-  _globals['_LIVESTREAMCHAT']._serialized_end=1718
+  _globals['_LIVESTREAMCHAT'].methods_by_name['StreamSuperlikeEvents']._loaded_options = None
+  _globals['_LIVESTREAMCHAT'].methods_by_name['StreamSuperlikeEvents']._serialized_options = b'\202\323\344\223\0028\0226/api/v1/live-stream/{stream_id}/chat/superlikes/events'
+  _globals['_SENDSUPERLIKEREQUEST']._serialized_start=138
+  _globals['_SENDSUPERLIKEREQUEST']._serialized_end=199
+  _globals['_SENDERSNAPSHOT']._serialized_start=201
+  _globals['_SENDERSNAPSHOT']._serialized_end=306
+  _globals['_SENDSUPERLIKERESPONSE']._serialized_start=309
+  _globals['_SENDSUPERLIKERESPONSE']._serialized_end=519
+  _globals['_LISTSUPERLIKESREQUEST']._serialized_start=521
+  _globals['_LISTSUPERLIKESREQUEST']._serialized_end=602
+  _globals['_LISTSUPERLIKESRESPONSE']._serialized_start=604
+  _globals['_LISTSUPERLIKESRESPONSE']._serialized_end=712
+  _globals['_SUPERLIKE']._serialized_start=715
+  _globals['_SUPERLIKE']._serialized_end=889
+  _globals['_LISTTOPSUPPORTERSREQUEST']._serialized_start=891
+  _globals['_LISTTOPSUPPORTERSREQUEST']._serialized_end=951
+  _globals['_LISTTOPSUPPORTERSRESPONSE']._serialized_start=953
+  _globals['_LISTTOPSUPPORTERSRESPONSE']._serialized_end=1042
+  _globals['_TOPSUPPORTER']._serialized_start=1045
+  _globals['_TOPSUPPORTER']._serialized_end=1177
+  _globals['_STREAMSUPERLIKESREQUEST']._serialized_start=1179
+  _globals['_STREAMSUPERLIKESREQUEST']._serialized_end=1238
+  _globals['_STREAMSUPERLIKESRESPONSE']._serialized_start=1240
+  _globals['_STREAMSUPERLIKESRESPONSE']._serialized_end=1340
+  _globals['_STREAMSUPERLIKEEVENTSREQUEST']._serialized_start=1342
+  _globals['_STREAMSUPERLIKEEVENTSREQUEST']._serialized_end=1423
+  _globals['_LIVESTREAMCHAT']._serialized_start=1426
+  _globals['_LIVESTREAMCHAT']._serialized_end=2292
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -106,3 +107,29 @@ class TopSupporter(_message.Message):
     coins: int
     superlikes: int
     def __init__(self, rank: _Optional[int] = ..., sender_snapshot: _Optional[_Union[SenderSnapshot, _Mapping]] = ..., coins: _Optional[int] = ..., superlikes: _Optional[int] = ...) -> None: ...
+
+class StreamSuperlikesRequest(_message.Message):
+    __slots__ = ("stream_id", "after")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    after: str
+    def __init__(self, stream_id: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
+
+class StreamSuperlikesResponse(_message.Message):
+    __slots__ = ("superlike", "cursor")
+    SUPERLIKE_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    superlike: Superlike
+    cursor: str
+    def __init__(self, superlike: _Optional[_Union[Superlike, _Mapping]] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class StreamSuperlikeEventsRequest(_message.Message):
+    __slots__ = ("stream_id", "after", "backlog")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    after: str
+    backlog: int
+    def __init__(self, stream_id: _Optional[str] = ..., after: _Optional[str] = ..., backlog: _Optional[int] = ...) -> None: ...

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -71,6 +72,16 @@ class LiveStreamChatStub:
                 '/allmine.livestream.chat.v1.LiveStreamChat/ListTopSupporters',
                 request_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersRequest.SerializeToString,
                 response_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersResponse.FromString,
+                _registered_method=True)
+        self.StreamSuperlikes = channel.unary_stream(
+                '/allmine.livestream.chat.v1.LiveStreamChat/StreamSuperlikes',
+                request_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.StreamSuperlikesRequest.SerializeToString,
+                response_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.StreamSuperlikesResponse.FromString,
+                _registered_method=True)
+        self.StreamSuperlikeEvents = channel.unary_stream(
+                '/allmine.livestream.chat.v1.LiveStreamChat/StreamSuperlikeEvents',
+                request_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.StreamSuperlikeEventsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
 
 
@@ -172,6 +183,54 @@ class LiveStreamChatServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamSuperlikes(self, request, context):
+        """StreamSuperlikes delivers a stream's superlikes as they are posted: every superlike exactly once,
+        in the stream's one order (the order ListSuperlikes shows, oldest first here), live and on
+        replay alike. Each event carries an opaque `cursor`; a call with `after` set to it continues
+        right after that superlike, including everything posted while the client was away (superlikes
+        are never deleted, so replay reaches back to the stream's first superlike: at least 24 h).
+        Any signed-in user may follow any stream. Initial metadata is sent as soon as the call is
+        accepted, so a client knows it is subscribed before the first superlike arrives.
+
+        The call never ends by itself while the server runs. When the server shuts down, or the
+        database stays unreachable, it ends with UNAVAILABLE: reconnect (to any replica) with the last
+        cursor received; nothing is lost or repeated.
+
+        Errors (gRPC code -> HTTP status, ErrorInfo.reason):
+        - UNAUTHENTICATED -> 401, UNAUTHENTICATED: as for SendSuperlike.
+        - INVALID_ARGUMENT -> 400, INVALID_STREAM_ID: `stream_id` is not a 24-character hex id;
+        INVALID_CURSOR: `after` is not a cursor this feed sent for this stream.
+        - NOT_FOUND -> 404, STREAM_NOT_FOUND: no stream has this id.
+        - UNAVAILABLE -> 503, STORAGE_UNAVAILABLE: the database cannot be reached; FEED_INTERRUPTED:
+        the server is shutting down. Both: reconnect with the last cursor.
+        - INTERNAL -> 500, INTERNAL: an unexpected failure; details are logged, never returned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamSuperlikeEvents(self, request, context):
+        """StreamSuperlikeEvents is StreamSuperlikes as Server-Sent Events for browsers and HTTP clients
+        (`Content-Type: text/event-stream`), one HttpBody per chunk of the event stream:
+        - first, as soon as the request is accepted, a `retry:` field (reconnect delay, ms);
+        - each superlike as `id: <cursor>`, `event: superlike`, `data: <the Superlike as JSON, exactly
+        as ListSuperlikes renders it>`; superlikes committed together arrive in one chunk;
+        - a `: ping` comment when nothing else was sent for 15 s, so idle connections stay open;
+        - on a failure after the first chunk (server shutting down, database unreachable): an
+        `event: error` whose data is the error envelope, then the stream ends. EventSource then
+        reconnects by itself with `Last-Event-ID`.
+        Where to start, first match wins: the `last-event-id` metadata (the HTTP header `Last-Event-ID`
+        an EventSource sends when it reconnects), then `after`, then `backlog`, else from now.
+        Over HTTP, EventSource cannot set headers, so the edge also accepts `?access_token=<JWT>`.
+
+        Errors before the first chunk are the same as StreamSuperlikes' (INVALID_CURSOR also for a bad
+        `last-event-id`), plus INVALID_ARGUMENT -> 400, INVALID_BACKLOG: `backlog` is outside 0..100.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LiveStreamChatServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +248,16 @@ def add_LiveStreamChatServicer_to_server(servicer, server):
                     servicer.ListTopSupporters,
                     request_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersRequest.FromString,
                     response_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersResponse.SerializeToString,
+            ),
+            'StreamSuperlikes': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamSuperlikes,
+                    request_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.StreamSuperlikesRequest.FromString,
+                    response_serializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.StreamSuperlikesResponse.SerializeToString,
+            ),
+            'StreamSuperlikeEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamSuperlikeEvents,
+                    request_deserializer=allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.StreamSuperlikeEventsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -295,6 +364,60 @@ class LiveStreamChat:
             '/allmine.livestream.chat.v1.LiveStreamChat/ListTopSupporters',
             allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersRequest.SerializeToString,
             allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.ListTopSupportersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamSuperlikes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/allmine.livestream.chat.v1.LiveStreamChat/StreamSuperlikes',
+            allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.StreamSuperlikesRequest.SerializeToString,
+            allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.StreamSuperlikesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamSuperlikeEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/allmine.livestream.chat.v1.LiveStreamChat/StreamSuperlikeEvents',
+            allmine_dot_livestream_dot_chat_dot_v1_dot_live__stream__chat__pb2.StreamSuperlikeEventsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,166 @@
+"""The live feed's fan-out in one server process: per followed stream, one reader of storage and the
+set of its subscribers.
+
+Storage only says "stream X now reaches position N" (after a batch commits in this process, or a
+PostgreSQL notification from any process): `advanced` is synchronous and cheap, so the write path
+never waits for the feed. Each followed stream has one pump task that reads what is new once, by
+position (never from the wake-up itself), and offers it to every subscriber as one chunk:
+superlikes committed together reach each subscriber together. A subscriber that cannot take a
+chunk catches up from storage on its own (feed_subscription.py); the pump never waits for anyone.
+
+Wake-ups are hints: a lost one is made good by the next one, or by `resync` after PostgreSQL's
+listener reconnects (it re-reads every followed stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from server.domain import errors
+from server.services.feed_subscription import Subscription
+from server.services.ports import SuperlikeReader
+
+log = logging.getLogger(__name__)
+
+# Superlikes per storage read: one chunk at most (a send batch holds at most 128).
+READ_LIMIT = 200
+# Chunks a subscriber may hold before it is cut from the live path.
+BUFFER_CHUNKS = 8
+
+
+class _StreamFanout:
+    def __init__(self, hub: FeedHub, stream_id: str, live_position: int) -> None:
+        self.stream_id = stream_id
+        self.live_position = live_position  # every superlike up to here was offered to subscribers
+        self.subscribers: set[Subscription] = set()
+        self._hub = hub
+        self._known_position = live_position  # the highest position storage said it reached
+        self._reread = False
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._pump(), name=f"feed-{stream_id}")
+
+    def advance(self, position: int | None) -> None:
+        """`position` committed; None: unknown, read anyway."""
+        if position is None:
+            self._reread = True
+        elif position > self._known_position:
+            self._known_position = position
+        else:
+            return
+        self._wake.set()
+
+    async def _pump(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._reread or self.live_position < self._known_position:
+                self._reread = False
+                try:
+                    batch = await self._hub.reader.after(self.stream_id, self.live_position, self._hub.read_limit)
+                except Exception as error:  # storage down: the next read or wake-up delivers them
+                    log.warning("live feed of %s could not read: %s", self.stream_id, error)
+                    self._reread = True
+                    await asyncio.sleep(self._hub.retry_seconds)
+                    continue
+                if batch is None or not batch.superlikes:
+                    self._known_position = self.live_position
+                    break
+                chunk = tuple(batch.superlikes)
+                self.live_position = chunk[-1].position
+                self._known_position = max(self._known_position, batch.last_position)
+                for subscriber in list(self.subscribers):
+                    subscriber.offer(chunk)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def stopped(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class FeedHub:
+    def __init__(
+        self,
+        reader: SuperlikeReader,
+        *,
+        read_limit: int = READ_LIMIT,
+        buffer_chunks: int = BUFFER_CHUNKS,
+        retry_seconds: float = 0.5,
+    ) -> None:
+        self.reader = reader
+        self.read_limit = read_limit
+        self.retry_seconds = retry_seconds
+        self._buffer_chunks = buffer_chunks
+        self._streams: dict[str, _StreamFanout] = {}
+        self._closed = False
+        # Kept as a number, not counted on demand: metrics read it from another thread.
+        self._subscribers = 0
+
+    def advanced(self, positions: Mapping[str, int]) -> None:
+        """Storage committed superlikes up to these positions (stream id -> position)."""
+        for stream_id, position in positions.items():
+            fanout = self._streams.get(stream_id)
+            if fanout is not None:
+                fanout.advance(position)
+
+    def resync(self) -> None:
+        """Wake-ups may have been lost: every followed stream reads storage again."""
+        for fanout in self._streams.values():
+            fanout.advance(None)
+
+    def subscribe(self, stream_id: str, after: int, last_position: int) -> Subscription:
+        """A subscriber of `stream_id` from right after position `after`. `last_position` is the
+        stream's last position as just read (where a new fan-out starts)."""
+        if self._closed:
+            raise errors.FeedInterrupted()
+        fanout = self._streams.get(stream_id)
+        if fanout is None:
+            fanout = self._streams[stream_id] = _StreamFanout(self, stream_id, last_position)
+        subscription = Subscription(
+            stream_id,
+            after,
+            fanout,
+            self.reader,
+            buffer_chunks=self._buffer_chunks,
+            read_limit=self.read_limit,
+            on_close=self._unsubscribe,
+        )
+        fanout.subscribers.add(subscription)
+        self._subscribers += 1
+        return subscription
+
+    def subscriber_count(self, stream_id: str) -> int:
+        fanout = self._streams.get(stream_id)
+        return len(fanout.subscribers) if fanout is not None else 0
+
+    def total_subscribers(self) -> int:
+        """Subscribers of every stream on this server (read by the metrics endpoint's thread)."""
+        return self._subscribers
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        fanout = self._streams.get(subscription.stream_id)
+        if fanout is None or subscription not in fanout.subscribers:
+            return
+        fanout.subscribers.discard(subscription)
+        self._subscribers -= 1
+        if not fanout.subscribers:
+            del self._streams[subscription.stream_id]
+            fanout.stop()
+
+    async def close(self) -> None:
+        """Ends every subscription (FeedInterrupted: clients reconnect elsewhere with their cursor)
+        and refuses new ones."""
+        self._closed = True
+        fanouts = list(self._streams.values())
+        self._streams.clear()
+        self._subscribers = 0
+        for fanout in fanouts:
+            for subscription in fanout.subscribers:
+                subscription.interrupt(errors.FeedInterrupted())
+            fanout.stop()
+        for fanout in fanouts:
+            await fanout.stopped()

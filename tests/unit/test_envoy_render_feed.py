@@ -1,0 +1,50 @@
+"""envoy/render.py for the live feed: every replica in both upstream clusters, the feed's own
+circuit-breaker budget, the overlay page's file, and an access log that never records a query."""
+
+from __future__ import annotations
+
+from devstack.stack import load_envoy_renderer
+
+renderer = load_envoy_renderer()
+
+
+def _clusters(config: dict) -> dict[str, dict]:
+    return {cluster["name"]: cluster for cluster in config["static_resources"]["clusters"]}
+
+
+def _hcm(config: dict) -> dict:
+    return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def test_every_replica_serves_both_the_calls_and_the_feed() -> None:
+    clusters = _clusters(renderer.render(upstream_host="10.0.0.7", upstream_port=6001, extra_upstream_ports=(6002,)))
+    for name in ("livestream_chat", "livestream_chat_feed"):
+        endpoints = clusters[name]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        addresses = [endpoint["endpoint"]["address"]["socket_address"] for endpoint in endpoints]
+        assert addresses == [{"address": "10.0.0.7", "port_value": 6001}, {"address": "10.0.0.7", "port_value": 6002}]
+
+
+def test_long_lived_feeds_have_a_budget_of_their_own() -> None:
+    clusters = _clusters(renderer.render())
+    calls = clusters["livestream_chat"]["circuit_breakers"]["thresholds"][0]["max_requests"]
+    feeds = clusters["livestream_chat_feed"]["circuit_breakers"]["thresholds"][0]["max_requests"]
+    assert (calls, feeds) == (1024, 100000)
+    routes = {route["name"]: route for route in _hcm(renderer.render())["route_config"]["virtual_hosts"][0]["routes"]}
+    assert {routes[name]["route"]["cluster"] for name in ("rest-live-feed", "grpc-live-feed")} == {"livestream_chat_feed"}
+    assert routes["rest"]["route"]["cluster"] == "livestream_chat"
+    assert routes["rest-live-feed"]["route"]["timeout"] == routes["grpc-live-feed"]["route"]["timeout"] == "0s"
+
+
+def test_the_overlay_page_comes_from_the_given_file_and_leaves_envoy_unchanged() -> None:
+    hcm = _hcm(renderer.render(overlay="/srv/envoy/overlay.html"))
+    routes = {route["name"]: route for route in hcm["route_config"]["virtual_hosts"][0]["routes"]}
+    assert routes["overlay"]["direct_response"] == {"status": 200, "body": {"filename": "/srv/envoy/overlay.html"}}
+    first = hcm["local_reply_config"]["mappers"][0]
+    assert first["body_format_override"]["text_format_source"]["inline_string"] == "%LOCAL_REPLY_BODY%"
+
+
+def test_the_access_log_records_paths_without_their_query() -> None:
+    log_format = _hcm(renderer.render())["access_log"][0]["typed_config"]["log_format"]["text_format_source"]
+    assert "%PATH(NQ:ORIG_OR_PATH)%" in log_format["inline_string"]
+    assert "%REQ(:PATH)%" not in log_format["inline_string"]
+    assert "X-ENVOY-ORIGINAL-PATH" not in log_format["inline_string"]
