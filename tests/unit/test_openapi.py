@@ -30,6 +30,10 @@ def test_every_rest_route_with_its_parameters_by_json_name() -> None:
         ("get", "/api/v1/live-stream/{streamId}/chat/superlikes"): [
             ("streamId", "path", True, "string"), ("pageSize", "query", False, "int32"), ("pageToken", "query", False, "string"),
         ],
+        ("get", "/api/v1/live-stream/{streamId}/chat/superlikes/events"): [
+            ("streamId", "path", True, "string"), ("after", "query", False, "string"),
+            ("backlog", "query", False, "int32"), ("Last-Event-ID", "header", False, "string"),
+        ],
         ("get", "/api/v1/live-stream/{streamId}/chat/top-supporters"): [
             ("streamId", "path", True, "string"), ("limit", "query", False, "int32"),
         ],
@@ -67,6 +71,16 @@ def test_every_status_the_edge_answers_has_the_envelope_and_bearer_auth_is_requi
     )
     assert SCHEMAS["ErrorEnvelope"]["required"] == ["isSuccess", "statusCode", "data", "errors", "timestamp"]
     assert DOCUMENT["security"] == [{"bearerAuth": []}]
-    assert DOCUMENT["components"]["securitySchemes"] == {
-        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert DOCUMENT["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
     }
+
+
+def test_the_event_stream_is_text_event_stream_and_takes_its_token_from_the_query_too() -> None:
+    events = DOCUMENT["paths"]["/api/v1/live-stream/{streamId}/chat/superlikes/events"]["get"]
+    assert list(events["responses"]["200"]["content"]) == ["text/event-stream"]
+    assert events["security"] == [{"bearerAuth": []}, {"accessTokenQuery": []}]
+    assert DOCUMENT["components"]["securitySchemes"]["accessTokenQuery"] == {
+        "type": "apiKey", "in": "query", "name": "access_token",
+    }
+
