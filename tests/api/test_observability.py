@@ -113,7 +113,6 @@ async def test_counters_move_by_exactly_what_was_sent(observed: Observed) -> Non
     # token never did).
     assert _delta(before, after, "livechat_superlike_batch_size_count") == 5
     assert _delta(before, after, "livechat_superlike_batch_size_sum") == 5
-    assert after[("livechat_live_feed_subscribers", ())] == 0
     assert after[("livechat_db_pool_connections_in_use", ())] >= 0
 
     for _ in range(100):  # the two charges' host credits, settled in the background
@@ -123,6 +122,27 @@ async def test_counters_move_by_exactly_what_was_sent(observed: Observed) -> Non
         await asyncio.sleep(0.05)
     assert settled == 2
     assert (await observed.scrape())[("livechat_settlement_lag_seconds", ())] < 5
+
+
+async def test_the_live_feed_subscribers_gauge_follows_the_open_feeds(observed: Observed) -> None:
+    world = await build_world(observed.storage, coins=100, price=10)
+    gauge = ("livechat_live_feed_subscribers", ())
+    before = (await observed.scrape())[gauge]
+    metadata = [("authorization", f"Bearer {observed.token_for(world.viewer_id)}")]
+    calls = [
+        observed.stub.StreamSuperlikes(chat_pb2.StreamSuperlikesRequest(stream_id=world.stream_id), metadata=metadata)
+        for _ in range(2)
+    ]
+    for call in calls:
+        await asyncio.wait_for(call.initial_metadata(), 10)  # subscribed
+    assert (await observed.scrape())[gauge] == before + 2
+    for call in calls:
+        call.cancel()
+    for _ in range(100):  # the server notices the cancellations
+        if (await observed.scrape())[gauge] == before:
+            break
+        await asyncio.sleep(0.05)
+    assert (await observed.scrape())[gauge] == before
 
 
 async def test_one_log_line_per_call_without_credentials(observed: Observed) -> None:
