@@ -80,6 +80,7 @@ Allmine live-stream chat is running.
   gRPC (via Envoy)   127.0.0.1:{config.http_port}
   gRPC (direct)      127.0.0.1:{config.grpc_port}
   Envoy admin        http://127.0.0.1:{config.admin_port}
+  OpenAPI            http://127.0.0.1:{config.http_port}/api/v1/openapi.json
   metrics            http://127.0.0.1:{config.extra_server_env["LIVECHAT_METRICS_PORT"]}/metrics (server), http://127.0.0.1:{config.admin_port}/stats/prometheus (Envoy)
   database           {url}
   logs               {config.workdir}/server.log, {config.workdir}/envoy.log

@@ -129,6 +129,8 @@ def test_the_banner_commands_work_as_pasted_and_reruns_say_what_they_did_to_the_
     server_metrics, envoy_metrics = re.search(r"  metrics            (\S+) \(server\), (\S+) \(Envoy\)", first.text).groups()
     assert 'livechat_superlikes_total{reason="OK"} 2.0' in bash(f"curl -sS {server_metrics}")
     assert "envoy_cluster_upstream_rq_total" in bash(f"curl -sS {envoy_metrics}")
+    openapi = re.search(r"  OpenAPI            (\S+)", first.text).group(1)
+    assert json.loads(bash(f"curl -sS {openapi}"))["openapi"] == "3.1.0"
     first.stop()
 
     with sqlite3.connect(make_run.database) as db:  # the viewer spent nearly everything
