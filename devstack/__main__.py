@@ -1,8 +1,8 @@
 """`make run`: the whole product on an embedded SQLite database, Envoy in front, ready to curl.
 
 Settings (environment): LIVECHAT_HTTP_PORT (8080), LIVECHAT_GRPC_PORT (50051), LIVECHAT_ADMIN_PORT
-(9901, Envoy admin on 127.0.0.1), DATABASE_URL (the default of every `livechat` command,
-sqlite:///.local/livechat.db), RESET=1 (`make run RESET=1`: delete that SQLite database first and
+(9901, Envoy admin on 127.0.0.1), LIVECHAT_METRICS_PORT (9464, the server's Prometheus metrics),
+DATABASE_URL (the default of every `livechat` command, sqlite:///.local/livechat.db), RESET=1 (`make run RESET=1`: delete that SQLite database first and
 start from fresh demo data). Ctrl-C (or SIGTERM) stops everything.
 """
 
@@ -80,6 +80,8 @@ Allmine live-stream chat is running.
   gRPC (via Envoy)   127.0.0.1:{config.http_port}
   gRPC (direct)      127.0.0.1:{config.grpc_port}
   Envoy admin        http://127.0.0.1:{config.admin_port}
+  OpenAPI            http://127.0.0.1:{config.http_port}/api/v1/openapi.json
+  metrics            http://127.0.0.1:{config.extra_server_env["LIVECHAT_METRICS_PORT"]}/metrics (server), http://127.0.0.1:{config.admin_port}/stats/prometheus (Envoy)
   database           {url}
   logs               {config.workdir}/server.log, {config.workdir}/envoy.log
   demo data          {describe_seed(seed)}
@@ -125,6 +127,7 @@ def main() -> int:
     http_port = _port("LIVECHAT_HTTP_PORT", 8080)
     grpc_port = _port("LIVECHAT_GRPC_PORT", 50051)
     admin_port = _port("LIVECHAT_ADMIN_PORT", 9901)
+    metrics_port = _port("LIVECHAT_METRICS_PORT", 9464)
     # Relative paths (the default database, .local/) mean the repository root, whoever started us.
     os.chdir(ROOT)
     url = database_url(os.environ)
@@ -139,6 +142,7 @@ def main() -> int:
         grpc_port=grpc_port,
         http_port=http_port,
         admin_port=admin_port,
+        extra_server_env={"LIVECHAT_METRICS_PORT": str(metrics_port)},
     )
     token = mint_token(
         key_path.read_bytes(), subject=DEMO_VIEWER_ID, issuer=config.issuer, audience=config.audience,

@@ -65,6 +65,14 @@ LUA_FILTER = "envoy.filters.http.lua"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
+RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+OPENAPI_ROUTE = "openapi"
+
+# A person tapping "superlike": a burst of 20, then 5 a second, per caller (the token's `sub`).
+DEFAULT_SEND_BURST = 20
+DEFAULT_SEND_PER_SECOND = 5.0
+# Callers whose buckets Envoy keeps at once (an LRU); far above the number sending in any few seconds.
+DEFAULT_RATE_LIMITED_CALLERS = 100_000
 
 DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 JWKS_CACHE_DURATION = "600s"
@@ -179,6 +187,33 @@ def _jwks_source(jwks_url: str, ca_file: str) -> tuple[dict[str, Any], dict[str,
             },
         }
     return remote_jwks, cluster
+
+
+def _send_rate_limit(burst: Any, per_second: Any, callers: Any) -> dict[str, Any]:
+    """The per-caller bucket of the SendSuperlike routes, and the Retry-After a refused caller gets."""
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 100_000:
+        raise RenderError(f"--send-burst must be 1-100000, got {burst!r}")
+    if isinstance(per_second, bool) or not isinstance(per_second, (int, float)) or not 1 / 3600 <= per_second <= 100_000:
+        raise RenderError(f"--send-per-second must be from 1/3600 to 100000, got {per_second!r}")
+    if isinstance(callers, bool) or not isinstance(callers, int) or not 1 <= callers <= 10_000_000:
+        raise RenderError(f"--rate-limited-callers must be 1-10000000, got {callers!r}")
+    if per_second >= 1:
+        # Whole tokens every second (a fraction of a token is not a thing Envoy refills).
+        tokens, interval = int(per_second), 1
+    else:
+        tokens, interval = 1, round(1 / per_second)
+    return {
+        "bucket": {"max_tokens": burst, "tokens_per_fill": tokens, "fill_interval": f"{interval}s"},
+        "retry_after": str(interval),
+        "callers": callers,
+    }
+
+
+def _render_send_rate_limit(http_filters: list[dict[str, Any]], limit: dict[str, Any]) -> None:
+    config = _find(http_filters, "name", RATE_LIMIT_FILTER, "http filter")["typed_config"]
+    config["descriptors"][0]["token_bucket"] = dict(limit["bucket"])
+    config["max_dynamic_descriptors"] = limit["callers"]
+    config["response_headers_to_add"][0]["header"]["value"] = limit["retry_after"]
 
 
 # --- generated from the error table ----------------------------------------------------------------
@@ -317,7 +352,7 @@ def error_table_metadata() -> dict[str, Any]:
     }
 
 
-# The overlay page is Envoy's only successful local reply: it leaves as it is, not as an envelope.
+# The overlay page is a successful local reply too: it leaves as it is, not as an envelope.
 OVERLAY_PAGE_MAPPER = {
     "filter": {"status_code_filter": {"comparison": {"op": "EQ", "value": {
         "default_value": 200, "runtime_key": "edge.local_reply.page"}}}},
@@ -328,8 +363,24 @@ OVERLAY_PAGE_MAPPER = {
 }
 
 
+# The OpenAPI document is a successful local reply (a direct response): it leaves as it is, JSON,
+# not as an envelope. Only its route's 200 is let through this way.
+OPENAPI_MAPPER = {
+    "filter": {"and_filter": {"filters": [
+        {"status_code_filter": {"comparison": {"op": "EQ", "value": {
+            "default_value": 200, "runtime_key": "edge.local_reply.openapi"}}}},
+        {"extension_filter": {"name": CEL_FILTER, "typed_config": {
+            "@type": CEL_TYPE, "expression": f"xds.route_name == '{OPENAPI_ROUTE}'"}}},
+    ]}},
+    "body_format_override": {
+        "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+        "content_type": "application/json",
+    },
+}
+
+
 def _render_error_table(hcm: dict[str, Any]) -> None:
-    hcm["local_reply_config"]["mappers"] = [OVERLAY_PAGE_MAPPER, *local_reply_mappers()]
+    hcm["local_reply_config"]["mappers"] = [OPENAPI_MAPPER, OVERLAY_PAGE_MAPPER, *local_reply_mappers()]
     table = error_table_metadata()
     for virtual_host in hcm["route_config"]["virtual_hosts"]:
         for route in virtual_host["routes"]:
@@ -377,6 +428,10 @@ def render(
     upstream_keepalive_seconds: float | None = None,
     extra_upstream_ports: tuple[int, ...] = (),
     overlay: str | None = None,
+    openapi: str | None = None,
+    send_burst: int = DEFAULT_SEND_BURST,
+    send_per_second: float = DEFAULT_SEND_PER_SECOND,
+    rate_limited_callers: int = DEFAULT_RATE_LIMITED_CALLERS,
     check_files: bool = False,
     template: str | Path = TEMPLATE,
 ) -> dict[str, Any]:
@@ -413,6 +468,11 @@ def render(
         page = _find(routes, "name", OVERLAY_ROUTE, "route")
         page["direct_response"]["body"] = {"filename": _existing_file("--overlay", overlay, check_files)}
     _render_error_table(hcm)
+    _render_send_rate_limit(http_filters, _send_rate_limit(send_burst, send_per_second, rate_limited_callers))
+    if openapi is not None:
+        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        document = _find(routes, "name", OPENAPI_ROUTE, "route")["direct_response"]["body"]
+        document["filename"] = _existing_file("--openapi", openapi, check_files)
 
     if descriptor is not None:
         transcoder = _find(http_filters, "name", TRANSCODER_FILTER, "http filter")["typed_config"]
@@ -471,6 +531,13 @@ def _parser() -> argparse.ArgumentParser:
     jwks.add_argument("--jwks-url", help="remote JWKS URL (https; http only on loopback)")
     p.add_argument("--jwks-ca-file", default=DEFAULT_CA_BUNDLE,
                    help=f"CA bundle for an https --jwks-url (default {DEFAULT_CA_BUNDLE})")
+    p.add_argument("--openapi", help="the OpenAPI document Envoy serves (default gen/openapi.json)")
+    p.add_argument("--send-burst", type=int, default=DEFAULT_SEND_BURST,
+                   help=f"superlikes a caller may send at once (default {DEFAULT_SEND_BURST})")
+    p.add_argument("--send-per-second", type=float, default=DEFAULT_SEND_PER_SECOND,
+                   help=f"superlikes a caller may send per second after the burst (default {DEFAULT_SEND_PER_SECOND:g})")
+    p.add_argument("--rate-limited-callers", type=int, default=DEFAULT_RATE_LIMITED_CALLERS,
+                   help=f"callers whose buckets Envoy keeps (default {DEFAULT_RATE_LIMITED_CALLERS})")
     p.add_argument("--upstream-keepalive-seconds", type=float,
                    help="HTTP/2 PING interval on connections to the server (default 30)")
     p.add_argument("--no-check-files", dest="check_files", action="store_false",

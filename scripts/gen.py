@@ -1,4 +1,5 @@
-"""Regenerate gen/ from proto/: Python messages, stubs, type stubs and Envoy's descriptor set.
+"""Regenerate gen/ from proto/: Python messages, stubs, type stubs, Envoy's descriptor set and the
+REST edge's OpenAPI document (openapi.json, from that descriptor set and the error table).
 
     python scripts/gen.py           # rewrite gen/
     python scripts/gen.py --check   # exit 1 when gen/ is stale relative to proto/
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import json
 import shutil
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import google.api.annotations_pb2
@@ -27,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 GEN_DIR = ROOT / "gen"
 DESCRIPTOR_NAME = "livestream_chat.pb"
+OPENAPI_NAME = "openapi.json"
 # ErrorInfo is not imported by our protos but travels in grpc-status-details-bin; Envoy's transcoder
 # must know its type to render error details, so it joins the descriptor set explicitly.
 EXTRA_DESCRIPTOR_INPUTS = ["google/rpc/error_details.proto", "google/rpc/status.proto"]
@@ -66,6 +70,15 @@ def generate(out_dir: Path) -> None:
     ]
     if protoc.main(descriptor_args) != 0:
         sys.exit("protoc failed generating the descriptor set")
+    write_openapi(out_dir / DESCRIPTOR_NAME, out_dir / OPENAPI_NAME)
+
+
+def write_openapi(descriptor_set: Path, out: Path) -> None:
+    from server.api.openapi import build_openapi  # needs gen/ importable: after the first generation
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    document = build_openapi(descriptor_set.read_bytes(), version)
+    out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_lint_image(path: Path, proto_dir: Path = PROTO_DIR) -> None:

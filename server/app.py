@@ -27,6 +27,7 @@ from server.auth.jwks import JwksKeySet
 from server.auth.tokens import TokenPolicy, TokenVerifier
 from server.config import Settings
 from server.domain.errors import StorageUnavailable
+from server.observability.wiring import Instruments, instrument
 from server.services.feed import FeedService
 from server.services.feed_hub import FeedHub
 from server.services.history import HistoryService
@@ -72,6 +73,14 @@ class RunningServer:
     health: health.aio.HealthServicer
     feed_hub: FeedHub
     _background: list[asyncio.Task[None]]
+    # The servicer the server hosts (pytest-grpc's `grpc_servicer` fixture hands it to tests).
+    servicer: LiveStreamChatServicer | None = None
+    # Metrics (and their endpoint when LIVECHAT_METRICS_PORT is set) and the RPC log line.
+    instruments: Instruments | None = None
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.instruments is None else self.instruments.metrics_port
 
     async def stop(self, grace_seconds: float) -> None:
         """Stops taking calls, lets in-flight ones finish for up to `grace_seconds`, then releases."""
@@ -92,6 +101,8 @@ class RunningServer:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.storage.settle(), timeout=5)
         await self.storage.close()
+        if self.instruments is not None:
+            self.instruments.close()
 
 
 def build_verifier(settings: Settings) -> tuple[TokenVerifier, JwksKeySet]:
@@ -148,7 +159,9 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
         feed_ping_seconds=settings.feed_ping_seconds,
     )
 
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    instruments = instrument(settings, storage)
+    instruments.metrics.watch_feed_subscribers(feed_hub.total_subscribers)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[instruments.interceptor])
     chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -159,18 +172,25 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as error:
+        instruments.close()
         raise PortInUse(f"cannot listen on {address}: the port is taken or the address is invalid") from error
     if port == 0:
+        instruments.close()
         raise PortInUse(f"cannot listen on {address}")
     await storage_health.check_now()
     await server.start()
     background = [
         asyncio.create_task(storage_health.run(), name="storage-health"),
-        asyncio.create_task(settle_every(storage.settle, settings.settle_interval_seconds), name="settlement"),
+        asyncio.create_task(
+            settle_every(storage.settle, settings.settle_interval_seconds, instruments.metrics.observe_settlement),
+            name="settlement",
+        ),
         asyncio.create_task(storage.watch_advances(feed_hub.resync), name="feed-wakeups"),
     ]
     log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
-    return RunningServer(server, port, storage, health_servicer, feed_hub, background)
+    if instruments.metrics_port is not None:
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, instruments.metrics_port)
+    return RunningServer(server, port, storage, health_servicer, feed_hub, background, servicer, instruments)
 
 
 async def serve(settings: Settings) -> None:

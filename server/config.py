@@ -37,6 +37,10 @@ class Settings:
     idempotency_retention_hours: int = 24
     feed_ping_seconds: float = 15.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    # None: no metrics endpoint; 0: any free port (tests read it back from the running server).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     def require_auth(self) -> None:
         """The server cannot run without a way to verify tokens; admin commands can."""
@@ -84,6 +88,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = env.get("LIVECHAT_LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"LIVECHAT_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+    log_format = (env.get("LIVECHAT_LOG_FORMAT") or "text").lower()
+    if log_format not in {"text", "json"}:
+        raise ConfigError(f"LIVECHAT_LOG_FORMAT={log_format!r} must be text or json")
+    metrics_port = None if not env.get("LIVECHAT_METRICS_PORT") else _int(env, "LIVECHAT_METRICS_PORT", 0, 0, 65535)
     secret = env.get("LIVECHAT_JWT_HS256_SECRET") or None
     if secret is not None and len(secret.encode()) < 32:
         raise ConfigError("LIVECHAT_JWT_HS256_SECRET must be at least 32 bytes (RFC 7518 section 3.2)")
@@ -118,4 +126,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         feed_ping_seconds=_float(env, "LIVECHAT_FEED_PING_SECONDS", 15.0, 0.05, 15.0),
         log_level=log_level,
+        log_format=log_format,
+        metrics_port=metrics_port,
+        metrics_host=env.get("LIVECHAT_METRICS_HOST") or "127.0.0.1",
     )

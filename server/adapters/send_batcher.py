@@ -52,6 +52,8 @@ class SendBatcher:
         self._flush_scheduled = False
         self._closed = False
         self._abandoned = False
+        # Told the size of every batch that starts (metrics); they must not raise.
+        self.batch_observers: list[Callable[[int], None]] = []
 
     async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendOutcome:
         """Queues the request for the next batch and waits for its own outcome.
@@ -109,6 +111,8 @@ class SendBatcher:
             batch = self._take_batch()
             if not batch:
                 return
+            for observe in self.batch_observers:
+                observe(len(batch))
             task = asyncio.create_task(self._write(batch), name="superlike-batch")
             self._in_flight.add(task)
             task.add_done_callback(self._written)

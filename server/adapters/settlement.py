@@ -21,11 +21,18 @@ log = logging.getLogger(__name__)
 ANY_PENDING = text("SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE NOT applied)")
 
 
-async def settle_every(settle: Callable[[], Awaitable[int]], interval_seconds: float) -> None:
-    """Settles every `interval_seconds` until cancelled; database outages are retried quietly."""
+async def settle_every(
+    settle: Callable[[], Awaitable[int]],
+    interval_seconds: float,
+    on_settled: Callable[[int], None] | None = None,
+) -> None:
+    """Settles every `interval_seconds` until cancelled; database outages are retried quietly.
+    `on_settled` is told how many credits each completed run applied (metrics)."""
     while True:
         try:
-            await settle()
+            applied = await settle()
+            if on_settled is not None:
+                on_settled(applied)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # an outage is reported by the health task; keep trying

@@ -35,6 +35,9 @@ class BatchedSuperlikeWriter(Protocol):
     async def close(self, timeout_seconds: float) -> None:
         """Takes no new superlikes; waits up to `timeout_seconds` for the queued ones."""
 
+    def observe_batches(self, observer: Callable[[int], None]) -> None:
+        """`observer` is told the size of every batch this writer starts."""
+
 
 class SuperlikeHistory(Protocol):
     """A backend's implementation of the read port (services/ports.py). Each method returns None
@@ -134,6 +137,15 @@ class Storage(abc.ABC):
             if self.is_unavailable(error):
                 raise StorageUnavailable() from error
             raise
+
+    def pool_in_use(self) -> int:
+        """Connections of the engine's pool checked out now (0 for a pool that keeps none)."""
+        checkedout = getattr(self.engine.pool, "checkedout", None)
+        return int(checkedout()) if callable(checkedout) else 0
+
+    def pool_size(self) -> int:
+        size = getattr(self.engine.pool, "size", None)
+        return int(size()) if callable(size) else 0
 
     async def close(self, grace_seconds: float = 1.0) -> None:
         """Waits up to `grace_seconds` for queued superlikes to be written (later ones are refused),

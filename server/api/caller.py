@@ -10,6 +10,7 @@ import re
 
 import grpc
 
+from server.api.rpc_observer import note_caller
 from server.auth.tokens import TokenVerifier
 from server.domain.errors import InvalidCursor, InvalidIdempotencyKey, Unauthenticated
 
@@ -42,7 +43,9 @@ async def authenticated_subject(context: grpc.aio.ServicerContext, verifier: Tok
     headers = _metadata_values(context, "authorization")
     if len(headers) != 1:
         raise Unauthenticated()
-    return await verifier.subject_of(bearer_token(headers[0]))
+    subject = await verifier.subject_of(bearer_token(headers[0]))
+    note_caller(subject)
+    return subject
 
 
 def idempotency_key_of(request_id: str, context: grpc.aio.ServicerContext) -> str | None:

@@ -51,7 +51,7 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.RequestTimedOut: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.RequestBodyTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.RequestHeadersTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.TooManyRequests: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.RequestRejected: grpc.StatusCode.INVALID_ARGUMENT,
 }
@@ -97,7 +97,7 @@ EDGE_ERRORS: tuple[EdgeError, ...] = (
     EdgeError((405,), 405, errors.MethodNotAllowed, errors.MethodNotAllowed),
     EdgeError((408,), 408, errors.RequestTimedOut, errors.RequestTimedOut),
     EdgeError((413,), 413, errors.RequestBodyTooLarge, errors.RequestBodyTooLarge),
-    EdgeError((429,), 429, errors.TooManyRequests, errors.TooManyRequests),
+    EdgeError((429,), 429, errors.RateLimited, errors.RateLimited),
     EdgeError((431,), 431, errors.RequestHeadersTooLarge, errors.RequestHeadersTooLarge),
     # Upstream unreachable, reset, overloaded or unhealthy: one answer, "retry later".
     EdgeError((502, 503), 503, errors.ServiceUnavailable, errors.ServiceUnavailable),

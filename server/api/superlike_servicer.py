@@ -12,7 +12,8 @@ from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.api import history_messages
 from server.api.caller import authenticated_subject, idempotency_key_of
 from server.api.feed_streams import FeedStreams
-from server.api.status_codes import status_of
+from server.api.rpc_observer import note_refusal
+from server.api.status_codes import status_code_of, status_of
 from server.auth.tokens import TokenVerifier
 from server.domain.clock import format_timestamp
 from server.domain.errors import DomainError, Internal, StorageUnavailable
@@ -95,11 +96,13 @@ class LiveStreamChatServicer(chat_grpc.LiveStreamChatServicer):
     async def _refuse(self, context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
         """Ends the call with the error's status; raises (context.abort does)."""
         if isinstance(error, DomainError):
+            note_refusal(status_code_of(error), error.reason)
             if isinstance(error, StorageUnavailable) and self._on_storage_unavailable is not None:
                 self._on_storage_unavailable()
             await context.abort_with_status(status_of(error))
         # The client learns nothing of the failure; the log gets everything.
         log.error("%s failed unexpectedly", method, exc_info=error)
+        note_refusal(grpc.StatusCode.INTERNAL, Internal.reason)
         await context.abort_with_status(status_of(Internal()))
 
 

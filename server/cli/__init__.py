@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from server.cli.parser import USAGE_ERROR_STATUS, build_parser
 from server.cli.storage import CommandFailed, command_storage, require_database
 from server.config import ConfigError, Settings, load_settings
+from server.observability.logs import configure_logging
 from server.domain.errors import DomainError
 
 
@@ -33,13 +33,6 @@ def _run_event_loop(main: Any) -> None:
     uvloop.run(main)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-    )
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _fail(reason: str, message: str, status: int = 1) -> int:
@@ -111,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as error:
         return _fail("CONFIG", str(error), USAGE_ERROR_STATUS)
-    _configure_logging(settings.log_level if args.command == "serve" else "WARNING")
+    configure_logging(settings.log_level if args.command == "serve" else "WARNING", settings.log_format)
     try:
         return _run(args, settings)
     except DomainError as error:

@@ -190,9 +190,12 @@ class RequestHeadersTooLarge(DomainError):
     message = "Request headers too large"
 
 
-class TooManyRequests(DomainError):
-    reason = "TOO_MANY_REQUESTS"
-    message = "Too many requests"
+class RateLimited(DomainError):
+    """The caller sent more superlikes than the edge's per-caller limit allows (Envoy's local rate
+    limit); nothing was charged, and REST callers get Retry-After."""
+
+    reason = "RATE_LIMITED"
+    message = "Too many requests; retry shortly"
 
 
 class ServiceUnavailable(DomainError):

@@ -97,6 +97,8 @@ class FeedHub:
         self._buffer_chunks = buffer_chunks
         self._streams: dict[str, _StreamFanout] = {}
         self._closed = False
+        # Kept as a number, not counted on demand: metrics read it from another thread.
+        self._subscribers = 0
 
     def advanced(self, positions: Mapping[str, int]) -> None:
         """Storage committed superlikes up to these positions (stream id -> position)."""
@@ -128,17 +130,23 @@ class FeedHub:
             on_close=self._unsubscribe,
         )
         fanout.subscribers.add(subscription)
+        self._subscribers += 1
         return subscription
 
     def subscriber_count(self, stream_id: str) -> int:
         fanout = self._streams.get(stream_id)
         return len(fanout.subscribers) if fanout is not None else 0
 
+    def total_subscribers(self) -> int:
+        """Subscribers of every stream on this server (read by the metrics endpoint's thread)."""
+        return self._subscribers
+
     def _unsubscribe(self, subscription: Subscription) -> None:
         fanout = self._streams.get(subscription.stream_id)
-        if fanout is None:
+        if fanout is None or subscription not in fanout.subscribers:
             return
         fanout.subscribers.discard(subscription)
+        self._subscribers -= 1
         if not fanout.subscribers:
             del self._streams[subscription.stream_id]
             fanout.stop()
@@ -149,6 +157,7 @@ class FeedHub:
         self._closed = True
         fanouts = list(self._streams.values())
         self._streams.clear()
+        self._subscribers = 0
         for fanout in fanouts:
             for subscription in fanout.subscribers:
                 subscription.interrupt(errors.FeedInterrupted())

@@ -49,6 +49,10 @@ def stack_config(workdir: Path, database_url: str, keys: SigningKeys) -> StackCo
         http_port=free_port(),
         admin_port=free_port(),
         extra_server_env={"LIVECHAT_HEALTH_INTERVAL_SECONDS": "0.5"},
+        # These tests drive one caller far faster than a person can (races, retries, fuzzing): the
+        # per-caller limit is raised out of their way. tests/e2e/test_rate_limit_edge.py runs the
+        # product's own limit.
+        envoy_overrides={"send_burst": 100_000, "send_per_second": 100_000},
         die_with_parent=True,
     )
 

@@ -96,7 +96,7 @@ async def test_sse_with_access_token_after_and_backlog_and_the_token_is_never_lo
 
     assert [dict(e.json())["superlikeId"] for e in backlog] == [s["superlikeId"] for s in sent[2:]]
     assert dict(after.json())["superlikeId"] == sent[3]["superlikeId"]
-    logged = f"/api/v1/live-stream/{stream}/chat/superlikes/events HTTP/1.1"
+    logged = f'"path":"/api/v1/live-stream/{stream}/chat/superlikes/events"'  # the JSON access log
     for _ in range(50):  # Envoy writes the access log asynchronously, when each stream has ended
         if edge.stack.envoy_log.read_text().count(logged) >= 2:
             break

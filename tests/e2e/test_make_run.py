@@ -79,6 +79,7 @@ def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
             "LIVECHAT_HTTP_PORT": str(free_port()),
             "LIVECHAT_GRPC_PORT": str(free_port()),
             "LIVECHAT_ADMIN_PORT": str(free_port()),
+            "LIVECHAT_METRICS_PORT": str(free_port()),
             **extra_env,
         }
         output = tmp_path / f"make-run-{len(runs)}.txt"
@@ -125,6 +126,11 @@ def test_the_banner_commands_work_as_pasted_and_reruns_say_what_they_did_to_the_
     assert (shown["id"], shown["balance"], shown["pendingCredits"]) == (VIEWER, 980, 0)
     token = bash(first.command(f"{Path(sys.executable).parent / 'livechat'} dev token").replace("<user id>", VIEWER))
     assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+\n", token)
+    server_metrics, envoy_metrics = re.search(r"  metrics            (\S+) \(server\), (\S+) \(Envoy\)", first.text).groups()
+    assert 'livechat_superlikes_total{reason="OK"} 2.0' in bash(f"curl -sS {server_metrics}")
+    assert "envoy_cluster_upstream_rq_total" in bash(f"curl -sS {envoy_metrics}")
+    openapi = re.search(r"  OpenAPI            (\S+)", first.text).group(1)
+    assert json.loads(bash(f"curl -sS {openapi}"))["openapi"] == "3.1.0"
     first.stop()
 
     with sqlite3.connect(make_run.database) as db:  # the viewer spent nearly everything

@@ -107,6 +107,6 @@ def test_the_overlay_shows_each_superlike_once_in_order_across_a_server_restart(
         time.sleep(1)  # nothing arrives twice later either
         assert shown(browser, 6, timeout_s=0) == first + later
         logged = stack.envoy_log.read_text()
-        assert f"/overlay/{world.stream_id} " in logged and token not in logged
+        assert f'"path":"/overlay/{world.stream_id}"' in logged and token not in logged
     finally:
         stack.stop()

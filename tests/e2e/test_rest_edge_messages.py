@@ -66,7 +66,7 @@ async def stand_in_edge(
     ("case", "status", "message"),
     [
         ("internal", 500, "Internal server error"),
-        ("limit", 429, "Too many requests"),
+        ("limit", 429, "Too many requests; retry shortly"),
         ("header", 400, "Validation failed"),
         ("reset", 503, "Service temporarily unavailable"),
         ("quote", 404, "Resource not found"),

@@ -22,6 +22,10 @@ ALLOWED = {
     "auth": ("server.domain", "server.auth", "jwt", "cryptography"),
     "api": ("server.domain", "server.services", "server.auth", "server.api", "grpc", "grpc_health", "grpc_status",
             "google", "allmine"),
+    # Metrics and logs, wired by the composition root: they see the api layer only through the RPC
+    # record its interceptor hands over, and storage only through the hooks Storage offers.
+    "observability": ("server.domain", "server.observability", "server.api.rpc_observer",
+                      "server.adapters.storage_base", "server.config", "prometheus_client"),
 }
 
 

@@ -55,12 +55,14 @@ QUERY_REFUSED = "Query parameters must be ones this route defines, each at most 
 
 
 def test_every_rest_local_reply_text_is_from_the_table() -> None:
-    # The overlay page's mapper passes the page through: it holds no error text.
-    rest = [m for m in mappers() if "grpc-status" not in grpc_headers(m) and m != renderer.OVERLAY_PAGE_MAPPER]
+    # The OpenAPI document's and the overlay page's mappers pass them through: no error text.
+    openapi, overlay, *answers = mappers()
+    assert (openapi, overlay) == (renderer.OPENAPI_MAPPER, renderer.OVERLAY_PAGE_MAPPER)
+    rest = [m for m in answers if "grpc-status" not in grpc_headers(m)]
     texts = [m["body"]["inline_string"] for m in rest]
     assert texts == [QUERY_REFUSED, "Invalid JSON request body", "Authentication required", "Validation failed",
                      "Insufficient permissions", "Resource not found", "Method not allowed", "Request timed out",
-                     "Request body too large", "Too many requests", "Request headers too large",
+                     "Request body too large", "Too many requests; retry shortly", "Request headers too large",
                      "Service temporarily unavailable", "Request timed out", "Request could not be processed",
                      "Internal server error"]
     assert set(texts) <= set(status_codes.client_messages())
@@ -139,3 +141,51 @@ def test_a_lua_refusal_renders_its_own_text_only_when_the_lua_named_it() -> None
     assert mapper["filter"]["metadata_filter"]["match_if_key_not_found"] is False
     assert mapper["filter"]["metadata_filter"]["matcher"]["value"] == {"string_match": {"exact": "INVALID_QUERY_PARAMETER"}}
     assert (mapper["status_code"], mapper["body"]["inline_string"]) == (400, QUERY_REFUSED)
+
+
+def _filter(config: dict, name: str) -> dict:
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return next(f for f in hcm["http_filters"] if f["name"] == name)["typed_config"]
+
+
+def test_the_send_rate_limit_defaults_to_a_humans_pace_per_caller_and_is_enforced() -> None:
+    limit = _filter(renderer.render(), "envoy.filters.http.local_ratelimit")
+    everyone = {"numerator": 100, "denominator": "HUNDRED"}
+    assert limit["filter_enabled"]["default_value"] == everyone  # both default to 0 % when unset
+    assert limit["filter_enforced"]["default_value"] == everyone
+    assert limit["descriptors"] == [{
+        "entries": [{"key": "method", "value": "SendSuperlike"}, {"key": "caller"}],
+        "token_bucket": {"max_tokens": 20, "tokens_per_fill": 5, "fill_interval": "1s"},
+    }]
+    # Far above the default of 20, which would evict and refill other callers' buckets.
+    assert limit["max_dynamic_descriptors"] == 100_000
+    assert limit["always_consume_default_token_bucket"] is False
+    assert limit["rate_limited_as_resource_exhausted"] is True
+    actions = limit["rate_limits"][0]["actions"]
+    assert actions[0]["header_value_match"]["headers"][0]["string_match"] == {
+        "exact": "/allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike"
+    }
+    assert actions[1]["metadata"]["metadata_key"] == {
+        "key": "envoy.filters.http.jwt_authn", "path": [{"key": "jwt_payload"}, {"key": "sub"}],
+    }
+    assert limit["response_headers_to_add"][0]["header"] == {"key": "retry-after", "value": "1"}
+    provider = _filter(renderer.render(), "envoy.filters.http.jwt_authn")["providers"]["allmine"]
+    assert provider["payload_in_metadata"] == "jwt_payload"
+
+
+def test_the_send_rate_limit_is_configurable_and_retry_after_follows_the_refill() -> None:
+    config = renderer.render(send_burst=3, send_per_second=0.5, rate_limited_callers=500)
+    limit = _filter(config, "envoy.filters.http.local_ratelimit")
+    assert limit["descriptors"][0]["token_bucket"] == {"max_tokens": 3, "tokens_per_fill": 1, "fill_interval": "2s"}
+    assert (limit["max_dynamic_descriptors"], limit["response_headers_to_add"][0]["header"]["value"]) == (500, "2")
+    with pytest.raises(renderer.RenderError, match="--send-burst must be 1-100000, got 0"):
+        renderer.render(send_burst=0)
+
+
+def test_the_openapi_document_is_served_without_a_token() -> None:
+    config = renderer.render(openapi="/etc/envoy/openapi.json")
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    route = next(r for r in hcm["route_config"]["virtual_hosts"][0]["routes"] if r["name"] == "openapi")
+    assert route["match"]["path"] == "/api/v1/openapi.json"
+    assert route["direct_response"]["body"] == {"filename": "/etc/envoy/openapi.json"}
+    assert route["typed_per_filter_config"]["envoy.filters.http.jwt_authn"]["disabled"] is True

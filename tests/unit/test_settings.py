@@ -12,6 +12,7 @@ def test_defaults_use_the_embedded_sqlite_database() -> None:
     assert settings.database_url == "sqlite:///.local/livechat.db"  # where `make run` keeps its data
     assert (settings.grpc_host, settings.grpc_port) == ("127.0.0.1", 50051)
     assert settings.idempotency_retention_hours == 24
+    assert (settings.log_format, settings.metrics_port) == ("text", None)  # no metrics endpoint unless asked
 
 
 def test_all_variables_are_read() -> None:
@@ -26,6 +27,9 @@ def test_all_variables_are_read() -> None:
             "LIVECHAT_SHUTDOWN_GRACE_SECONDS": "2.5",
             "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS": "48",
             "LIVECHAT_LOG_LEVEL": "debug",
+            "LIVECHAT_LOG_FORMAT": "JSON",
+            "LIVECHAT_METRICS_PORT": "9464",
+            "LIVECHAT_METRICS_HOST": "0.0.0.0",
         }
     )
     assert settings.database_url == "postgresql://u@db/livechat"
@@ -33,6 +37,7 @@ def test_all_variables_are_read() -> None:
     assert settings.db_batches_in_flight == 3
     assert (settings.shutdown_grace_seconds, settings.idempotency_retention_hours) == (2.5, 48)
     assert settings.log_level == "DEBUG"
+    assert (settings.log_format, settings.metrics_host, settings.metrics_port) == ("json", "0.0.0.0", 9464)
     settings.require_auth()
 
 
@@ -48,6 +53,8 @@ def test_all_variables_are_read() -> None:
         ),
         ({"LIVECHAT_IDEMPOTENCY_RETENTION_HOURS": "1"}, "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS=1 is out of range [24, 8760]"),
         ({"LIVECHAT_SHUTDOWN_GRACE_SECONDS": "soon"}, "LIVECHAT_SHUTDOWN_GRACE_SECONDS='soon' is not a number"),
+        ({"LIVECHAT_LOG_FORMAT": "xml"}, "LIVECHAT_LOG_FORMAT='xml' must be text or json"),
+        ({"LIVECHAT_METRICS_PORT": "metrics"}, "LIVECHAT_METRICS_PORT='metrics' is not an integer"),
         ({"LIVECHAT_LOG_LEVEL": "loud"}, "LIVECHAT_LOG_LEVEL='LOUD' must be DEBUG, INFO, WARNING or ERROR"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with sqlite:// or postgresql://, got 'mysql'"),
         ({"LIVECHAT_JWT_HS256_SECRET": "short"}, "LIVECHAT_JWT_HS256_SECRET must be at least 32 bytes (RFC 7518 section 3.2)"),

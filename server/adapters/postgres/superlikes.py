@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -38,6 +38,9 @@ class PostgresSuperlikes:
         self._engine = engine
         self._advances = advances or StreamAdvances()
         self._batcher = SendBatcher(self._write_batch, max_batch=MAX_BATCH, max_in_flight=max_in_flight)
+
+    def observe_batches(self, observer: Callable[[int], None]) -> None:
+        self._batcher.batch_observers.append(observer)
 
     async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendOutcome:
         return await self._batcher.send(request, superlike_id, created_at_ms)

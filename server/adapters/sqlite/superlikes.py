@@ -9,7 +9,7 @@ cost several times what SQLite itself spends.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -93,6 +93,9 @@ class SqliteSuperlikes:
         self._worker = worker
         self._advances = advances or StreamAdvances()
         self._batcher = SendBatcher(self._write_batch, max_batch=MAX_BATCH, max_in_flight=1)
+
+    def observe_batches(self, observer: Callable[[int], None]) -> None:
+        self._batcher.batch_observers.append(observer)
 
     async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendOutcome:
         return await self._batcher.send(request, superlike_id, created_at_ms)

@@ -46,7 +46,8 @@ class LiveStreamChatStub:
     - UNIMPLEMENTED -> 501 (405 for REST), UNKNOWN_METHOD: no such service or method;
     METHOD_NOT_ALLOWED: the REST route exists for another HTTP method.
     - RESOURCE_EXHAUSTED -> 431/413/429, REQUEST_HEADERS_TOO_LARGE: headers and path above 32 KB;
-    REQUEST_BODY_TOO_LARGE: a body above 64 KB; TOO_MANY_REQUESTS: the caller is over its rate.
+    REQUEST_BODY_TOO_LARGE: a body above 64 KB; RATE_LIMITED: the caller sent more superlikes than
+    its per-caller rate allows (nothing was charged; REST answers carry Retry-After).
     - DEADLINE_EXCEEDED -> 504, DEADLINE_EXCEEDED: the call took longer than the route allows.
     - UNAVAILABLE -> 503, UNAVAILABLE: no server is reachable or healthy; safe to retry.
     """
@@ -104,7 +105,8 @@ class LiveStreamChatServicer:
     - UNIMPLEMENTED -> 501 (405 for REST), UNKNOWN_METHOD: no such service or method;
     METHOD_NOT_ALLOWED: the REST route exists for another HTTP method.
     - RESOURCE_EXHAUSTED -> 431/413/429, REQUEST_HEADERS_TOO_LARGE: headers and path above 32 KB;
-    REQUEST_BODY_TOO_LARGE: a body above 64 KB; TOO_MANY_REQUESTS: the caller is over its rate.
+    REQUEST_BODY_TOO_LARGE: a body above 64 KB; RATE_LIMITED: the caller sent more superlikes than
+    its per-caller rate allows (nothing was charged; REST answers carry Retry-After).
     - DEADLINE_EXCEEDED -> 504, DEADLINE_EXCEEDED: the call took longer than the route allows.
     - UNAVAILABLE -> 503, UNAVAILABLE: no server is reachable or healthy; safe to retry.
     """
@@ -285,7 +287,8 @@ class LiveStreamChat:
     - UNIMPLEMENTED -> 501 (405 for REST), UNKNOWN_METHOD: no such service or method;
     METHOD_NOT_ALLOWED: the REST route exists for another HTTP method.
     - RESOURCE_EXHAUSTED -> 431/413/429, REQUEST_HEADERS_TOO_LARGE: headers and path above 32 KB;
-    REQUEST_BODY_TOO_LARGE: a body above 64 KB; TOO_MANY_REQUESTS: the caller is over its rate.
+    REQUEST_BODY_TOO_LARGE: a body above 64 KB; RATE_LIMITED: the caller sent more superlikes than
+    its per-caller rate allows (nothing was charged; REST answers carry Retry-After).
     - DEADLINE_EXCEEDED -> 504, DEADLINE_EXCEEDED: the call took longer than the route allows.
     - UNAVAILABLE -> 503, UNAVAILABLE: no server is reachable or healthy; safe to retry.
     """

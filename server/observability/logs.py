@@ -1,0 +1,97 @@
+"""Log output: plain text or one JSON object per line (LIVECHAT_LOG_FORMAT=json), with credentials
+scrubbed from every line whatever logged it.
+
+The RPC log line (api/rpc_observer.py) carries only the method, outcome, latency, Envoy's request id
+and the caller's id; the scrubbing below is the second line of defence, for a library or a traceback
+that would quote a header, a token or a URL with `?access_token=`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+
+LOG_FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+# A JWT (three base64url parts, the first a JSON header: "eyJ"), a bearer credential, an
+# access_token query value, a PEM block: whatever would let a reader act as someone.
+_SECRETS = (
+    (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*"), "[token]"),
+    (re.compile(r"(?i)(bearer)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [token]"),
+    (re.compile(r"(?i)(access_token=)[^&\s\"']*"), r"\1[token]"),
+    (re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.DOTALL), "[key material]"),
+)
+
+# Fields a record may carry (logging's `extra`) that belong in the JSON object.
+RPC_FIELDS = ("method", "code", "reason", "latency_ms", "request_id", "caller_id")
+
+
+def scrub(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class ScrubbingTextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, milliseconds), level, logger, message, the RPC fields
+    when present, and the traceback as one string."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": self.formatTime(record, DATE_FORMAT) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in RPC_FIELDS:
+            if hasattr(record, name):
+                document[name] = getattr(record, name)
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(document, ensure_ascii=False))
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """The root logger's one handler (stderr), in `log_format`; times in UTC."""
+    handler = logging.StreamHandler()
+    formatter: logging.Formatter = (
+        JsonFormatter() if log_format == "json" else ScrubbingTextFormatter(TEXT_FORMAT, DATE_FORMAT)
+    )
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+_rpc_log = logging.getLogger("server.rpc")
+
+
+def log_rpc(method: str, code: str, reason: str, latency_ms: float, request_id: str, caller_id: str) -> None:
+    """The one INFO line per RPC. In JSON the fields are keys of their own; in text, key=value."""
+    fields = {
+        "method": method,
+        "code": code,
+        "reason": reason,
+        "latency_ms": round(latency_ms, 3),
+        "request_id": request_id,
+        "caller_id": caller_id,
+    }
+    _rpc_log.info(
+        "%s %s reason=%s latency_ms=%.3f request_id=%s caller_id=%s",
+        method, code, reason, fields["latency_ms"], request_id or "-", caller_id or "-",
+        extra=fields,
+    )
