@@ -56,7 +56,7 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
     settings = results.get("settings", {})
     by_name = {s["name"]: s for s in results.get("scenarios", [])}
     lines = [
-        f"# SendSuperlike benchmark ({results.get('mode', '?')} run, {results.get('started_at', '?')})",
+        f"# Superlike benchmark ({results.get('mode', '?')} run, {results.get('started_at', '?')})",
         "",
         f"Machine: {machine.get('nproc')} CPUs ({machine.get('cpu_model')}), {machine.get('mem_total_mb')} MB, "
         f"kernel {machine.get('kernel')}, Python {machine.get('python')}, grpcio {machine.get('grpcio')}, "
@@ -72,7 +72,9 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
         "`× ceiling`: req/s over the gRPC health check (no database work) on the same path at the same "
         "concurrency: through Envoy for REST and gRPC-via-Envoy, direct for direct gRPC. CPU columns are "
         "cores busy (CPU seconds / wall seconds) per process over the run; `ms CPU/req` is server·Envoy·PostgreSQL "
-        "CPU milliseconds per request. The load tools share the 2 cores with the stack.",
+        "CPU milliseconds per request. The load tools share the 2 cores with the stack. `spread` and `hot` "
+        "send superlikes; `list` reads a history page (`pageSize=20`) and `top` the top supporters (`limit=10`) "
+        "of the spread streams in turn, over REST through Envoy.",
         "",
         "| scenario | req/s | × ceiling | p50 / p90 / p99 ms | errors | server cores | Envoy cores | PG cores | tool cores | ms CPU/req srv·envoy·pg | server RSS peak MB |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
@@ -165,7 +167,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
         right.text(value + extra, y, f" {value:.1f}", va="center", fontsize=7)
     machine = results.get("machine", {})
     figure.suptitle(
-        f"SendSuperlike: {results.get('mode')} run {results.get('started_at')} — {machine.get('nproc')} CPUs "
+        f"Superlikes (spread/hot: send; list/top: read): {results.get('mode')} run {results.get('started_at')} — {machine.get('nproc')} CPUs "
         f"{machine.get('cpu_model')}; grey: health-check ceiling, blue: SQLite, green: PostgreSQL",
         fontsize=10,
     )

@@ -1,12 +1,14 @@
-"""`make bench`: requests/s, latency, CPU and memory of SendSuperlike through the real stack.
+"""`make bench`: requests/s, latency, CPU and memory of the superlike calls through the real stack.
 
 Starts `livechat serve` + Envoy (devstack.stack.Stack) on SQLite and on PostgreSQL, seeds thousands
-of senders, and drives REST through Envoy (wrk) and gRPC through Envoy and direct (h2load), on many
-streams ("spread") and on one stream ("hot"), at several concurrencies. The gRPC health check, the
+of senders, and drives SendSuperlike over REST through Envoy (wrk) and gRPC through Envoy and direct
+(h2load), on many streams ("spread") and on one stream ("hot"), then reads back over REST a history
+page ("list") and the top supporters ("top"), at several concurrencies. The gRPC health check, the
 cheapest call that touches no database, is measured in the same run as the ceiling every figure is
 compared with. After each database the money audit (`livechat admin audit`) must pass.
 
-Results: bench/results/<timestamp>.json, bench/results/latest.md and bench/results/latest.png.
+Results: bench/results/<timestamp>.json, and bench/results/latest.md and latest.png when the run
+covers the whole default matrix (a partial run's table and chart go beside its JSON instead).
 See bench/README.md.
 """
 
@@ -31,7 +33,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import loadgen, procstat, reporting, seeding, toolchain  # noqa: E402
+from bench import loadgen, procstat, reads, reporting, scenarios, seeding, toolchain  # noqa: E402
+from bench.scenarios import Scenario  # noqa: E402
 
 WORK = BENCH_DIR / ".work"
 RESULTS = BENCH_DIR / "results"
@@ -44,32 +47,6 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-@dataclass(frozen=True)
-class Scenario:
-    db: str  # sqlite | postgres | baseline (no database work)
-    transport: str  # rest-envoy | grpc-envoy | grpc-direct
-    workload: str  # spread | hot | health | invalid
-    concurrency: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.db}/{self.transport}/{self.workload}/c{self.concurrency}"
-
-    @property
-    def writes(self) -> bool:
-        return self.workload in ("spread", "hot")
-
-    @property
-    def expected_status(self) -> int:
-        return 400 if self.workload == "invalid" else 200
-
-    @property
-    def ceiling(self) -> str:
-        """The no-op call on the same path: health direct for direct gRPC, health through Envoy otherwise."""
-        path = "grpc-direct" if self.transport == "grpc-direct" else "grpc-envoy"
-        return f"baseline/{path}/health/c{self.concurrency}"
-
-
 @dataclass
 class Context:
     args: argparse.Namespace
@@ -80,6 +57,7 @@ class Context:
     tokens_file: Path
     spread_streams_file: Path
     hot_stream_file: Path
+    read_paths: dict[str, Path]
     frames: dict[str, Path]
     results: dict[str, Any]
     stack: Any = None
@@ -97,10 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per scenario; medians are quoted (3)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds before each scenario (1)")
-    parser.add_argument("--concurrency", default="16,64", help="comma-separated in-flight requests (16,64)")
-    parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
-    parser.add_argument("--transports", default="rest-envoy,grpc-envoy,grpc-direct")
-    parser.add_argument("--workloads", default="spread,hot")
+    parser.add_argument("--concurrency", default=",".join(map(str, scenarios.CONCURRENCY)),
+                        help="comma-separated in-flight requests (16,64)")
+    parser.add_argument("--databases", default=",".join(scenarios.DATABASES), help="sqlite,postgres")
+    parser.add_argument("--transports", default=",".join(scenarios.TRANSPORTS))
+    parser.add_argument("--workloads", default=",".join(scenarios.WORKLOADS),
+                        help="spread,hot (SendSuperlike), list,top (reads, REST only); default all four")
     parser.add_argument("--senders", type=int, default=2000, help="seeded senders, each with 10^9 coins (2000)")
     parser.add_argument("--streams", type=int, default=200, help="live streams of the spread workload (200)")
     parser.add_argument("--rest-keys", choices=["unique", "none"], default="unique",
@@ -123,13 +103,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.transport_list = [t for t in args.transports.split(",") if t]
     args.workload_list = [w for w in args.workloads.split(",") if w]
     for value, allowed, what in (
-        (args.database_list, {"sqlite", "postgres"}, "--databases"),
-        (args.transport_list, {"rest-envoy", "grpc-envoy", "grpc-direct"}, "--transports"),
-        (args.workload_list, {"spread", "hot"}, "--workloads"),
+        (args.database_list, set(scenarios.DATABASES), "--databases"),
+        (args.transport_list, set(scenarios.TRANSPORTS), "--transports"),
+        (args.workload_list, set(scenarios.WORKLOADS), "--workloads"),
     ):
         unknown = set(value) - allowed
         if unknown:
             parser.error(f"{what}: unknown {sorted(unknown)}; choose from {sorted(allowed)}")
+    if set(args.workload_list) <= set(scenarios.READ_WORKLOADS) and not set(args.transport_list) & set(scenarios.READ_TRANSPORTS):
+        parser.error(f"--workloads {args.workloads} run over {', '.join(scenarios.READ_TRANSPORTS)} only")
     if args.duration < 1 or args.runs < 1 or args.warmup < 0 or not args.concurrency_list:
         parser.error("--duration and --runs must be >= 1, --warmup >= 0, --concurrency non-empty")
     server_env = {}
@@ -142,7 +124,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def write_inputs(world: seeding.World, tokens: list[str]) -> tuple[Path, Path, Path, dict[str, Path]]:
+def write_inputs(world: seeding.World, tokens: list[str]) -> tuple[Path, Path, Path, dict[str, Path], dict[str, Path]]:
     from grpc_health.v1 import health_pb2
 
     from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
@@ -154,6 +136,7 @@ def write_inputs(world: seeding.World, tokens: list[str]) -> tuple[Path, Path, P
     spread.write_text("\n".join(world.stream_ids) + "\n")
     hot = WORK / "streams-hot.txt"
     hot.write_text(world.hot_stream_id + "\n")
+    read_paths = {workload: reads.write_paths(workload, world.stream_ids, WORK) for workload in scenarios.READ_WORKLOADS}
     frames_dir = WORK / "frames"
     frames_dir.mkdir(exist_ok=True)
     frames: dict[str, Path] = {}
@@ -164,7 +147,7 @@ def write_inputs(world: seeding.World, tokens: list[str]) -> tuple[Path, Path, P
     health = frames_dir / "health.bin"
     health.write_bytes(loadgen.grpc_frame(health_pb2.HealthCheckRequest().SerializeToString()))
     frames["health"] = health
-    return tokens_file, spread, hot, frames
+    return tokens_file, spread, hot, read_paths, frames
 
 
 # --------------------------------------------------------------------------------------- measuring
@@ -188,14 +171,17 @@ def drive(ctx: Context, scenario: Scenario, *, seconds: int, requests_per_slot: 
     stack = ctx.stack
     ctx.invocation += 1
     if scenario.transport == "rest-envoy":
-        mode = scenario.workload
-        streams = ctx.hot_stream_file if mode == "hot" else ctx.spread_streams_file
-        key_prefix = "-" if ctx.args.rest_keys == "none" else f"b{int(time.time())}i{ctx.invocation}"
+        if scenario.reads:
+            mode, targets, key_prefix = "get", ctx.read_paths[scenario.workload], "-"
+        else:
+            mode = scenario.workload
+            targets = ctx.hot_stream_file if mode == "hot" else ctx.spread_streams_file
+            key_prefix = "-" if ctx.args.rest_keys == "none" else f"b{int(time.time())}i{ctx.invocation}"
         return loadgen.run_wrk(
             ctx.wrk,
             url=stack.http_url,
             script=BENCH_DIR / "superlike.lua",
-            script_args=[str(ctx.tokens_file), str(streams), mode, key_prefix],
+            script_args=[str(ctx.tokens_file), str(targets), mode, key_prefix],
             connections=scenario.concurrency,
             duration_s=seconds,
         )
@@ -302,6 +288,11 @@ def measure(ctx: Context, scenario: Scenario, counter: seeding.SuperlikeCounter,
 
 def run_scenario(ctx: Context, scenario: Scenario, counter: seeding.SuperlikeCounter) -> dict[str, Any]:
     args = ctx.args
+    if scenario.reads:
+        # One call first: a scenario that only measured errors or empty pages would look fast.
+        problem = reads.probe(ctx.stack.http_url, scenario.workload, ctx.world.stream_ids[0], ctx.tokens[0])
+        if problem:
+            ctx.problems.append(f"{scenario.name}: {problem}")
     rate = None
     if args.warmup:
         warm = drive(ctx, scenario, seconds=args.warmup, requests_per_slot=None)
@@ -477,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     total_s = (args.duration * args.runs + args.warmup) * 1.1
     tokens = seeding.mint_tokens(private_key, world, issuer=DEFAULT_ISSUER, audience=DEFAULT_AUDIENCE,
                                  ttl_seconds=int(3600 + 200 * total_s))
-    tokens_file, spread_file, hot_file, frames = write_inputs(world, tokens)
+    tokens_file, spread_file, hot_file, read_paths, frames = write_inputs(world, tokens)
 
     started = dt.datetime.now(dt.UTC)
     args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -500,23 +491,16 @@ def main(argv: list[str] | None = None) -> int:
         "databases": {},
         "scenarios": [],
     }
-    ctx = Context(args, wrk, h2load, world, tokens, tokens_file, spread_file, hot_file, frames, results)
+    ctx = Context(args, wrk, h2load, world, tokens, tokens_file, spread_file, hot_file, read_paths, frames, results)
     exit_code = 0
     try:
         for index, db in enumerate(args.database_list):
-            scenarios: list[Scenario] = []
+            phase: list[Scenario] = []
             if index == 0 and not args.no_baseline:
                 # Same run, same machine state: the ceiling is measured next to what it bounds.
-                for c in args.concurrency_list:
-                    scenarios += [Scenario("baseline", "grpc-envoy", "health", c),
-                                  Scenario("baseline", "grpc-direct", "health", c)]
-                    if args.with_error_path:
-                        scenarios.append(Scenario("baseline", "rest-envoy", "invalid", c))
-            for transport in args.transport_list:
-                for workload in args.workload_list:
-                    for c in args.concurrency_list:
-                        scenarios.append(Scenario(db, transport, workload, c))
-            run_phase(ctx, db, scenarios)
+                phase += scenarios.baseline(args.concurrency_list, with_error_path=args.with_error_path)
+            phase += scenarios.for_database(db, args.transport_list, args.workload_list, args.concurrency_list)
+            run_phase(ctx, db, phase)
     except KeyboardInterrupt:
         log("interrupted: stopping everything this run started")
         results["interrupted"] = True
@@ -535,11 +519,19 @@ def main(argv: list[str] | None = None) -> int:
     results["problems"] = ctx.problems
     results["ok"] = exit_code == 0 and not ctx.problems
     path = save(ctx)
-    markdown = reporting.write_markdown(json.loads(path.read_text()), args.results_dir / "latest.md", source=path)
+    # latest.md/latest.png show the last run of the whole matrix; a partial run (a quick one, one
+    # database, one workload) must not replace those figures, so its table and chart go beside its JSON.
+    full = exit_code == 0 and scenarios.covers_default_matrix(
+        databases=args.database_list, transports=args.transport_list, workloads=args.workload_list,
+        concurrency=args.concurrency_list, quick=args.quick, baseline_included=not args.no_baseline,
+    )
+    report_stem = args.results_dir / "latest" if full else path.with_suffix("")
+    markdown = reporting.write_markdown(json.loads(path.read_text()), report_stem.with_suffix(".md"), source=path)
     if not args.no_chart:
-        reporting.write_chart(json.loads(path.read_text()), args.results_dir / "latest.png")
+        reporting.write_chart(json.loads(path.read_text()), report_stem.with_suffix(".png"))
     print(markdown)
-    log(f"results: {path}, {args.results_dir / 'latest.md'}" + ("" if args.no_chart else f", {args.results_dir / 'latest.png'}"))
+    log(f"results: {path}, {report_stem.with_suffix('.md')}" + ("" if args.no_chart else f", {report_stem.with_suffix('.png')}")
+        + ("" if full else " (a partial run: latest.md and latest.png are left as they were)"))
     if ctx.problems:
         print("\nFAILED checks:\n  " + "\n  ".join(ctx.problems), file=sys.stderr)
         return exit_code or 1

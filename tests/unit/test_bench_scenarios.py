@@ -1,0 +1,50 @@
+"""The benchmark's matrix: which scenarios a selection measures, and which runs may redraw latest.md."""
+
+from bench import reads, scenarios
+from bench.scenarios import Scenario
+
+
+def test_a_plain_run_measures_both_reads_over_rest_only_after_the_writes():
+    matrix = scenarios.for_database(
+        "postgres", list(scenarios.TRANSPORTS), list(scenarios.WORKLOADS), list(scenarios.CONCURRENCY)
+    )
+    assert [s.name for s in matrix if s.reads] == [
+        "postgres/rest-envoy/list/c16",
+        "postgres/rest-envoy/list/c64",
+        "postgres/rest-envoy/top/c16",
+        "postgres/rest-envoy/top/c64",
+    ]
+    assert len([s for s in matrix if s.writes]) == 3 * 2 * 2
+    assert matrix.index(Scenario("postgres", "rest-envoy", "list", 16)) == 12
+
+
+def test_read_scenarios_expect_200_write_nothing_and_share_the_rest_ceiling():
+    top = Scenario("sqlite", "rest-envoy", "top", 64)
+    assert (top.reads, top.writes, top.expected_status) == (True, False, 200)
+    assert top.ceiling == "baseline/grpc-envoy/health/c64"
+
+
+def test_a_grpc_only_selection_has_no_read_scenario():
+    assert scenarios.for_database("sqlite", ["grpc-direct"], ["spread", "list"], [16]) == [
+        Scenario("sqlite", "grpc-direct", "spread", 16)
+    ]
+
+
+def test_only_a_run_of_the_whole_default_matrix_replaces_latest():
+    full = dict(
+        databases=["sqlite", "postgres"], transports=list(scenarios.TRANSPORTS), workloads=list(scenarios.WORKLOADS),
+        concurrency=[16, 64], quick=False, baseline_included=True,
+    )
+    assert scenarios.covers_default_matrix(**full) is True
+    assert scenarios.covers_default_matrix(**{**full, "quick": True}) is False
+    assert scenarios.covers_default_matrix(**{**full, "workloads": ["list", "top"]}) is False
+    assert scenarios.covers_default_matrix(**{**full, "databases": ["sqlite"]}) is False
+    assert scenarios.covers_default_matrix(**{**full, "baseline_included": False}) is False
+
+
+def test_read_paths_are_the_public_routes_with_the_benchmarked_page_sizes(tmp_path):
+    written = reads.write_paths("list", ["s1", "s2"], tmp_path)
+    assert written.read_text() == (
+        "/api/v1/live-stream/s1/chat/superlikes?pageSize=20\n/api/v1/live-stream/s2/chat/superlikes?pageSize=20\n"
+    )
+    assert reads.path("top", "s1") == "/api/v1/live-stream/s1/chat/top-supporters?limit=10"
