@@ -1,9 +1,10 @@
 """Superlikes on SQLite: batches (send_batcher.py), each one BEGIN IMMEDIATE transaction run as a
 single call on the SQLite thread (worker.py): one commit, and one WAL sync, per batch.
 
-Inside the transaction each request is six statements run on the driver's own cursor (sqlite3
+Inside the transaction each request is four statements run on the driver's own cursor (sqlite3
 takes these `:name` parameters as they are): through SQLAlchemy's execution and result layers they
-cost several times what SQLite itself spends.
+cost several times what SQLite itself spends. What a batch adds to each stream's position and each
+sender's running total is written once per batch, not per request.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ WITH p AS (
            CAST(:idem AS VARCHAR(255)) AS idem, :superlike_id AS superlike_id, :created_at_ms AS created_at_ms
 ), facts AS (
     SELECT {REQUEST_COLUMNS},
-           {FACTS_COLUMNS}
+           {FACTS_COLUMNS},
+           s.last_position AS stream_last_position
     FROM p
     LEFT JOIN live_streams s ON s.id = p.sid
     LEFT JOIN users u ON u.id = p.uid
@@ -68,14 +70,13 @@ WHERE user_id = :sender_id AND balance >= :superlike_price
 RETURNING balance
 """
 
-# The transaction holds SQLite's only write lock, so positions are taken in commit order.
-_NEXT_POSITION_SQL = """
-UPDATE live_streams SET last_position = last_position + 1 WHERE id = :stream_id RETURNING last_position
-"""
+# Once per batch and stream. The transaction holds SQLite's only write lock from the first facts read
+# to the commit, so positions counted on from the stream's last one are taken in commit order.
+_SET_LAST_POSITION_SQL = "UPDATE live_streams SET last_position = :position WHERE id = :stream_id"
 
 _ADD_TO_SUPPORTER_SQL = f"""
 INSERT INTO stream_supporters ({SUPPORTER_COLUMNS})
-VALUES (:stream_id, :sender_id, :superlike_price, 1, :stream_position)
+VALUES (:stream_id, :sender_id, :price, 1, :position)
 {ADD_TO_SUPPORTER_TOTAL}
 """
 
@@ -106,11 +107,7 @@ class SqliteSuperlikes:
     async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
         advanced: dict[str, int] = {}
         try:
-            outcomes = await self._worker.write(
-                lambda connection: [
-                    _send_in_transaction(connection, pending=pending, advanced=advanced) for pending in batch
-                ]
-            )
+            outcomes = await self._worker.write(partial(_write_in_transaction, batch=batch, advanced=advanced))
             self._advances.publish(advanced)  # committed: the live feed may read them now
             return outcomes
         except Exception as error:
@@ -127,9 +124,10 @@ class SqliteSuperlikes:
         for pending in batch:
             own_advance: dict[str, int] = {}
             try:
-                results.append(
-                    await self._worker.write(partial(_send_in_transaction, pending=pending, advanced=own_advance))
+                (outcome,) = await self._worker.write(
+                    partial(_write_in_transaction, batch=[pending], advanced=own_advance)
                 )
+                results.append(outcome)
                 self._advances.publish(own_advance)
             except Exception as error:
                 results.append(_storage_error(error))
@@ -158,18 +156,32 @@ def _facts_names(cursor: Any) -> tuple[str, ...]:
     return _FACTS_NAMES
 
 
-def _send_in_transaction(connection: Connection, *, pending: PendingSend, advanced: dict[str, int]) -> SendOutcome:
-    # The transaction holds SQLite's single write lock from this read to the commit: nothing can
+def _write_in_transaction(
+    connection: Connection, *, batch: Sequence[PendingSend], advanced: dict[str, int]
+) -> list[SendOutcome]:
+    # The transaction holds SQLite's single write lock from the first read to the commit: nothing can
     # change in between, so the rules decide on current data and the debit cannot fail after them.
     # Earlier requests of the same batch are part of that current data.
     cursor = connection.connection.driver_connection.cursor()
     try:
-        return _send_with_cursor(cursor, pending, advanced)
+        totals: list[dict[str, Any]] = []
+        outcomes = [_send_with_cursor(cursor, pending, advanced, totals) for pending in batch]
+        # What the batch's charges add up to, written once per stream and per sender (a batch holds
+        # one request per sender): each stream's last position, each sender's running total.
+        cursor.executemany(
+            _SET_LAST_POSITION_SQL, [{"stream_id": sid, "position": last} for sid, last in advanced.items()]
+        )
+        cursor.executemany(_ADD_TO_SUPPORTER_SQL, totals)
+        return outcomes
     finally:
         cursor.close()
 
 
-def _send_with_cursor(cursor: Any, pending: PendingSend, advanced: dict[str, int]) -> SendOutcome:
+def _send_with_cursor(
+    cursor: Any, pending: PendingSend, advanced: dict[str, int], totals: list[dict[str, Any]]
+) -> SendOutcome:
+    """One request's facts, verdict, debit, superlike and ledger entries; its stream position and
+    supporter total are collected in `advanced` and `totals` for the batch to write once."""
     request = pending.request
     cursor.execute(
         _FACTS_SQL,
@@ -192,10 +204,14 @@ def _send_with_cursor(cursor: Any, pending: PendingSend, advanced: dict[str, int
     if debited is None:
         return not_charged(facts)
     row["balance_after"] = int(debited[0])
-    row["stream_position"] = cursor.execute(_NEXT_POSITION_SQL, row).fetchone()[0]
+    position = advanced.get(request.stream_id, row["stream_last_position"]) + 1
+    row["stream_position"] = position
     # Published once the transaction commits (a rolled-back batch publishes nothing).
-    advanced[request.stream_id] = row["stream_position"]
+    advanced[request.stream_id] = position
     cursor.execute(_INSERT_SUPERLIKE_SQL, row)
     cursor.execute(_INSERT_LEDGER_PAIR_SQL, row)
-    cursor.execute(_ADD_TO_SUPPORTER_SQL, row)
+    totals.append(
+        {"stream_id": request.stream_id, "sender_id": request.sender_id, "price": row["superlike_price"],
+         "position": position}
+    )
     return Charged(new_superlike(row, facts, row["balance_after"]))
