@@ -1,0 +1,163 @@
+"""feed-latest.md and feed-latest.png from a bench/feed.py results file.
+
+    .venv/bin/python bench/feed_reporting.py bench/results/feed-<timestamp>.json   # redraw both
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.1f}"
+
+
+def _cores(result: dict[str, Any], *names: str) -> str:
+    cores = result["cpu_cores"]
+    return " · ".join("–" if cores.get(n) is None else f"{cores[n]:.2f}" for n in names)
+
+
+def _client_cores(result: dict[str, Any]) -> str:
+    cores = [v for k, v in result["cpu_cores"].items() if k.startswith("client") and v is not None]
+    return f"{sum(cores):.2f} ({len(cores)} proc)"
+
+
+def _mb(kb: int | None) -> str:
+    return "–" if not kb else f"{kb / 1024:.0f}"
+
+
+def _verdict(result: dict[str, Any], targets: dict[str, float]) -> str:
+    delivery = result["delivery_ms_from_answer"]["p99"]
+    send = result["send"]["latency_ms"]["p99"]
+    parts = ["exactly once, in order" if result["subscribers_failing"] == 0 and result["drained_all"]
+             else f"**{result['subscribers_failing']} subscribers failed** {result['violations']}"]
+    parts.append("delivery p99 met" if delivery is not None and delivery <= targets["delivery_p99_ms"] else "**delivery p99 missed**")
+    parts.append("send p99 met" if send is not None and send <= targets["send_p99_ms"] else "**send p99 missed**")
+    return "; ".join(parts)
+
+
+def _row(result: dict[str, Any], name: str, targets: dict[str, float]) -> str:
+    d, t, s = result["delivery_ms_from_answer"], result["delivery_ms_from_server_timestamp"], result["send"]["latency_ms"]
+    mem = result["memory"]
+    return (f"| {name} | {result['subscribers']:,} × {result['rate']:g}/s × {result['duration_s']:g} s | "
+            f"{result['events_delivered']:,} / {result['expected_superlikes'] * result['subscribers']:,} | "
+            f"{_ms(d['p50'])} / {_ms(d['p99'])} ({_ms(t['p99'])}) | {_ms(s['p50'])} / {_ms(s['p99'])} | "
+            f"{_cores(result, 'server', 'envoy')} · {_client_cores(result)} | "
+            f"{_ms(result['cpu_us_per_chunk'].get('server'))} · {_ms(result['cpu_us_per_chunk'].get('envoy'))} | "
+            f"{result['events_per_chunk']} | {_mb(mem.get('server_rss_peak_kb'))} · {_mb(mem.get('envoy_rss_peak_kb'))} | "
+            f"{_verdict(result, targets)} |")
+
+
+HEADER = ("| run | subscribers × rate × time | events received / expected | delivery p50 / p99 ms (p99 from server timestamp) "
+          "| send p50 / p99 ms | cores: server · Envoy · clients | µs CPU per chunk: server · Envoy | events per chunk "
+          "| peak RSS MB: server · Envoy | verdict |\n|---|---|---:|---|---|---|---|---:|---|---|")
+
+
+def markdown(results: dict[str, Any], source: Path | None = None) -> str:
+    targets = results["targets"]
+    machine = results.get("machine", {})
+    lines = [
+        f"# Live feed benchmark ({results.get('mode')} run {results.get('started_at')})", "",
+        f"{machine.get('nproc')} CPUs {machine.get('cpu_model')}, {machine.get('envoy')}, Python {machine.get('python')}; "
+        f"load average at start {' '.join(results.get('loadavg_at_start', []))}, at end {' '.join(results.get('loadavg_at_end', []))}. "
+        + (f"Source: `{source.name}`." if source else ""), "",
+        f"Targets: delivery p99 ≤ {targets['delivery_p99_ms']:g} ms, send p99 ≤ {targets['send_p99_ms']:g} ms. Delivery "
+        "latency = arrival of the HTTP chunk holding the event at the subscriber − arrival of the send's HTTP answer "
+        "at the sender (both `time.time()` on this machine); in brackets the p99 measured from the superlike's "
+        "`timestamp` (taken by the server before the write, so an upper bound).", "",
+    ]
+    if results.get("interrupted"):
+        lines += ["**Interrupted: partial results.**", ""]
+    if results.get("hot"):
+        lines += ["## One hot stream", "", HEADER]
+        lines += [_row(r, r["db"], targets) for r in results["hot"]]
+        lines.append("")
+    if results.get("curve"):
+        lines += ["## Capacity curve (each row of subscribers stops at its first miss)", "",
+                  "| db | subscribers | rate/s | delivery p50 / p99 ms | send p99 ms | events per chunk | cores server · Envoy · clients | µs CPU per chunk server · Envoy | meets delivery target |",
+                  "|---|---:|---:|---|---:|---:|---|---|---|"]
+        for r in results["curve"]:
+            d = r["delivery_ms_from_answer"]
+            ok = "yes" if r["meets_target"] else ("**no**" + ("" if r["subscribers_failing"] == 0 and r["drained_all"]
+                                                            else f" ({r['subscribers_failing']} subscribers incomplete)"))
+            lines.append(f"| {r['db']} | {r['subscribers']:,} | {r['rate']:g} | {_ms(d['p50'])} / {_ms(d['p99'])} | "
+                         f"{_ms(r['send']['latency_ms']['p99'])} | {r['events_per_chunk']} | "
+                         f"{_cores(r, 'server', 'envoy')} · {_client_cores(r)} | "
+                         f"{_ms(r['cpu_us_per_chunk'].get('server'))} · {_ms(r['cpu_us_per_chunk'].get('envoy'))} | {ok} |")
+        lines.append("")
+    if results.get("replicas"):
+        lines += ["## Two replicas on PostgreSQL", "", HEADER]
+        for r in results["replicas"]:
+            lines.append(_row(r, r["label"].rsplit("/", 1)[-1], targets))
+        lines.append("")
+        for r in results["replicas"]:
+            lines.append(f"- `{r['label']}`: {r['setup']}; {r['subscribers_reconnected']} subscribers reconnected "
+                         f"({r['connections']} connections, {r['refused_responses']} refused answers while "
+                         f"reconnecting, {r['error_events']} error events); {r['subscribers_failing']} subscribers "
+                         f"with a missing, repeated or misordered superlike.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_markdown(results: dict[str, Any], path: Path, source: Path | None = None) -> str:
+    text = markdown(results, source)
+    path.write_text(text + "\n")
+    return text
+
+
+def write_chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = results.get("curve", [])
+    points = results.get("hot", []) + results.get("replicas", [])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+    for subscribers in sorted({r["subscribers"] for r in curve}):
+        row = [r for r in curve if r["subscribers"] == subscribers]
+        left.plot([r["rate"] for r in row], [r["delivery_ms_from_answer"]["p99"] or 0 for r in row], marker="o",
+                  label=f"{subscribers:,} subscribers")
+    left.axhline(results["targets"]["delivery_p99_ms"], color="red", linestyle="--", label="target p99")
+    left.set_yscale("log")
+    left.set_xlabel("superlikes sent per second (one stream)")
+    left.set_ylabel("delivery p99 ms (log)")
+    left.set_title("capacity curve" + (f" ({curve[0]['db']})" if curve else ""))
+    left.legend(fontsize=8)
+    names = [p.get("db") or p["label"].rsplit("/", 1)[-1] for p in points]
+    positions = range(len(points))
+    p50 = [p["delivery_ms_from_answer"]["p50"] or 0 for p in points]
+    p99 = [p["delivery_ms_from_answer"]["p99"] or 0 for p in points]
+    send = [p["send"]["latency_ms"]["p99"] or 0 for p in points]
+    width = 0.27
+    right.bar([i - width for i in positions], p50, width, label="delivery p50")
+    right.bar(list(positions), p99, width, label="delivery p99")
+    right.bar([i + width for i in positions], send, width, label="send p99")
+    right.set_xticks(list(positions), names, fontsize=8)
+    right.set_ylabel("ms")
+    right.set_title(f"{points[0]['subscribers'] if points else ''} subscribers, {points[0]['rate'] if points else ''}/s")
+    right.legend(fontsize=8)
+    machine = results.get("machine", {})
+    figure.suptitle(f"Live feed: {results.get('mode')} run {results.get('started_at')} — {machine.get('nproc')} CPUs "
+                    f"{machine.get('cpu_model')}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: feed_reporting.py RESULTS.json", file=sys.stderr)
+        return 2
+    source = Path(argv[0])
+    results = json.loads(source.read_text())
+    print(write_markdown(results, source.parent / "feed-latest.md", source))
+    write_chart(results, source.parent / "feed-latest.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
