@@ -53,7 +53,8 @@ def check_and_measure(expected: list[str], records: list[dict[str, Any]], fleets
             answer_at[index] = record["answered"]
             server_at[index] = record["server_ms"] / 1000
     sent_ids = {r.get("superlike_id") for r in records if r.get("status") == 200}
-    from_answer, from_server = array("d"), array("d")
+    from_answer, from_server, reconnected_latency = array("d"), array("d"), array("d")
+    uninterrupted_latency = array("d")
     violations = {"missing": 0, "duplicates": 0, "out_of_order": 0, "unknown": 0}
     failing, examples, subscribers, chunks, connections, events = 0, [], 0, 0, 0, 0
     reconnected, refused, error_events = 0, 0, 0
@@ -69,10 +70,12 @@ def check_and_measure(expected: list[str], records: list[dict[str, Any]], fleets
             reconnected += sub["connections"] > 1
             refused += len(sub["refused"])
             error_events += len(sub["error_events"])
+            latencies = reconnected_latency if sub["connections"] > 1 else uninterrupted_latency
             for position, received in zip(sequence, sub["times"], strict=True):
                 if position >= 0:
                     from_answer.append(received - answer_at[position])
                     from_server.append(received - server_at[position])
+                    latencies.append(received - answer_at[position])
             if sequence == want:
                 continue
             failing += 1
@@ -105,5 +108,8 @@ def check_and_measure(expected: list[str], records: list[dict[str, Any]], fleets
         "error_events": error_events,
         "delivery_ms_from_answer": percentiles(array("d", (v for v in from_answer if v == v))),
         "delivery_ms_from_server_timestamp": percentiles(array("d", (v for v in from_server if v == v))),
+        # Subscribers that lost their connection (a replica killed): their latency includes the reconnect.
+        "delivery_ms_reconnected_subscribers": percentiles(array("d", (v for v in reconnected_latency if v == v))),
+        "delivery_ms_uninterrupted_subscribers": percentiles(array("d", (v for v in uninterrupted_latency if v == v))),
         "samples_before_answer": sum(1 for v in from_answer if v < 0),
     }

@@ -97,7 +97,9 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
             lines.append(f"- `{r['label']}`: {r['setup']}; {r['subscribers_reconnected']} subscribers reconnected "
                          f"({r['connections']} connections, {r['refused_responses']} refused answers while "
                          f"reconnecting, {r['error_events']} error events); {r['subscribers_failing']} subscribers "
-                         f"with a missing, repeated or misordered superlike.")
+                         f"with a missing, repeated or misordered superlike; delivery p99 {_ms(r.get('delivery_ms_uninterrupted_subscribers', {}).get('p99'))} ms "
+                         f"for subscribers never cut off, {_ms(r.get('delivery_ms_reconnected_subscribers', {}).get('p99'))} ms "
+                         f"(max {_ms(r.get('delivery_ms_reconnected_subscribers', {}).get('max'))}) for those that reconnected.")
         lines.append("")
     return "\n".join(lines)
 
@@ -137,7 +139,8 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     right.bar(list(positions), p99, width, label="delivery p99")
     right.bar([i + width for i in positions], send, width, label="send p99")
     right.set_xticks(list(positions), names, fontsize=8)
-    right.set_ylabel("ms")
+    right.set_ylabel("ms (log)")
+    right.set_yscale("log")
     right.set_title(f"{points[0]['subscribers'] if points else ''} subscribers, {points[0]['rate'] if points else ''}/s")
     right.legend(fontsize=8)
     machine = results.get("machine", {})
