@@ -57,7 +57,7 @@ def check_and_measure(expected: list[str], records: list[dict[str, Any]], fleets
     uninterrupted_latency = array("d")
     violations = {"missing": 0, "duplicates": 0, "out_of_order": 0, "unknown": 0}
     failing, examples, subscribers, chunks, connections, events = 0, [], 0, 0, 0, 0
-    reconnected, refused, error_events = 0, 0, 0
+    reconnected, refused, error_events, gaps = 0, 0, 0, array("d")
     want = list(range(len(expected)))
     for fleet in fleets:
         local = [position_of.get(superlike_id, -1) for superlike_id in fleet["order"]]
@@ -70,6 +70,7 @@ def check_and_measure(expected: list[str], records: list[dict[str, Any]], fleets
             reconnected += sub["connections"] > 1
             refused += len(sub["refused"])
             error_events += len(sub["error_events"])
+            gaps.extend(sub.get("gaps", []))
             latencies = reconnected_latency if sub["connections"] > 1 else uninterrupted_latency
             for position, received in zip(sequence, sub["times"], strict=True):
                 if position >= 0:
@@ -105,6 +106,7 @@ def check_and_measure(expected: list[str], records: list[dict[str, Any]], fleets
         "connections": connections,
         "subscribers_reconnected": reconnected,
         "refused_responses": refused,
+        "reconnect_gap_ms": percentiles(gaps, (50, 99)),
         "error_events": error_events,
         "delivery_ms_from_answer": percentiles(array("d", (v for v in from_answer if v == v))),
         "delivery_ms_from_server_timestamp": percentiles(array("d", (v for v in from_server if v == v))),

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +152,9 @@ def run_point(target: Target, point: Point, log: Callable[[str], None]) -> dict[
             at, action = point.action
             time.sleep(at)
             log(f"{point.label}: action at {at} s")
+            action_started = time.time()
             action()
+            load["action_at"] = action_started
         sender.expect("done", point.duration_s * 3 + 90)
         sends_done = time.monotonic()
         expected = superlikes_after(target.database_url, target.stream_id, start_position)
@@ -178,6 +181,10 @@ def run_point(target: Target, point: Point, log: Callable[[str], None]) -> dict[
     cpu["sender"] = sends["cpu_s"]  # its whole life: a few connections and `rate` requests a second
     results = [pickle.loads((work / f"fleet-{i}.pickle").read_bytes()) for i in range(len(fleets))]
     checked = feed_analysis.check_and_measure(expected, sends["records"], results)
+    if "action_at" in load:
+        # When the subscribers saw their streams break, counted from the action (a SIGKILL).
+        lost = [t - load["action_at"] for r in results for sub in r["subscribers"] for t in sub.get("lost_times", [])]
+        checked["breaks_after_action_ms"] = feed_analysis.percentiles(array("d", lost), (0, 50))
     chunks = checked["superlike_chunks"] or 1
     memory = sampler.window(0, sampler.now())
     memory.update({f"{name}_rss_peak_kb": kb for name, kb in rss_others_peak.items()})

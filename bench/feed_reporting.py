@@ -96,7 +96,9 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
         for r in results["replicas"]:
             lines.append(f"- `{r['label']}`: {r['setup']}; {r['subscribers_reconnected']} subscribers reconnected "
                          f"({r['connections']} connections, {r['refused_responses']} refused answers while "
-                         f"reconnecting, {r['error_events']} error events); {r['subscribers_failing']} subscribers "
+                         f"reconnecting, {r['error_events']} error events; streams broke "
+                         f"{_ms(r.get('breaks_after_action_ms', {}).get('p0'))}–{_ms(r.get('breaks_after_action_ms', {}).get('max'))} ms after the kill; from a broken stream to the next 200: "
+                         f"p50 {_ms(r.get('reconnect_gap_ms', {}).get('p50'))} ms, max {_ms(r.get('reconnect_gap_ms', {}).get('max'))} ms); {r['subscribers_failing']} subscribers "
                          f"with a missing, repeated or misordered superlike; delivery p99 {_ms(r.get('delivery_ms_uninterrupted_subscribers', {}).get('p99'))} ms "
                          f"for subscribers never cut off, {_ms(r.get('delivery_ms_reconnected_subscribers', {}).get('p99'))} ms "
                          f"(max {_ms(r.get('delivery_ms_reconnected_subscribers', {}).get('max'))}) for those that reconnected.")

@@ -43,6 +43,9 @@ class SubscriberState:
         self.error_events: list[str] = []
         self.breaks = 0  # connections that ended or broke while the fleet was running
         self.last_event_id: str | None = None
+        self.lost_at: float | None = None
+        self.gaps: list[float] = []  # seconds from a lost connection to the next 200
+        self.lost_times: list[float] = []
         self.retry_s = 1.0
         self.ready = asyncio.get_running_loop().create_future()
 
@@ -82,6 +85,9 @@ class SseConnection(asyncio.Protocol):
                 return
             self.in_body = True
             self.state.connections += 1
+            if self.state.lost_at is not None:
+                self.state.gaps.append(now - self.state.lost_at)
+                self.state.lost_at = None
         self._dechunk(now)
 
     def _dechunk(self, now: float) -> None:
@@ -165,6 +171,9 @@ class Fleet:
         if not self.running:
             return
         state.breaks += 1
+        state.lost_times.append(time.time())
+        if state.lost_at is None:
+            state.lost_at = state.lost_times[-1]
 
         async def again() -> None:
             # EventSource waits the server's `retry:` delay; the jitter spreads a replica's subscribers.
@@ -199,7 +208,7 @@ class Fleet:
             "order": [superlike_id.decode() for superlike_id in self.order],
             "subscribers": [
                 {"index": s.index, "port": s.port, "ids": s.ids, "times": s.times,
-                 "superlike_chunks": s.superlike_chunks, "connections": s.connections, "breaks": s.breaks,
+                 "superlike_chunks": s.superlike_chunks, "connections": s.connections, "breaks": s.breaks, "gaps": s.gaps, "lost_times": s.lost_times,
                  "refused": s.refused, "error_events": s.error_events[:5]}
                 for s in self.states
             ],
