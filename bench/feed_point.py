@@ -53,6 +53,9 @@ class Point:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+LIVE_CHILDREN: set[Child] = set()  # stopped by PID on SIGTERM too (bench/feed.py)
+
+
 class Child:
     """A load process started by PID, its stdout lines read on a thread."""
 
@@ -63,6 +66,7 @@ class Child:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(f"{job_path}.stderr", "wb"),
             text=True, start_new_session=True,
         )
+        LIVE_CHILDREN.add(self)
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -89,6 +93,7 @@ class Child:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(10)
+        LIVE_CHILDREN.discard(self)
 
 
 def _query(database_url: str, statement: str, **params: Any) -> list[Any]:
@@ -203,7 +208,7 @@ def run_point(target: Target, point: Point, log: Callable[[str], None]) -> dict[
 
 
 def summary_line(result: dict[str, Any]) -> str:
-    d, s, c = result["delivery_ms_from_answer"], result["send"]["latency_ms"], result["cpu_cores"]
+    d, s, c = result["delivery_ms_from_server_timestamp"], result["send"]["latency_ms"], result["cpu_cores"]
     client = sum(v or 0 for k, v in c.items() if k.startswith("client"))
     return (f"{result['label']}: {result['subscribers']} subs x {result['rate']:g}/s: delivery p50 {d['p50']} p99 {d['p99']} ms, "
             f"send p99 {s['p99']} ms, failing subs {result['subscribers_failing']} {result['violations']}, "

@@ -29,8 +29,14 @@ def _mb(kb: int | None) -> str:
     return "–" if not kb else f"{kb / 1024:.0f}"
 
 
+def _meets_delivery(result: dict[str, Any], targets: dict[str, float]) -> bool:
+    p99 = result["delivery_ms_from_server_timestamp"]["p99"]
+    return bool(result["subscribers_failing"] == 0 and result["drained_all"] and p99 is not None
+                and p99 <= targets["delivery_p99_ms"])
+
+
 def _verdict(result: dict[str, Any], targets: dict[str, float]) -> str:
-    delivery = result["delivery_ms_from_answer"]["p99"]
+    delivery = result["delivery_ms_from_server_timestamp"]["p99"]
     send = result["send"]["latency_ms"]["p99"]
     parts = ["exactly once, in order" if result["subscribers_failing"] == 0 and result["drained_all"]
              else f"**{result['subscribers_failing']} subscribers failed** {result['violations']}"]
@@ -40,19 +46,20 @@ def _verdict(result: dict[str, Any], targets: dict[str, float]) -> str:
 
 
 def _row(result: dict[str, Any], name: str, targets: dict[str, float]) -> str:
-    d, t, s = result["delivery_ms_from_answer"], result["delivery_ms_from_server_timestamp"], result["send"]["latency_ms"]
+    t, d, s = result["delivery_ms_from_answer"], result["delivery_ms_from_server_timestamp"], result["send"]["latency_ms"]
     mem = result["memory"]
     return (f"| {name} | {result['subscribers']:,} × {result['rate']:g}/s × {result['duration_s']:g} s | "
             f"{result['events_delivered']:,} / {result['expected_superlikes'] * result['subscribers']:,} | "
-            f"{_ms(d['p50'])} / {_ms(d['p99'])} ({_ms(t['p99'])}) | {_ms(s['p50'])} / {_ms(s['p99'])} | "
+            f"{_ms(d['p50'])} / {_ms(d['p99'])} ({_ms(t['p50'])} / {_ms(t['p99'])}) | {_ms(s['p50'])} / {_ms(s['p99'])} "
+            f"({result['send']['failed_count']} failed) | "
             f"{_cores(result, 'server', 'envoy')} · {_client_cores(result)} | "
             f"{_ms(result['cpu_us_per_chunk'].get('server'))} · {_ms(result['cpu_us_per_chunk'].get('envoy'))} | "
             f"{result['events_per_chunk']} | {_mb(mem.get('server_rss_peak_kb'))} · {_mb(mem.get('envoy_rss_peak_kb'))} | "
             f"{_verdict(result, targets)} |")
 
 
-HEADER = ("| run | subscribers × rate × time | events received / expected | delivery p50 / p99 ms (p99 from server timestamp) "
-          "| send p50 / p99 ms | cores: server · Envoy · clients | µs CPU per chunk: server · Envoy | events per chunk "
+HEADER = ("| run | subscribers × rate × time | events received / expected | delivery p50 / p99 ms (from the answer) "
+          "| send p50 / p99 ms (sends not answered 200) | cores: server · Envoy · clients | µs CPU per chunk: server · Envoy | events per chunk "
           "| peak RSS MB: server · Envoy | verdict |\n|---|---|---:|---|---|---|---|---:|---|---|")
 
 
@@ -65,9 +72,11 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
         f"load average at start {' '.join(results.get('loadavg_at_start', []))}, at end {' '.join(results.get('loadavg_at_end', []))}. "
         + (f"Source: `{source.name}`." if source else ""), "",
         f"Targets: delivery p99 ≤ {targets['delivery_p99_ms']:g} ms, send p99 ≤ {targets['send_p99_ms']:g} ms. Delivery "
-        "latency = arrival of the HTTP chunk holding the event at the subscriber − arrival of the send's HTTP answer "
-        "at the sender (both `time.time()` on this machine); in brackets the p99 measured from the superlike's "
-        "`timestamp` (taken by the server before the write, so an upper bound).", "",
+        "latency = arrival at the subscriber of the HTTP chunk holding the event − the superlike's `timestamp` (the "
+        "server's clock when it accepted the request, before the write: an upper bound of commit → client). In "
+        "brackets: measured from the arrival of the send's HTTP answer instead, which is after the commit; it reads "
+        "too low (even negative) when answers are late, as they are whenever send p99 is missed. Both clocks are this "
+        "machine's.", "",
     ]
     if results.get("interrupted"):
         lines += ["**Interrupted: partial results.**", ""]
@@ -77,14 +86,14 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
         lines.append("")
     if results.get("curve"):
         lines += ["## Capacity curve (each row of subscribers stops at its first miss)", "",
-                  "| db | subscribers | rate/s | delivery p50 / p99 ms | send p99 ms | events per chunk | cores server · Envoy · clients | µs CPU per chunk server · Envoy | meets delivery target |",
-                  "|---|---:|---:|---|---:|---:|---|---|---|"]
+                  "| db | subscribers | rate/s | delivery p50 / p99 ms | send p99 ms (failed) | events per chunk | cores server · Envoy · clients | µs CPU per chunk server · Envoy | meets delivery target |",
+                  "|---|---:|---:|---|---|---:|---|---|---|"]
         for r in results["curve"]:
-            d = r["delivery_ms_from_answer"]
-            ok = "yes" if r["meets_target"] else ("**no**" + ("" if r["subscribers_failing"] == 0 and r["drained_all"]
+            d = r["delivery_ms_from_server_timestamp"]
+            ok = "yes" if _meets_delivery(r, targets) else ("**no**" + ("" if r["subscribers_failing"] == 0 and r["drained_all"]
                                                             else f" ({r['subscribers_failing']} subscribers incomplete)"))
             lines.append(f"| {r['db']} | {r['subscribers']:,} | {r['rate']:g} | {_ms(d['p50'])} / {_ms(d['p99'])} | "
-                         f"{_ms(r['send']['latency_ms']['p99'])} | {r['events_per_chunk']} | "
+                         f"{_ms(r['send']['latency_ms']['p99'])} ({r['send']['failed_count']}) | {r['events_per_chunk']} | "
                          f"{_cores(r, 'server', 'envoy')} · {_client_cores(r)} | "
                          f"{_ms(r['cpu_us_per_chunk'].get('server'))} · {_ms(r['cpu_us_per_chunk'].get('envoy'))} | {ok} |")
         lines.append("")
@@ -123,18 +132,23 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
     for subscribers in sorted({r["subscribers"] for r in curve}):
         row = [r for r in curve if r["subscribers"] == subscribers]
-        left.plot([r["rate"] for r in row], [r["delivery_ms_from_answer"]["p99"] or 0 for r in row], marker="o",
+        left.plot([r["rate"] for r in row], [r["delivery_ms_from_server_timestamp"]["p99"] or 0 for r in row], marker="o",
                   label=f"{subscribers:,} subscribers")
     left.axhline(results["targets"]["delivery_p99_ms"], color="red", linestyle="--", label="target p99")
     left.set_yscale("log")
     left.set_xlabel("superlikes sent per second (one stream)")
-    left.set_ylabel("delivery p99 ms (log)")
+    left.set_ylabel("p99 ms (log): delivery solid, send dotted")
     left.set_title("capacity curve" + (f" ({curve[0]['db']})" if curve else ""))
     left.legend(fontsize=8)
     names = [p.get("db") or p["label"].rsplit("/", 1)[-1] for p in points]
+    for subscribers in sorted({r["subscribers"] for r in curve}):
+        row = [r for r in curve if r["subscribers"] == subscribers]
+        left.plot([r["rate"] for r in row], [r["send"]["latency_ms"]["p99"] or 0 for r in row], linestyle=":",
+                  marker="x", color=left.lines[[line.get_label() for line in left.lines].index(f"{subscribers:,} subscribers")].get_color(),
+                  label=f"send p99, {subscribers:,}")
     positions = range(len(points))
-    p50 = [p["delivery_ms_from_answer"]["p50"] or 0 for p in points]
-    p99 = [p["delivery_ms_from_answer"]["p99"] or 0 for p in points]
+    p50 = [p["delivery_ms_from_server_timestamp"]["p50"] or 0 for p in points]
+    p99 = [p["delivery_ms_from_server_timestamp"]["p99"] or 0 for p in points]
     send = [p["send"]["latency_ms"]["p99"] or 0 for p in points]
     width = 0.27
     right.bar([i - width for i in positions], p50, width, label="delivery p50")
