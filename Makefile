@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install gen lint bench clean
+.PHONY: run test install gen lint bench bench-feed clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,6 +32,9 @@ lint: install
 
 bench: install
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-feed: install
+	$(PY) bench/feed.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules build .local
