@@ -29,9 +29,13 @@ def _runs(files: list[Path]) -> dict[str, list[dict[str, Any]]]:
         results = json.loads(path.read_text())
         for scenario in results["scenarios"]:
             for run in scenario["runs"]:
-                pooled.setdefault(scenario["name"], []).append({
-                    "rps": run["rps"], "p99": run["latency_ms"]["p99"], **run["cpu_ms_per_request"],
-                })
+                pooled.setdefault(scenario["name"], []).append(
+                    {
+                        "rps": run["rps"],
+                        "p99": run["latency_ms"]["p99"],
+                        **run["cpu_ms_per_request"],
+                    }
+                )
     return pooled
 
 

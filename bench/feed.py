@@ -60,11 +60,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--kill-at", type=float, default=10.0, help="seconds into the replica run")
     parser.add_argument("--per-process", type=int, default=1000, help="subscribers per client process")
     parser.add_argument("--senders", type=int, default=3000, help="seeded senders (distinct tokens)")
-    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_FEED_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-                        help="dropped and recreated (env BENCH_FEED_POSTGRES_URL)")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BENCH_FEED_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="dropped and recreated (env BENCH_FEED_POSTGRES_URL)",
+    )
     parser.add_argument("--no-chart", action="store_true")
-    parser.add_argument("--results-dir", type=Path, default=None,
-                        help="default bench/results (a smoke run: bench/.work/feed/results)")
+    parser.add_argument(
+        "--results-dir", type=Path, default=None, help="default bench/results (a smoke run: bench/.work/feed/results)"
+    )
     args = parser.parse_args(argv)
     if args.results_dir is None:
         args.results_dir = WORK / "results" if args.smoke else RESULTS
@@ -94,9 +98,15 @@ class Phase:
         from devstack.ports import free_port
         from devstack.stack import Stack, StackConfig
 
-        config = StackConfig(workdir=WORK / f"stack-{self.db}-{name}", database_url=self.url, jwks_path=self.jwks,
-                             grpc_port=grpc_port, http_port=free_port(), admin_port=free_port(),
-                             replica_grpc_ports=replicas)
+        config = StackConfig(
+            workdir=WORK / f"stack-{self.db}-{name}",
+            database_url=self.url,
+            jwks_path=self.jwks,
+            grpc_port=grpc_port,
+            http_port=free_port(),
+            admin_port=free_port(),
+            replica_grpc_ports=replicas,
+        )
         for old in config.workdir.glob("*.log"):
             old.unlink()
         stack = Stack(config)
@@ -104,8 +114,15 @@ class Phase:
         return stack
 
     def target(self, subscribe_ports: list[int], send_port: int, measured: dict[str, int]) -> Target:
-        return Target(self.url, self.world.hot_stream_id, subscribe_ports, send_port, measured, self.tokens,
-                      WORK / f"points-{self.db}")
+        return Target(
+            self.url,
+            self.world.hot_stream_id,
+            subscribe_ports,
+            send_port,
+            measured,
+            self.tokens,
+            WORK / f"points-{self.db}",
+        )
 
     def stop(self) -> None:
         for stack in reversed(self.stacks):
@@ -119,8 +136,9 @@ def part_hot_and_curve(phase: Phase, results: dict[str, Any], do_hot: bool, do_c
     args = phase.args
     stack = phase.stack("single", free_port())
     stack.start()
-    target = phase.target([stack.config.http_port], stack.config.http_port,
-                          {"server": stack.server.pid, "envoy": stack.envoy.pid})
+    target = phase.target(
+        [stack.config.http_port], stack.config.http_port, {"server": stack.server.pid, "envoy": stack.envoy.pid}
+    )
     offset = 0
     if do_hot:
         point = Point(f"{phase.db}/hot", args.subscribers, args.rate, args.duration, args.per_process)
@@ -133,8 +151,14 @@ def part_hot_and_curve(phase: Phase, results: dict[str, Any], do_hot: bool, do_c
         rates = [float(r) for r in args.curve_rates.split(",")]
         for subscribers in subscriber_counts:
             for rate in rates:
-                point = Point(f"{phase.db}/curve/{subscribers}x{rate:g}", subscribers, rate, args.curve_duration,
-                              args.per_process, token_offset=offset)
+                point = Point(
+                    f"{phase.db}/curve/{subscribers}x{rate:g}",
+                    subscribers,
+                    rate,
+                    args.curve_duration,
+                    args.per_process,
+                    token_offset=offset,
+                )
                 offset += int(rate * args.curve_duration)
                 result = run_point(target, point, log)
                 log(summary_line(result))
@@ -159,22 +183,44 @@ def part_replicas(phase: Phase, results: dict[str, Any]) -> None:
     edge_both = phase.stack("both", port_a, (port_b,))  # one Envoy over both, as in production
     edge_both.start_envoy()
     replica_b = main.replicas[port_b]
-    measured = {"server": main.server.pid, "envoy": edge_b.envoy.pid, "replica_b": replica_b.pid,
-                "envoy_a": main.envoy.pid}
-    cross = Point("postgres/replicas/cross", args.subscribers, args.rate, args.replica_duration, args.per_process,
-                  extra={"setup": "subscribers via Envoy B -> replica B; sends via Envoy A -> server A"})
+    measured = {
+        "server": main.server.pid,
+        "envoy": edge_b.envoy.pid,
+        "replica_b": replica_b.pid,
+        "envoy_a": main.envoy.pid,
+    }
+    cross = Point(
+        "postgres/replicas/cross",
+        args.subscribers,
+        args.rate,
+        args.replica_duration,
+        args.per_process,
+        extra={"setup": "subscribers via Envoy B -> replica B; sends via Envoy A -> server A"},
+    )
     result = run_point(phase.target([edge_b.config.http_port], main.config.http_port, measured), cross, log)
     log(summary_line(result))
     results["replicas"].append(result)
     save(results)
 
-    measured = {"server": main.server.pid, "envoy": edge_both.envoy.pid, "replica_b": replica_b.pid,
-                "envoy_a": main.envoy.pid}
-    kill = Point("postgres/replicas/sigkill", args.subscribers, args.rate, args.replica_duration, args.per_process,
-                 action=(args.kill_at, lambda: main.kill_replica(port_b)),
-                 token_offset=int(args.rate * args.replica_duration),
-                 extra={"setup": f"subscribers via one Envoy over A and B (round robin); sends via Envoy A -> "
-                                 f"server A; replica B SIGKILLed {args.kill_at:g} s after the first send"})
+    measured = {
+        "server": main.server.pid,
+        "envoy": edge_both.envoy.pid,
+        "replica_b": replica_b.pid,
+        "envoy_a": main.envoy.pid,
+    }
+    kill = Point(
+        "postgres/replicas/sigkill",
+        args.subscribers,
+        args.rate,
+        args.replica_duration,
+        args.per_process,
+        action=(args.kill_at, lambda: main.kill_replica(port_b)),
+        token_offset=int(args.rate * args.replica_duration),
+        extra={
+            "setup": f"subscribers via one Envoy over A and B (round robin); sends via Envoy A -> "
+            f"server A; replica B SIGKILLed {args.kill_at:g} s after the first send"
+        },
+    )
     result = run_point(phase.target([edge_both.config.http_port], main.config.http_port, measured), kill, log)
     log(summary_line(result))
     results["replicas"].append(result)
@@ -185,8 +231,9 @@ def meets_target(result: dict[str, Any]) -> bool:
     # From the server's timestamp: an upper bound that stays one when answers are late (a congested
     # send path delays the answer, not the commit, so latency from the answer would read too low).
     p99 = result["delivery_ms_from_server_timestamp"]["p99"]
-    return bool(result["subscribers_failing"] == 0 and result["drained_all"] and p99 is not None
-                and p99 <= DELIVERY_TARGET_MS)
+    return bool(
+        result["subscribers_failing"] == 0 and result["drained_all"] and p99 is not None and p99 <= DELIVERY_TARGET_MS
+    )
 
 
 def save(results: dict[str, Any]) -> Path:
@@ -223,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     key_path, jwks = generate_keys(WORK / "keys")
     world = seeding.World.build(args.senders, 20)
     private_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    tokens = seeding.mint_tokens(private_key, world, issuer=DEFAULT_ISSUER, audience=DEFAULT_AUDIENCE, ttl_seconds=6 * 3600)
+    tokens = seeding.mint_tokens(
+        private_key, world, issuer=DEFAULT_ISSUER, audience=DEFAULT_AUDIENCE, ttl_seconds=6 * 3600
+    )
     started = dt.datetime.now(dt.UTC)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -232,11 +281,16 @@ def main(argv: list[str] | None = None) -> int:
         machine.pop(tool, None)
     results: dict[str, Any] = {
         "path": str(args.results_dir / f"feed-{stamp}{'-smoke' if args.smoke else ''}.json"),
-        "schema": 1, "mode": "smoke" if args.smoke else "full", "started_at": started.isoformat(timespec="seconds"),
+        "schema": 1,
+        "mode": "smoke" if args.smoke else "full",
+        "started_at": started.isoformat(timespec="seconds"),
         "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
         "settings": {k: v for k, v in vars(args).items() if k not in ("results_dir",)},
         "targets": {"delivery_p99_ms": DELIVERY_TARGET_MS, "send_p99_ms": SEND_TARGET_MS},
-        "machine": machine, "hot": [], "curve": [], "replicas": [],
+        "machine": machine,
+        "hot": [],
+        "curve": [],
+        "replicas": [],
     }
     results["settings"]["results_dir"] = str(args.results_dir)
     phase: Phase | None = None

@@ -3,6 +3,7 @@ own order (read from storage), delivery latency, the send path's latency."""
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from typing import Any
 
@@ -17,7 +18,9 @@ def percentiles(values: array | list[float], points: tuple[float, ...] = (50, 90
     if not len(values):
         return {f"p{p:g}": None for p in points} | {"max": None}
     if numpy is not None:
-        data = numpy.sort(numpy.frombuffer(values, dtype=numpy.float64) if isinstance(values, array) else numpy.array(values))
+        data = numpy.sort(
+            numpy.frombuffer(values, dtype=numpy.float64) if isinstance(values, array) else numpy.array(values)
+        )
     else:
         data = sorted(values)
     n = len(data)
@@ -41,7 +44,9 @@ def send_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def check_and_measure(expected: list[str], records: list[dict[str, Any]], fleets: list[dict[str, Any]]) -> dict[str, Any]:
+def check_and_measure(
+    expected: list[str], records: list[dict[str, Any]], fleets: list[dict[str, Any]]
+) -> dict[str, Any]:
     """`expected`: the stream's superlikes since the subscribers started, in position order.
     Every subscriber must have received exactly that sequence."""
     position_of = {superlike_id: i for i, superlike_id in enumerate(expected)}
@@ -85,14 +90,22 @@ def check_and_measure(expected: list[str], records: list[dict[str, Any]], fleets
                 "missing": len(set(want) - seen),
                 "duplicates": len(sequence) - len(seen),
                 "unknown": sequence.count(-1),
-                "out_of_order": sum(a > b for a, b in zip(sequence, sequence[1:])),
+                "out_of_order": sum(a > b for a, b in itertools.pairwise(sequence)),
             }
             for key, value in problem.items():
                 violations[key] += value
             if len(examples) < 5:
-                examples.append({"subscriber": sub["index"], "port": sub["port"], "received": len(sequence),
-                                 "connections": sub["connections"], **problem,
-                                 "error_events": sub["error_events"][:2], "refused": sub["refused"][:5]})
+                examples.append(
+                    {
+                        "subscriber": sub["index"],
+                        "port": sub["port"],
+                        "received": len(sequence),
+                        "connections": sub["connections"],
+                        **problem,
+                        "error_events": sub["error_events"][:2],
+                        "refused": sub["refused"][:5],
+                    }
+                )
     return {
         "expected_superlikes": len(expected),
         "sent_and_answered_match_stream": sent_ids == set(expected),

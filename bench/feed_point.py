@@ -63,8 +63,11 @@ class Child:
         job_path.write_text(json.dumps(job))
         self.process = subprocess.Popen(
             [sys.executable, str(BENCH_DIR / script), str(job_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(f"{job_path}.stderr", "wb"),
-            text=True, start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(f"{job_path}.stderr", "wb"),
+            text=True,
+            start_new_session=True,
         )
         LIVE_CHILDREN.add(self)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -110,8 +113,12 @@ def stream_position(database_url: str, stream_id: str) -> int:
 
 
 def superlikes_after(database_url: str, stream_id: str, position: int) -> list[str]:
-    rows = _query(database_url, "SELECT id FROM superlikes WHERE stream_id = :s AND stream_position > :p "
-                  "ORDER BY stream_position", s=stream_id, p=position)
+    rows = _query(
+        database_url,
+        "SELECT id FROM superlikes WHERE stream_id = :s AND stream_position > :p ORDER BY stream_position",
+        s=stream_id,
+        p=position,
+    )
     return [row[0] for row in rows]
 
 
@@ -130,11 +137,19 @@ def run_point(target: Target, point: Point, log: Callable[[str], None]) -> dict[
         remaining, index = point.subscribers, 0
         while remaining > 0:
             count = min(point.per_process, remaining)
-            fleets.append(Child("feed_subscribers.py", {
-                "ports": target.subscribe_ports, "path": path, "subscribers": count,
-                "tokens": target.tokens[index * point.per_process:][:count] or target.tokens,
-                "out": str(work / f"fleet-{index}.pickle"),
-            }, work / f"fleet-{index}.json"))
+            fleets.append(
+                Child(
+                    "feed_subscribers.py",
+                    {
+                        "ports": target.subscribe_ports,
+                        "path": path,
+                        "subscribers": count,
+                        "tokens": target.tokens[index * point.per_process :][:count] or target.tokens,
+                        "out": str(work / f"fleet-{index}.pickle"),
+                    },
+                    work / f"fleet-{index}.json",
+                )
+            )
             remaining -= count
             index += 1
         connect_started = time.monotonic()
@@ -148,11 +163,19 @@ def run_point(target: Target, point: Point, log: Callable[[str], None]) -> dict[
         sampler.start()
         rss_others_peak = {name: procstat.rss_kb(pid) or 0 for name, pid in others.items()}
         cpu_before, t_before = _cpu({**target.measured, **clients}), time.monotonic()
-        sender = Child("feed_sender.py", {
-            "port": target.send_port, "path": f"/api/v1/live-stream/{target.stream_id}/chat/superlike",
-            "tokens": target.tokens, "rate": point.rate, "duration_s": point.duration_s,
-            "token_offset": point.token_offset, "out": str(work / "sends.json"),
-        }, work / "sender.json")
+        sender = Child(
+            "feed_sender.py",
+            {
+                "port": target.send_port,
+                "path": f"/api/v1/live-stream/{target.stream_id}/chat/superlike",
+                "tokens": target.tokens,
+                "rate": point.rate,
+                "duration_s": point.duration_s,
+                "token_offset": point.token_offset,
+                "out": str(work / "sends.json"),
+            },
+            work / "sender.json",
+        )
         if point.action is not None:
             at, action = point.action
             time.sleep(at)
@@ -180,8 +203,14 @@ def run_point(target: Target, point: Point, log: Callable[[str], None]) -> dict[
         for child in [*fleets, *([sender] if sender else [])]:
             child.stop()
     wall = t_after - t_before
-    cpu = {name: (None if cpu_after[name] is None or cpu_before[name] is None else round(cpu_after[name] - cpu_before[name], 3))
-           for name in cpu_before}
+    cpu = {
+        name: (
+            None
+            if cpu_after[name] is None or cpu_before[name] is None
+            else round(cpu_after[name] - cpu_before[name], 3)
+        )
+        for name in cpu_before
+    }
     sends = json.loads((work / "sends.json").read_text())
     cpu["sender"] = sends["cpu_s"]  # its whole life: a few connections and `rate` requests a second
     results = [pickle.loads((work / f"fleet-{i}.pickle").read_bytes()) for i in range(len(fleets))]
@@ -194,15 +223,24 @@ def run_point(target: Target, point: Point, log: Callable[[str], None]) -> dict[
     memory = sampler.window(0, sampler.now())
     memory.update({f"{name}_rss_peak_kb": kb for name, kb in rss_others_peak.items()})
     result = {
-        "label": point.label, "subscribers": point.subscribers, "rate": point.rate, "duration_s": point.duration_s,
-        "client_processes": len(fleets), "connect_s": round(connect_s, 1),
-        "drained_all": all(r["drained"] for r in results), "drain_s": round(t_after - sends_done, 2),
-        "window_s": round(wall, 2), "send": feed_analysis.send_stats(sends["records"]),
-        "send_connections_opened": sends["connections_opened"], **checked,
+        "label": point.label,
+        "subscribers": point.subscribers,
+        "rate": point.rate,
+        "duration_s": point.duration_s,
+        "client_processes": len(fleets),
+        "connect_s": round(connect_s, 1),
+        "drained_all": all(r["drained"] for r in results),
+        "drain_s": round(t_after - sends_done, 2),
+        "window_s": round(wall, 2),
+        "send": feed_analysis.send_stats(sends["records"]),
+        "send_connections_opened": sends["connections_opened"],
+        **checked,
         "cpu_s": cpu,
         "cpu_cores": {k: (None if v is None else round(v / wall, 3)) for k, v in cpu.items()},
         "cpu_us_per_chunk": {k: (None if v is None else round(1e6 * v / chunks, 1)) for k, v in cpu.items()},
-        "memory": memory, **load, **point.extra,
+        "memory": memory,
+        **load,
+        **point.extra,
     }
     return result
 
@@ -210,10 +248,13 @@ def run_point(target: Target, point: Point, log: Callable[[str], None]) -> dict[
 def summary_line(result: dict[str, Any]) -> str:
     d, s, c = result["delivery_ms_from_server_timestamp"], result["send"]["latency_ms"], result["cpu_cores"]
     client = sum(v or 0 for k, v in c.items() if k.startswith("client"))
-    return (f"{result['label']}: {result['subscribers']} subs x {result['rate']:g}/s: delivery p50 {d['p50']} p99 {d['p99']} ms, "
-            f"send p99 {s['p99']} ms, failing subs {result['subscribers_failing']} {result['violations']}, "
-            f"events/chunk {result['events_per_chunk']}, cores " +
-            " ".join(f"{k} {v}" for k, v in c.items() if not k.startswith("client")) + f" clients {client:.2f}")
+    return (
+        f"{result['label']}: {result['subscribers']} subs x {result['rate']:g}/s: delivery p50 {d['p50']} p99 {d['p99']} ms, "
+        f"send p99 {s['p99']} ms, failing subs {result['subscribers_failing']} {result['violations']}, "
+        f"events/chunk {result['events_per_chunk']}, cores "
+        + " ".join(f"{k} {v}" for k, v in c.items() if not k.startswith("client"))
+        + f" clients {client:.2f}"
+    )
 
 
 def os_load() -> list[str]:

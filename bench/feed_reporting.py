@@ -1,6 +1,6 @@
 """feed-latest.md and feed-latest.png from a bench/feed.py results file.
 
-    .venv/bin/python bench/feed_reporting.py bench/results/feed-<timestamp>.json   # redraw both
+.venv/bin/python bench/feed_reporting.py bench/results/feed-<timestamp>.json   # redraw both
 """
 
 from __future__ import annotations
@@ -31,52 +31,74 @@ def _mb(kb: int | None) -> str:
 
 def _meets_delivery(result: dict[str, Any], targets: dict[str, float]) -> bool:
     p99 = result["delivery_ms_from_server_timestamp"]["p99"]
-    return bool(result["subscribers_failing"] == 0 and result["drained_all"] and p99 is not None
-                and p99 <= targets["delivery_p99_ms"])
+    return bool(
+        result["subscribers_failing"] == 0
+        and result["drained_all"]
+        and p99 is not None
+        and p99 <= targets["delivery_p99_ms"]
+    )
 
 
 def _verdict(result: dict[str, Any], targets: dict[str, float]) -> str:
     delivery = result["delivery_ms_from_server_timestamp"]["p99"]
     send = result["send"]["latency_ms"]["p99"]
-    parts = ["exactly once, in order" if result["subscribers_failing"] == 0 and result["drained_all"]
-             else f"**{result['subscribers_failing']} subscribers failed** {result['violations']}"]
-    parts.append("delivery p99 met" if delivery is not None and delivery <= targets["delivery_p99_ms"] else "**delivery p99 missed**")
+    parts = [
+        "exactly once, in order"
+        if result["subscribers_failing"] == 0 and result["drained_all"]
+        else f"**{result['subscribers_failing']} subscribers failed** {result['violations']}"
+    ]
+    parts.append(
+        "delivery p99 met"
+        if delivery is not None and delivery <= targets["delivery_p99_ms"]
+        else "**delivery p99 missed**"
+    )
     parts.append("send p99 met" if send is not None and send <= targets["send_p99_ms"] else "**send p99 missed**")
     return "; ".join(parts)
 
 
 def _row(result: dict[str, Any], name: str, targets: dict[str, float]) -> str:
-    t, d, s = result["delivery_ms_from_answer"], result["delivery_ms_from_server_timestamp"], result["send"]["latency_ms"]
+    t, d, s = (
+        result["delivery_ms_from_answer"],
+        result["delivery_ms_from_server_timestamp"],
+        result["send"]["latency_ms"],
+    )
     mem = result["memory"]
-    return (f"| {name} | {result['subscribers']:,} × {result['rate']:g}/s × {result['duration_s']:g} s | "
-            f"{result['events_delivered']:,} / {result['expected_superlikes'] * result['subscribers']:,} | "
-            f"{_ms(d['p50'])} / {_ms(d['p99'])} ({_ms(t['p50'])} / {_ms(t['p99'])}) | {_ms(s['p50'])} / {_ms(s['p99'])} "
-            f"({result['send']['failed_count']} failed) | "
-            f"{_cores(result, 'server', 'envoy')} · {_client_cores(result)} | "
-            f"{_ms(result['cpu_us_per_chunk'].get('server'))} · {_ms(result['cpu_us_per_chunk'].get('envoy'))} | "
-            f"{result['events_per_chunk']} | {_mb(mem.get('server_rss_peak_kb'))} · {_mb(mem.get('envoy_rss_peak_kb'))} | "
-            f"{_verdict(result, targets)} |")
+    return (
+        f"| {name} | {result['subscribers']:,} × {result['rate']:g}/s × {result['duration_s']:g} s | "
+        f"{result['events_delivered']:,} / {result['expected_superlikes'] * result['subscribers']:,} | "
+        f"{_ms(d['p50'])} / {_ms(d['p99'])} ({_ms(t['p50'])} / {_ms(t['p99'])}) | {_ms(s['p50'])} / {_ms(s['p99'])} "
+        f"({result['send']['failed_count']} failed) | "
+        f"{_cores(result, 'server', 'envoy')} · {_client_cores(result)} | "
+        f"{_ms(result['cpu_us_per_chunk'].get('server'))} · {_ms(result['cpu_us_per_chunk'].get('envoy'))} | "
+        f"{result['events_per_chunk']} | {_mb(mem.get('server_rss_peak_kb'))} · {_mb(mem.get('envoy_rss_peak_kb'))} | "
+        f"{_verdict(result, targets)} |"
+    )
 
 
-HEADER = ("| run | subscribers × rate × time | events received / expected | delivery p50 / p99 ms (from the answer) "
-          "| send p50 / p99 ms (sends not answered 200) | cores: server · Envoy · clients | µs CPU per chunk: server · Envoy | events per chunk "
-          "| peak RSS MB: server · Envoy | verdict |\n|---|---|---:|---|---|---|---|---:|---|---|")
+HEADER = (
+    "| run | subscribers × rate × time | events received / expected | delivery p50 / p99 ms (from the answer) "
+    "| send p50 / p99 ms (sends not answered 200) | cores: server · Envoy · clients | µs CPU per chunk: server · Envoy | events per chunk "
+    "| peak RSS MB: server · Envoy | verdict |\n|---|---|---:|---|---|---|---|---:|---|---|"
+)
 
 
 def markdown(results: dict[str, Any], source: Path | None = None) -> str:
     targets = results["targets"]
     machine = results.get("machine", {})
     lines = [
-        f"# Live feed benchmark ({results.get('mode')} run {results.get('started_at')})", "",
+        f"# Live feed benchmark ({results.get('mode')} run {results.get('started_at')})",
+        "",
         f"{machine.get('nproc')} CPUs {machine.get('cpu_model')}, {machine.get('envoy')}, Python {machine.get('python')}; "
         f"load average at start {' '.join(results.get('loadavg_at_start', []))}, at end {' '.join(results.get('loadavg_at_end', []))}. "
-        + (f"Source: `{source.name}`." if source else ""), "",
+        + (f"Source: `{source.name}`." if source else ""),
+        "",
         f"Targets: delivery p99 ≤ {targets['delivery_p99_ms']:g} ms, send p99 ≤ {targets['send_p99_ms']:g} ms. Delivery "
         "latency = arrival at the subscriber of the HTTP chunk holding the event − the superlike's `timestamp` (the "
         "server's clock when it accepted the request, before the write: an upper bound of commit → client). In "
         "brackets: measured from the arrival of the send's HTTP answer instead, which is after the commit; it reads "
         "too low (even negative) when answers are late, as they are whenever send p99 is missed. Both clocks are this "
-        "machine's.", "",
+        "machine's.",
+        "",
     ]
     if results.get("interrupted"):
         lines += ["**Interrupted: partial results.**", ""]
@@ -85,17 +107,32 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
         lines += [_row(r, r["db"], targets) for r in results["hot"]]
         lines.append("")
     if results.get("curve"):
-        lines += ["## Capacity curve (each row of subscribers stops at its first miss)", "",
-                  "| db | subscribers | rate/s | delivery p50 / p99 ms | send p99 ms (failed) | events per chunk | cores server · Envoy · clients | µs CPU per chunk server · Envoy | meets delivery target |",
-                  "|---|---:|---:|---|---|---:|---|---|---|"]
+        lines += [
+            "## Capacity curve (each row of subscribers stops at its first miss)",
+            "",
+            "| db | subscribers | rate/s | delivery p50 / p99 ms | send p99 ms (failed) | events per chunk | cores server · Envoy · clients | µs CPU per chunk server · Envoy | meets delivery target |",
+            "|---|---:|---:|---|---|---:|---|---|---|",
+        ]
         for r in results["curve"]:
             d = r["delivery_ms_from_server_timestamp"]
-            ok = "yes" if _meets_delivery(r, targets) else ("**no**" + ("" if r["subscribers_failing"] == 0 and r["drained_all"]
-                                                            else f" ({r['subscribers_failing']} subscribers incomplete)"))
-            lines.append(f"| {r['db']} | {r['subscribers']:,} | {r['rate']:g} | {_ms(d['p50'])} / {_ms(d['p99'])} | "
-                         f"{_ms(r['send']['latency_ms']['p99'])} ({r['send']['failed_count']}) | {r['events_per_chunk']} | "
-                         f"{_cores(r, 'server', 'envoy')} · {_client_cores(r)} | "
-                         f"{_ms(r['cpu_us_per_chunk'].get('server'))} · {_ms(r['cpu_us_per_chunk'].get('envoy'))} | {ok} |")
+            ok = (
+                "yes"
+                if _meets_delivery(r, targets)
+                else (
+                    "**no**"
+                    + (
+                        ""
+                        if r["subscribers_failing"] == 0 and r["drained_all"]
+                        else f" ({r['subscribers_failing']} subscribers incomplete)"
+                    )
+                )
+            )
+            lines.append(
+                f"| {r['db']} | {r['subscribers']:,} | {r['rate']:g} | {_ms(d['p50'])} / {_ms(d['p99'])} | "
+                f"{_ms(r['send']['latency_ms']['p99'])} ({r['send']['failed_count']}) | {r['events_per_chunk']} | "
+                f"{_cores(r, 'server', 'envoy')} · {_client_cores(r)} | "
+                f"{_ms(r['cpu_us_per_chunk'].get('server'))} · {_ms(r['cpu_us_per_chunk'].get('envoy'))} | {ok} |"
+            )
         lines.append("")
     if results.get("replicas"):
         lines += ["## Two replicas on PostgreSQL", "", HEADER]
@@ -103,14 +140,16 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
             lines.append(_row(r, r["label"].rsplit("/", 1)[-1], targets))
         lines.append("")
         for r in results["replicas"]:
-            lines.append(f"- `{r['label']}`: {r['setup']}; {r['subscribers_reconnected']} subscribers reconnected "
-                         f"({r['connections']} connections, {r['refused_responses']} refused answers while "
-                         f"reconnecting, {r['error_events']} error events; streams broke "
-                         f"{_ms(r.get('breaks_after_action_ms', {}).get('p0'))}–{_ms(r.get('breaks_after_action_ms', {}).get('max'))} ms after the kill; from a broken stream to the next 200: "
-                         f"p50 {_ms(r.get('reconnect_gap_ms', {}).get('p50'))} ms, max {_ms(r.get('reconnect_gap_ms', {}).get('max'))} ms); {r['subscribers_failing']} subscribers "
-                         f"with a missing, repeated or misordered superlike; delivery p99 {_ms(r.get('delivery_ms_uninterrupted_subscribers', {}).get('p99'))} ms "
-                         f"for subscribers never cut off, {_ms(r.get('delivery_ms_reconnected_subscribers', {}).get('p99'))} ms "
-                         f"(max {_ms(r.get('delivery_ms_reconnected_subscribers', {}).get('max'))}) for those that reconnected.")
+            lines.append(
+                f"- `{r['label']}`: {r['setup']}; {r['subscribers_reconnected']} subscribers reconnected "
+                f"({r['connections']} connections, {r['refused_responses']} refused answers while "
+                f"reconnecting, {r['error_events']} error events; streams broke "
+                f"{_ms(r.get('breaks_after_action_ms', {}).get('p0'))}–{_ms(r.get('breaks_after_action_ms', {}).get('max'))} ms after the kill; from a broken stream to the next 200: "
+                f"p50 {_ms(r.get('reconnect_gap_ms', {}).get('p50'))} ms, max {_ms(r.get('reconnect_gap_ms', {}).get('max'))} ms); {r['subscribers_failing']} subscribers "
+                f"with a missing, repeated or misordered superlike; delivery p99 {_ms(r.get('delivery_ms_uninterrupted_subscribers', {}).get('p99'))} ms "
+                f"for subscribers never cut off, {_ms(r.get('delivery_ms_reconnected_subscribers', {}).get('p99'))} ms "
+                f"(max {_ms(r.get('delivery_ms_reconnected_subscribers', {}).get('max'))}) for those that reconnected."
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -132,8 +171,12 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
     for subscribers in sorted({r["subscribers"] for r in curve}):
         row = [r for r in curve if r["subscribers"] == subscribers]
-        left.plot([r["rate"] for r in row], [r["delivery_ms_from_server_timestamp"]["p99"] or 0 for r in row], marker="o",
-                  label=f"{subscribers:,} subscribers")
+        left.plot(
+            [r["rate"] for r in row],
+            [r["delivery_ms_from_server_timestamp"]["p99"] or 0 for r in row],
+            marker="o",
+            label=f"{subscribers:,} subscribers",
+        )
     left.axhline(results["targets"]["delivery_p99_ms"], color="red", linestyle="--", label="target p99")
     left.set_yscale("log")
     left.set_xlabel("superlikes sent per second (one stream)")
@@ -143,9 +186,16 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     names = [p.get("db") or p["label"].rsplit("/", 1)[-1] for p in points]
     for subscribers in sorted({r["subscribers"] for r in curve}):
         row = [r for r in curve if r["subscribers"] == subscribers]
-        left.plot([r["rate"] for r in row], [r["send"]["latency_ms"]["p99"] or 0 for r in row], linestyle=":",
-                  marker="x", color=left.lines[[line.get_label() for line in left.lines].index(f"{subscribers:,} subscribers")].get_color(),
-                  label=f"send p99, {subscribers:,}")
+        left.plot(
+            [r["rate"] for r in row],
+            [r["send"]["latency_ms"]["p99"] or 0 for r in row],
+            linestyle=":",
+            marker="x",
+            color=left.lines[
+                [line.get_label() for line in left.lines].index(f"{subscribers:,} subscribers")
+            ].get_color(),
+            label=f"send p99, {subscribers:,}",
+        )
     positions = range(len(points))
     p50 = [p["delivery_ms_from_server_timestamp"]["p50"] or 0 for p in points]
     p99 = [p["delivery_ms_from_server_timestamp"]["p99"] or 0 for p in points]
@@ -157,11 +207,16 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     right.set_xticks(list(positions), names, fontsize=8)
     right.set_ylabel("ms (log)")
     right.set_yscale("log")
-    right.set_title(f"{points[0]['subscribers'] if points else ''} subscribers, {points[0]['rate'] if points else ''}/s")
+    right.set_title(
+        f"{points[0]['subscribers'] if points else ''} subscribers, {points[0]['rate'] if points else ''}/s"
+    )
     right.legend(fontsize=8)
     machine = results.get("machine", {})
-    figure.suptitle(f"Live feed: {results.get('mode')} run {results.get('started_at')} — {machine.get('nproc')} CPUs "
-                    f"{machine.get('cpu_model')}", fontsize=10)
+    figure.suptitle(
+        f"Live feed: {results.get('mode')} run {results.get('started_at')} — {machine.get('nproc')} CPUs "
+        f"{machine.get('cpu_model')}",
+        fontsize=10,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

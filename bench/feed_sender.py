@@ -34,7 +34,10 @@ class Connection:
         raw = await self.reader.readuntil(b"\r\n\r\n")
         lines = raw.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
-        fields = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:] if line)}
+        fields = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in lines[1:] if line)
+        }
         if "content-length" in fields:
             body = await self.reader.readexactly(int(fields["content-length"]))
         else:  # chunked
@@ -95,8 +98,12 @@ async def send_one(pool: Pool, path: str, token: str, due: float) -> dict[str, A
             status, body = None, repr(error).encode()
         if status == 200:
             answer = json.loads(body)
-            record.update(answered=time.time(), status=200, superlike_id=answer["superlikeId"],
-                          server_ms=_epoch_ms(answer["timestamp"]))
+            record.update(
+                answered=time.time(),
+                status=200,
+                superlike_id=answer["superlikeId"],
+                server_ms=_epoch_ms(answer["timestamp"]),
+            )
             return record
         record["errors"].append(f"{status} {body[:200].decode(errors='replace')}")
         if status not in (None, 503) or time.time() - started > RETRY_FOR_S:
@@ -108,7 +115,7 @@ async def send_one(pool: Pool, path: str, token: str, due: float) -> dict[str, A
 async def main(job_path: str) -> None:
     job = json.loads(open(job_path, encoding="utf-8").read())
     pool, tokens, rate = Pool(job["port"]), job["tokens"], job["rate"]
-    count = int(round(rate * job["duration_s"]))
+    count = round(rate * job["duration_s"])
     # Warm connections: the first sends should not pay for TCP handshakes the steady state never does.
     for _ in range(min(8, count)):
         pool.release(await pool.acquire())
@@ -124,8 +131,15 @@ async def main(job_path: str) -> None:
     records = await asyncio.gather(*tasks)
     with open(job["out"], "w", encoding="utf-8") as handle:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        json.dump({"records": records, "connections_opened": pool.opened, "t0": t0,
-                   "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}, handle)
+        json.dump(
+            {
+                "records": records,
+                "connections_opened": pool.opened,
+                "t0": t0,
+                "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            },
+            handle,
+        )
     print("done", flush=True)
 
 

@@ -62,8 +62,10 @@ class SseConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         state = self.state
-        head = (f"GET {state.path} HTTP/1.1\r\nHost: 127.0.0.1:{state.port}\r\n"
-                f"Authorization: Bearer {state.token}\r\nAccept: text/event-stream\r\n")
+        head = (
+            f"GET {state.path} HTTP/1.1\r\nHost: 127.0.0.1:{state.port}\r\n"
+            f"Authorization: Bearer {state.token}\r\nAccept: text/event-stream\r\n"
+        )
         if state.last_event_id is not None:
             head += f"Last-Event-ID: {state.last_event_id}\r\n"
         transport.write((head + "\r\n").encode())  # type: ignore[attr-defined]
@@ -138,7 +140,7 @@ class SseConnection(asyncio.Protocol):
                 times.append(now)
             state.last_event_id = found[-1][0].decode()
         if b"event: error" in block:
-            state.error_events.append(block[block.find(b"event: error"):][:300].decode(errors="replace"))
+            state.error_events.append(block[block.find(b"event: error") :][:300].decode(errors="replace"))
         if block.startswith(b"retry: "):
             state.retry_s = int(block[7 : block.find(b"\n")]) / 1000
 
@@ -154,7 +156,9 @@ class Fleet:
         self.reconnects: set[asyncio.Task[None]] = set()
         ports = job["ports"]
         self.states = [
-            SubscriberState(index, "127.0.0.1", ports[index % len(ports)], job["path"], job["tokens"][index % len(job["tokens"])])
+            SubscriberState(
+                index, "127.0.0.1", ports[index % len(ports)], job["path"], job["tokens"][index % len(job["tokens"])]
+            )
             for index in range(job["subscribers"])
         ]
 
@@ -207,9 +211,19 @@ class Fleet:
             "drained": drained,
             "order": [superlike_id.decode() for superlike_id in self.order],
             "subscribers": [
-                {"index": s.index, "port": s.port, "ids": s.ids, "times": s.times,
-                 "superlike_chunks": s.superlike_chunks, "connections": s.connections, "breaks": s.breaks, "gaps": s.gaps, "lost_times": s.lost_times,
-                 "refused": s.refused, "error_events": s.error_events[:5]}
+                {
+                    "index": s.index,
+                    "port": s.port,
+                    "ids": s.ids,
+                    "times": s.times,
+                    "superlike_chunks": s.superlike_chunks,
+                    "connections": s.connections,
+                    "breaks": s.breaks,
+                    "gaps": s.gaps,
+                    "lost_times": s.lost_times,
+                    "refused": s.refused,
+                    "error_events": s.error_events[:5],
+                }
                 for s in self.states
             ],
         }

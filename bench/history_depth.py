@@ -46,34 +46,64 @@ async def _seed(url: str) -> None:
         await storage.upgrade()
         users = [{"id": HOST, "username": "host", "name": "H", "surname": "H", "profile_photo": "", "created_at_ms": 0}]
         users += [
-            {"id": _sender(i), "username": f"s{i}", "name": "S", "surname": str(i), "profile_photo": f"{i}.jpg",
-             "created_at_ms": 0}
+            {
+                "id": _sender(i),
+                "username": f"s{i}",
+                "name": "S",
+                "surname": str(i),
+                "profile_photo": f"{i}.jpg",
+                "created_at_ms": 0,
+            }
             for i in range(SENDERS)
         ]
         async with storage.engine.begin() as connection:
             await connection.execute(insert(User), users)
             await connection.execute(
                 insert(LiveStream),
-                [{"id": STREAM, "host_id": HOST, "state": "live", "superlike_price": 1, "created_at_ms": 0,
-                  "last_position": SUPERLIKES}],
+                [
+                    {
+                        "id": STREAM,
+                        "host_id": HOST,
+                        "state": "live",
+                        "superlike_price": 1,
+                        "created_at_ms": 0,
+                        "last_position": SUPERLIKES,
+                    }
+                ],
             )
             for start in range(0, SUPERLIKES, 10_000):
                 await connection.execute(
                     insert(SuperlikeRecord),
                     [
-                        {"id": f"{position:024x}", "stream_id": STREAM, "sender_id": _sender(position % SENDERS),
-                         "sender_username": f"s{position % SENDERS}", "sender_name": "S",
-                         "sender_surname": str(position % SENDERS), "sender_profile_photo": "",
-                         "price": 1, "sender_balance_after": 0, "created_at_ms": position,
-                         "idempotency_key": None, "stream_position": position}
+                        {
+                            "id": f"{position:024x}",
+                            "stream_id": STREAM,
+                            "sender_id": _sender(position % SENDERS),
+                            "sender_username": f"s{position % SENDERS}",
+                            "sender_name": "S",
+                            "sender_surname": str(position % SENDERS),
+                            "sender_profile_photo": "",
+                            "price": 1,
+                            "sender_balance_after": 0,
+                            "created_at_ms": position,
+                            "idempotency_key": None,
+                            "stream_position": position,
+                        }
                         for position in range(start + 1, start + 10_001)
                     ],
                 )
             await connection.execute(
                 insert(StreamSupporter),
-                [{"stream_id": STREAM, "sender_id": _sender(i), "coins": SUPERLIKES // SENDERS,
-                  "superlikes": SUPERLIKES // SENDERS, "reached_at_position": SUPERLIKES - SENDERS + 1 + i}
-                 for i in range(SENDERS)],
+                [
+                    {
+                        "stream_id": STREAM,
+                        "sender_id": _sender(i),
+                        "coins": SUPERLIKES // SENDERS,
+                        "superlikes": SUPERLIKES // SENDERS,
+                        "reached_at_position": SUPERLIKES - SENDERS + 1 + i,
+                    }
+                    for i in range(SENDERS)
+                ],
             )
         await storage.refresh_statistics()
 
@@ -124,8 +154,10 @@ def main() -> None:
     ):
         asyncio.run(_seed(url))
         results[name] = asyncio.run(_time(url))
-        print(f"{name:9} page 1 {results[name]['page_1_ms']}  page {DEEP_PAGE} {results[name][f'page_{DEEP_PAGE}_ms']}"
-              f"  top 100 {results[name]['top_100_of_1000_supporters_ms']}")
+        print(
+            f"{name:9} page 1 {results[name]['page_1_ms']}  page {DEEP_PAGE} {results[name][f'page_{DEEP_PAGE}_ms']}"
+            f"  top 100 {results[name]['top_100_of_1000_supporters_ms']}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -75,12 +75,31 @@ def percentile(sorted_values: list[int], pct: float) -> int | None:
 
 
 def run_wrk(
-    wrk: str, *, url: str, script: Path, script_args: list[str], connections: int, duration_s: int,
+    wrk: str,
+    *,
+    url: str,
+    script: Path,
+    script_args: list[str],
+    connections: int,
+    duration_s: int,
 ) -> dict[str, Any]:
     threads = min(2, connections)
     command = [
-        wrk, "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s", "--timeout", "10s",
-        "-s", str(script), url, "--", *script_args[:4], str(threads),
+        wrk,
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration_s}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+        "--",
+        *script_args[:4],
+        str(threads),
     ]
     started = time.monotonic()
     out, err, timed_out = _reap(_spawn(command), time.monotonic() + duration_s + 30)
@@ -100,8 +119,11 @@ def run_wrk(
         "duration_s": round(duration, 3),
         "rps": round(raw["requests"] / duration, 1) if duration else 0.0,
         "latency_ms": {
-            "p50": raw["p50_us"] / 1000, "p90": raw["p90_us"] / 1000, "p99": raw["p99_us"] / 1000,
-            "max": raw["max_us"] / 1000, "mean": round(raw["mean_us"] / 1000, 3),
+            "p50": raw["p50_us"] / 1000,
+            "p90": raw["p90_us"] / 1000,
+            "p99": raw["p99_us"] / 1000,
+            "max": raw["max_us"] / 1000,
+            "mean": round(raw["mean_us"] / 1000, 3),
         },
         "tool_wall_s": round(elapsed, 3),
         "processes": 1,
@@ -142,8 +164,20 @@ def run_h2load_fleet(
     for index, slot in enumerate(slots):
         log_file = log_dir / f"slot-{index}.log"
         log_file.unlink(missing_ok=True)
-        command = [h2load, "-c1", "-m1", "-t1", "-d", str(slot.data_file),
-                   "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log_file)]
+        command = [
+            h2load,
+            "-c1",
+            "-m1",
+            "-t1",
+            "-d",
+            str(slot.data_file),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "--log-file",
+            str(log_file),
+        ]
         if slot.token is not None:
             command += ["-H", f"authorization: Bearer {slot.token}"]
         if requests_per_slot is not None:
@@ -197,8 +231,10 @@ def run_h2load_fleet(
         "duration_s": round(window, 3),
         "rps": round(completed / window, 1) if window > 0 else 0.0,
         "latency_ms": {
-            "p50": _ms(percentile(durations, 50)), "p90": _ms(percentile(durations, 90)),
-            "p99": _ms(percentile(durations, 99)), "max": _ms(durations[-1] if durations else None),
+            "p50": _ms(percentile(durations, 50)),
+            "p90": _ms(percentile(durations, 90)),
+            "p99": _ms(percentile(durations, 99)),
+            "max": _ms(durations[-1] if durations else None),
             "mean": round(sum(durations) / len(durations) / 1000, 3) if durations else None,
         },
         "tool_wall_s": round(elapsed, 3),

@@ -93,8 +93,11 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
             cores, per_req = s["cpu_cores"], s["cpu_ms_per_request"]
             rps = f"{_fmt(s['rps_median'], 0)} [{_fmt(s['rps_min'], 0)}–{_fmt(s['rps_max'], 0)}]"
             latency = f"{_fmt(s['p50_ms'])} / {_fmt(s['p90_ms'])} / {_fmt(s['p99_ms'])}"
-            errors = str(s["errors"]) + (f" (expected {s['non_2xx']}×{scenario['expected_status']})"
-                                         if scenario["expected_status"] != 200 else "")
+            errors = str(s["errors"]) + (
+                f" (expected {s['non_2xx']}×{scenario['expected_status']})"
+                if scenario["expected_status"] != 200
+                else ""
+            )
             if s["problems"]:
                 errors += f" ⚠ {s['problems']} failed checks"
             cpu_req = " · ".join(_fmt(per_req[p], 2) for p in ("server", "envoy", "postgres"))
@@ -119,8 +122,15 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
             f"phase, {mb(memory.get('server_rss_end_kb'))} at its end, peak {mb(memory.get('server_rss_peak_kb'))}."
         )
     problems = results.get("problems", [])
-    lines += ["", "Checks: " + ("all passed (no unexpected errors; superlikes written match the successful "
-                                "calls; audits exit 0)." if not problems and results.get("ok") else "FAILED")]
+    lines += [
+        "",
+        "Checks: "
+        + (
+            "all passed (no unexpected errors; superlikes written match the successful calls; audits exit 0)."
+            if not problems and results.get("ok")
+            else "FAILED"
+        ),
+    ]
     lines += [f"- {p}" for p in problems]
     if results.get("interrupted"):
         lines.append("- the run was interrupted: partial results")
@@ -159,11 +169,11 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     left.barh(positions, rps, xerr=[low, high], color=colors, capsize=2)
     left.set_xlabel("requests/s (median, min–max)")
     left.set_yticks(positions, names, fontsize=8)
-    for y, value, extra in zip(positions, rps, high):
+    for y, value, extra in zip(positions, rps, high, strict=True):
         left.text(value + extra, y, f" {value:.0f}", va="center", fontsize=7)
     right.barh(positions, p99, xerr=[p99_low, p99_high], color=colors, capsize=2)
     right.set_xlabel("p99 latency ms (median, min–max)")
-    for y, value, extra in zip(positions, p99, p99_high):
+    for y, value, extra in zip(positions, p99, p99_high, strict=True):
         right.text(value + extra, y, f" {value:.1f}", va="center", fontsize=7)
     machine = results.get("machine", {})
     figure.suptitle(

@@ -75,24 +75,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per scenario; medians are quoted (3)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds before each scenario (1)")
-    parser.add_argument("--concurrency", default=",".join(map(str, scenarios.CONCURRENCY)),
-                        help="comma-separated in-flight requests (16,64)")
+    parser.add_argument(
+        "--concurrency",
+        default=",".join(map(str, scenarios.CONCURRENCY)),
+        help="comma-separated in-flight requests (16,64)",
+    )
     parser.add_argument("--databases", default=",".join(scenarios.DATABASES), help="sqlite,postgres")
     parser.add_argument("--transports", default=",".join(scenarios.TRANSPORTS))
-    parser.add_argument("--workloads", default=",".join(scenarios.WORKLOADS),
-                        help="spread,hot (SendSuperlike), list,top (reads, REST only); default all four")
+    parser.add_argument(
+        "--workloads",
+        default=",".join(scenarios.WORKLOADS),
+        help="spread,hot (SendSuperlike), list,top (reads, REST only); default all four",
+    )
     parser.add_argument("--senders", type=int, default=2000, help="seeded senders, each with 10^9 coins (2000)")
     parser.add_argument("--streams", type=int, default=200, help="live streams of the spread workload (200)")
-    parser.add_argument("--rest-keys", choices=["unique", "none"], default="unique",
-                        help="REST Idempotency-Key: a new one per request (default) or none")
-    parser.add_argument("--with-error-path", action="store_true",
-                        help="also measure REST with a malformed stream id (400 from the server, no database)")
+    parser.add_argument(
+        "--rest-keys",
+        choices=["unique", "none"],
+        default="unique",
+        help="REST Idempotency-Key: a new one per request (default) or none",
+    )
+    parser.add_argument(
+        "--with-error-path",
+        action="store_true",
+        help="also measure REST with a malformed stream id (400 from the server, no database)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the health-check ceiling")
-    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-                        help="benchmark database, dropped and recreated (env BENCH_POSTGRES_URL)")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="benchmark database, dropped and recreated (env BENCH_POSTGRES_URL)",
+    )
     parser.add_argument("--postgres-admin-db", default="postgres", help="database to connect to for DROP/CREATE")
-    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for `livechat serve`, e.g. LIVECHAT_DB_POOL_SIZE=20")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for `livechat serve`, e.g. LIVECHAT_DB_POOL_SIZE=20",
+    )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -110,7 +131,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         unknown = set(value) - allowed
         if unknown:
             parser.error(f"{what}: unknown {sorted(unknown)}; choose from {sorted(allowed)}")
-    if set(args.workload_list) <= set(scenarios.READ_WORKLOADS) and not set(args.transport_list) & set(scenarios.READ_TRANSPORTS):
+    if set(args.workload_list) <= set(scenarios.READ_WORKLOADS) and not set(args.transport_list) & set(
+        scenarios.READ_TRANSPORTS
+    ):
         parser.error(f"--workloads {args.workloads} run over {', '.join(scenarios.READ_TRANSPORTS)} only")
     if args.duration < 1 or args.runs < 1 or args.warmup < 0 or not args.concurrency_list:
         parser.error("--duration and --runs must be >= 1, --warmup >= 0, --concurrency non-empty")
@@ -136,7 +159,9 @@ def write_inputs(world: seeding.World, tokens: list[str]) -> tuple[Path, Path, P
     spread.write_text("\n".join(world.stream_ids) + "\n")
     hot = WORK / "streams-hot.txt"
     hot.write_text(world.hot_stream_id + "\n")
-    read_paths = {workload: reads.write_paths(workload, world.stream_ids, WORK) for workload in scenarios.READ_WORKLOADS}
+    read_paths = {
+        workload: reads.write_paths(workload, world.stream_ids, WORK) for workload in scenarios.READ_WORKLOADS
+    }
     frames_dir = WORK / "frames"
     frames_dir.mkdir(exist_ok=True)
     frames: dict[str, Path] = {}
@@ -196,7 +221,9 @@ def drive(ctx: Context, scenario: Scenario, *, seconds: int, requests_per_slot: 
         senders, streams = len(ctx.tokens), ctx.world.stream_ids
         slots = [
             loadgen.GrpcSlot(
-                ctx.frames[ctx.world.hot_stream_id if scenario.workload == "hot" else streams[(offset + i) % len(streams)]],
+                ctx.frames[
+                    ctx.world.hot_stream_id if scenario.workload == "hot" else streams[(offset + i) % len(streams)]
+                ],
                 ctx.tokens[(offset + i) % senders],
             )
             for i in range(scenario.concurrency)
@@ -257,7 +284,8 @@ def measure(ctx: Context, scenario: Scenario, counter: seeding.SuperlikeCounter,
     result["cpu_cores"] = {k: (None if v is None else round(v / wall, 3)) for k, v in cpu.items() if k != "wall_s"}
     result["cpu_ms_per_request"] = {
         k: (None if v is None or not result["requests"] else round(1000 * v / result["requests"], 3))
-        for k, v in cpu.items() if k != "wall_s"
+        for k, v in cpu.items()
+        if k != "wall_s"
     }
     result["memory"] = sampler.window(window_start, window_end)
     result["superlikes_written"] = written
@@ -333,8 +361,12 @@ def audit(database_url: str) -> dict[str, Any]:
     livechat = Path(sys.executable).parent / "livechat"
     try:
         result = subprocess.run(
-            [str(livechat), "admin", "audit"], env=dict(os.environ, DATABASE_URL=database_url),
-            capture_output=True, text=True, timeout=AUDIT_TIMEOUT_S, cwd=ROOT,
+            [str(livechat), "admin", "audit"],
+            env=dict(os.environ, DATABASE_URL=database_url),
+            capture_output=True,
+            text=True,
+            timeout=AUDIT_TIMEOUT_S,
+            cwd=ROOT,
         )
     except subprocess.TimeoutExpired:
         # A failed check like any other: the run still finishes, records it and exits non-zero.
@@ -409,8 +441,10 @@ def run_phase(ctx: Context, db: str, scenarios: list[Scenario]) -> None:
         phase["server_log_error_samples"] = [line for line in server_log if " ERROR " in line][:5]
     total = counter.count()
     phase["superlikes_total"] = total
-    log(f"{db}: server RSS {kb(memory['server_rss_start_kb'])} at start, {kb(memory['server_rss_end_kb'])} at end, "
-        f"peak {kb(memory['server_rss_peak_kb'])}; {total} superlikes written; running the audit")
+    log(
+        f"{db}: server RSS {kb(memory['server_rss_start_kb'])} at start, {kb(memory['server_rss_end_kb'])} at end, "
+        f"peak {kb(memory['server_rss_peak_kb'])}; {total} superlikes written; running the audit"
+    )
     phase["audit"] = audit(database_url)
     report = phase["audit"]["report"]
     if phase["audit"]["exit_code"] != 0 or not report.get("ok"):
@@ -466,8 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"minting {args.senders} RS256 tokens")
     private_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     total_s = (args.duration * args.runs + args.warmup) * 1.1
-    tokens = seeding.mint_tokens(private_key, world, issuer=DEFAULT_ISSUER, audience=DEFAULT_AUDIENCE,
-                                 ttl_seconds=int(3600 + 200 * total_s))
+    tokens = seeding.mint_tokens(
+        private_key, world, issuer=DEFAULT_ISSUER, audience=DEFAULT_AUDIENCE, ttl_seconds=int(3600 + 200 * total_s)
+    )
     tokens_file, spread_file, hot_file, read_paths, frames = write_inputs(world, tokens)
 
     started = dt.datetime.now(dt.UTC)
@@ -479,11 +514,18 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if args.quick else "full",
         "started_at": started.isoformat(timespec="seconds"),
         "settings": {
-            "duration_s": args.duration, "runs": args.runs, "warmup_s": args.warmup,
-            "concurrency": args.concurrency_list, "databases": args.database_list,
-            "transports": args.transport_list, "workloads": args.workload_list,
-            "senders": args.senders, "streams": args.streams, "rest_idempotency_keys": args.rest_keys,
-            "server_env": args.server_env_map, "price": seeding.SUPERLIKE_PRICE,
+            "duration_s": args.duration,
+            "runs": args.runs,
+            "warmup_s": args.warmup,
+            "concurrency": args.concurrency_list,
+            "databases": args.database_list,
+            "transports": args.transport_list,
+            "workloads": args.workload_list,
+            "senders": args.senders,
+            "streams": args.streams,
+            "rest_idempotency_keys": args.rest_keys,
+            "server_env": args.server_env_map,
+            "price": seeding.SUPERLIKE_PRICE,
             "sender_coins": seeding.SENDER_COINS,
         },
         "machine": toolchain.machine_info(envoy=str(Path(sys.executable).parent / "envoy"), wrk=wrk, h2load=h2load),
@@ -522,16 +564,23 @@ def main(argv: list[str] | None = None) -> int:
     # latest.md/latest.png show the last run of the whole matrix; a partial run (a quick one, one
     # database, one workload) must not replace those figures, so its table and chart go beside its JSON.
     full = exit_code == 0 and scenarios.covers_default_matrix(
-        databases=args.database_list, transports=args.transport_list, workloads=args.workload_list,
-        concurrency=args.concurrency_list, quick=args.quick, baseline_included=not args.no_baseline,
+        databases=args.database_list,
+        transports=args.transport_list,
+        workloads=args.workload_list,
+        concurrency=args.concurrency_list,
+        quick=args.quick,
+        baseline_included=not args.no_baseline,
     )
     report_stem = args.results_dir / "latest" if full else path.with_suffix("")
     markdown = reporting.write_markdown(json.loads(path.read_text()), report_stem.with_suffix(".md"), source=path)
     if not args.no_chart:
         reporting.write_chart(json.loads(path.read_text()), report_stem.with_suffix(".png"))
     print(markdown)
-    log(f"results: {path}, {report_stem.with_suffix('.md')}" + ("" if args.no_chart else f", {report_stem.with_suffix('.png')}")
-        + ("" if full else " (a partial run: latest.md and latest.png are left as they were)"))
+    log(
+        f"results: {path}, {report_stem.with_suffix('.md')}"
+        + ("" if args.no_chart else f", {report_stem.with_suffix('.png')}")
+        + ("" if full else " (a partial run: latest.md and latest.png are left as they were)")
+    )
     if ctx.problems:
         print("\nFAILED checks:\n  " + "\n  ".join(ctx.problems), file=sys.stderr)
         return exit_code or 1

@@ -79,8 +79,13 @@ def for_database(db: str, transports: list[str], workloads: list[str], concurren
 
 
 def covers_default_matrix(
-    *, databases: list[str], transports: list[str], workloads: list[str], concurrency: list[int],
-    quick: bool, baseline_included: bool,
+    *,
+    databases: list[str],
+    transports: list[str],
+    workloads: list[str],
+    concurrency: list[int],
+    quick: bool,
+    baseline_included: bool,
 ) -> bool:
     """True for a run that measured at least everything a plain `make bench` does."""
     return (

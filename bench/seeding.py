@@ -93,12 +93,24 @@ async def seed(database_url: str, world: World) -> dict[str, Any]:
         now = now_ms()
         hosts = [*world.host_ids, world.hot_host_id]
         users = [
-            {"id": uid, "username": f"bench_s{i}", "name": "Bench", "surname": f"Sender{i}",
-             "profile_photo": f"s{i}.jpg", "created_at_ms": now}
+            {
+                "id": uid,
+                "username": f"bench_s{i}",
+                "name": "Bench",
+                "surname": f"Sender{i}",
+                "profile_photo": f"s{i}.jpg",
+                "created_at_ms": now,
+            }
             for i, uid in enumerate(world.sender_ids)
         ] + [
-            {"id": uid, "username": f"bench_h{i}", "name": "Bench", "surname": f"Host{i}",
-             "profile_photo": f"h{i}.jpg", "created_at_ms": now}
+            {
+                "id": uid,
+                "username": f"bench_h{i}",
+                "name": "Bench",
+                "surname": f"Host{i}",
+                "profile_photo": f"h{i}.jpg",
+                "created_at_ms": now,
+            }
             for i, uid in enumerate(hosts)
         ]
         credits = [
@@ -126,8 +138,14 @@ async def seed(database_url: str, world: World) -> dict[str, Any]:
             await connection.execute(insert(LedgerEntry), history_entries)
             await connection.execute(insert(StreamSupporter), supporters)
         await storage.refresh_statistics()
-        return {"users": len(users), "senders": len(world.sender_ids), "streams": len(streams),
-                "sender_coins": SENDER_COINS, "price": SUPERLIKE_PRICE, "history_superlikes": len(history)}
+        return {
+            "users": len(users),
+            "senders": len(world.sender_ids),
+            "streams": len(streams),
+            "sender_coins": SENDER_COINS,
+            "price": SUPERLIKE_PRICE,
+            "history_superlikes": len(history),
+        }
 
 
 def _history(
@@ -148,18 +166,42 @@ def _history(
             superlike_id = _object_id(f"bench-history-{i}-{j}")
             created_at_ms = now - (HISTORY_PER_SENDER - j) * 60_000
             positions[world.stream_ids[stream]] = position = positions.get(world.stream_ids[stream], 0) + 1
-            superlikes.append({
-                "id": superlike_id, "stream_id": world.stream_ids[stream], "sender_id": sender,
-                "sender_username": profile["username"], "sender_name": profile["name"],
-                "sender_surname": profile["surname"], "sender_profile_photo": profile["profile_photo"],
-                "price": SUPERLIKE_PRICE, "sender_balance_after": SENDER_COINS - (j + 1) * SUPERLIKE_PRICE,
-                "created_at_ms": created_at_ms, "idempotency_key": f"history-{j}" if j % 2 else None,
-                "stream_position": position,
-            })
-            entries.append({"user_id": sender, "amount": -SUPERLIKE_PRICE, "kind": "superlike_debit",
-                            "superlike_id": superlike_id, "created_at_ms": created_at_ms, "applied": True})
-            entries.append({"user_id": host, "amount": SUPERLIKE_PRICE, "kind": "superlike_credit",
-                            "superlike_id": superlike_id, "created_at_ms": created_at_ms, "applied": True})
+            superlikes.append(
+                {
+                    "id": superlike_id,
+                    "stream_id": world.stream_ids[stream],
+                    "sender_id": sender,
+                    "sender_username": profile["username"],
+                    "sender_name": profile["name"],
+                    "sender_surname": profile["surname"],
+                    "sender_profile_photo": profile["profile_photo"],
+                    "price": SUPERLIKE_PRICE,
+                    "sender_balance_after": SENDER_COINS - (j + 1) * SUPERLIKE_PRICE,
+                    "created_at_ms": created_at_ms,
+                    "idempotency_key": f"history-{j}" if j % 2 else None,
+                    "stream_position": position,
+                }
+            )
+            entries.append(
+                {
+                    "user_id": sender,
+                    "amount": -SUPERLIKE_PRICE,
+                    "kind": "superlike_debit",
+                    "superlike_id": superlike_id,
+                    "created_at_ms": created_at_ms,
+                    "applied": True,
+                }
+            )
+            entries.append(
+                {
+                    "user_id": host,
+                    "amount": SUPERLIKE_PRICE,
+                    "kind": "superlike_credit",
+                    "superlike_id": superlike_id,
+                    "created_at_ms": created_at_ms,
+                    "applied": True,
+                }
+            )
             earned[host] = earned.get(host, 0) + SUPERLIKE_PRICE
     return superlikes, entries, earned
 

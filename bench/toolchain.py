@@ -43,6 +43,7 @@ def ensure_matplotlib() -> None:
     """matplotlib only draws the chart, so it is not a project dependency: installed into this venv on demand."""
     try:
         import matplotlib  # noqa: F401
+
         return
     except ImportError:
         pass

@@ -145,7 +145,10 @@ def main() -> int:
         extra_server_env={"LIVECHAT_METRICS_PORT": str(metrics_port)},
     )
     token = mint_token(
-        key_path.read_bytes(), subject=DEMO_VIEWER_ID, issuer=config.issuer, audience=config.audience,
+        key_path.read_bytes(),
+        subject=DEMO_VIEWER_ID,
+        issuer=config.issuer,
+        audience=config.audience,
         ttl_seconds=24 * 3600,
     )
     stack = Stack(config)
@@ -157,7 +160,12 @@ def main() -> int:
     try:
         print(banner(config, url, token, key_path, seed), flush=True)
         while not stop.is_set():
-            if stack.server is None or stack.server.poll() is not None or stack.envoy is None or stack.envoy.poll() is not None:
+            if (
+                stack.server is None
+                or stack.server.poll() is not None
+                or stack.envoy is None
+                or stack.envoy.poll() is not None
+            ):
                 print("a process exited unexpectedly; see the logs above", file=sys.stderr)
                 return 1
             stop.wait(0.5)

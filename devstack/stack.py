@@ -169,12 +169,16 @@ class Stack:
             self.envoy = subprocess.Popen(
                 [
                     binary("envoy"),
-                    "-c", str(self.envoy_config),
-                    "--log-level", "warn",
-                    "--base-id", str(self.config.admin_port),  # several Envoys may run side by side
+                    "-c",
+                    str(self.envoy_config),
+                    "--log-level",
+                    "warn",
+                    "--base-id",
+                    str(self.config.admin_port),  # several Envoys may run side by side
                     "--disable-hot-restart",
                     # The access log reaches envoy.log within 0.5 s (default: 10 s).
-                    "--file-flush-interval-msec", "500",
+                    "--file-flush-interval-msec",
+                    "500",
                 ],
                 cwd=ROOT,
                 stdout=log,
@@ -197,9 +201,7 @@ class Stack:
             self.server.wait(10)
             self.server = None
 
-    def _wait_for_health(
-        self, target: str, process: subprocess.Popen[bytes], log: Path, timeout: float
-    ) -> None:
+    def _wait_for_health(self, target: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
@@ -226,9 +228,7 @@ class Stack:
                 with urllib.request.urlopen(ready_url, timeout=1) as response:
                     clusters = response.read().decode()
                 # Ready when the upstream passed Envoy's own grpc.health check.
-                if "livestream_chat::" in clusters and (
-                    not healthy_upstream or "health_flags::healthy" in clusters
-                ):
+                if "livestream_chat::" in clusters and (not healthy_upstream or "health_flags::healthy" in clusters):
                     return
             except (urllib.error.URLError, OSError):
                 pass

@@ -165,8 +165,7 @@ def _jwks_source(jwks_url: str, ca_file: str) -> tuple[dict[str, Any], dict[str,
         "load_assignment": {
             "cluster_name": JWKS_CLUSTER,
             "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                    "address": host, "port_value": port}}}}]}
+                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}
             ],
         },
     }
@@ -179,9 +178,7 @@ def _jwks_source(jwks_url: str, ca_file: str) -> tuple[dict[str, Any], dict[str,
                 "common_tls_context": {
                     "validation_context": {
                         "trusted_ca": {"filename": ca_file},
-                        "match_typed_subject_alt_names": [
-                            {"san_type": "DNS", "matcher": {"exact": host}}
-                        ],
+                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": host}}],
                     }
                 },
             },
@@ -193,7 +190,11 @@ def _send_rate_limit(burst: Any, per_second: Any, callers: Any) -> dict[str, Any
     """The per-caller bucket of the SendSuperlike routes, and the Retry-After a refused caller gets."""
     if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 100_000:
         raise RenderError(f"--send-burst must be 1-100000, got {burst!r}")
-    if isinstance(per_second, bool) or not isinstance(per_second, (int, float)) or not 1 / 3600 <= per_second <= 100_000:
+    if (
+        isinstance(per_second, bool)
+        or not isinstance(per_second, (int, float))
+        or not 1 / 3600 <= per_second <= 100_000
+    ):
         raise RenderError(f"--send-per-second must be from 1/3600 to 100000, got {per_second!r}")
     if isinstance(callers, bool) or not isinstance(callers, int) or not 1 <= callers <= 10_000_000:
         raise RenderError(f"--rate-limited-callers must be 1-10000000, got {callers!r}")
@@ -229,25 +230,44 @@ CEL_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.E
 # time jwt_authn or the router answer; the transcoder's x-envoy-original-path tells them apart
 # (error_envelope.lua strips any x-envoy-* a client sends).
 GRPC_CALLER: list[dict[str, Any]] = [
-    {"or_filter": {"filters": [
-        {"header_filter": {"header": {"name": "content-type", "string_match": {"exact": "application/grpc"}}}},
-        {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc+"}}}},
-    ]}},
+    {
+        "or_filter": {
+            "filters": [
+                {"header_filter": {"header": {"name": "content-type", "string_match": {"exact": "application/grpc"}}}},
+                {
+                    "header_filter": {
+                        "header": {"name": "content-type", "string_match": {"prefix": "application/grpc+"}}
+                    }
+                },
+            ]
+        }
+    },
     {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": True, "invert_match": True}}},
-    {"extension_filter": {"name": CEL_FILTER, "typed_config": {
-        "@type": CEL_TYPE, "expression": "!request.protocol.startsWith('HTTP/1')"}}},
+    {
+        "extension_filter": {
+            "name": CEL_FILTER,
+            "typed_config": {"@type": CEL_TYPE, "expression": "!request.protocol.startsWith('HTTP/1')"},
+        }
+    },
 ]
 
 
 def _status(op: str, value: int, key: str) -> dict[str, Any]:
     # runtime_key is required by the API; nothing sets these keys, so the default applies.
-    return {"status_code_filter": {"comparison": {"op": op, "value": {
-        "default_value": value, "runtime_key": f"edge.local_reply.{key}"}}}}
+    return {
+        "status_code_filter": {
+            "comparison": {"op": op, "value": {"default_value": value, "runtime_key": f"edge.local_reply.{key}"}}
+        }
+    }
 
 
 def _details_start_with(prefix: str) -> dict[str, Any]:
-    return {"extension_filter": {"name": CEL_FILTER, "typed_config": {
-        "@type": CEL_TYPE, "expression": f"response.code_details.startsWith('{prefix}')"}}}
+    return {
+        "extension_filter": {
+            "name": CEL_FILTER,
+            "typed_config": {"@type": CEL_TYPE, "expression": f"response.code_details.startsWith('{prefix}')"},
+        }
+    }
 
 
 def _any_of(filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -271,27 +291,45 @@ def _grpc_status_headers(error: type[DomainError]) -> list[dict[str, Any]]:
 def _edge_rows(caller: str) -> list[tuple[dict[str, Any], status_codes.EdgeError, list[dict[str, Any]]]]:
     """(condition, answer, extra headers) in match order: Envoy applies the first that matches."""
     unauthenticated = next(edge for edge in status_codes.EDGE_ERRORS if edge.envoy_statuses == (401,))
-    rows = [(
-        # jwt_authn answers a token for another audience with 403: still "authenticate again".
-        _any_of([_status("EQ", 401, f"{caller}_401"),
-                 {"and_filter": {"filters": [_status("EQ", 403, f"{caller}_jwt_403"), _details_start_with("jwt_authn")]}}]),
-        unauthenticated,
-        [_header("www-authenticate", "Bearer")],
-    )]
+    rows = [
+        (
+            # jwt_authn answers a token for another audience with 403: still "authenticate again".
+            _any_of(
+                [
+                    _status("EQ", 401, f"{caller}_401"),
+                    {
+                        "and_filter": {
+                            "filters": [_status("EQ", 403, f"{caller}_jwt_403"), _details_start_with("jwt_authn")]
+                        }
+                    },
+                ]
+            ),
+            unauthenticated,
+            [_header("www-authenticate", "Bearer")],
+        )
+    ]
     for edge in status_codes.EDGE_ERRORS:
         if edge.envoy_statuses == (401,):
             continue
-        rows.append((
-            _any_of([_status("EQ", s, f"{caller}_{s}") for s in edge.envoy_statuses]),
-            edge,
-            [],
-        ))
+        rows.append(
+            (
+                _any_of([_status("EQ", s, f"{caller}_{s}") for s in edge.envoy_statuses]),
+                edge,
+                [],
+            )
+        )
     other = status_codes.EDGE_OTHER_CLIENT_ERROR
-    rows.append((
-        {"and_filter": {"filters": [_status("GE", 400, f"{caller}_4xx_min"), _status("LE", 499, f"{caller}_4xx_max")]}},
-        status_codes.EdgeError((), 0, other, other),
-        [],
-    ))
+    rows.append(
+        (
+            {
+                "and_filter": {
+                    "filters": [_status("GE", 400, f"{caller}_4xx_min"), _status("LE", 499, f"{caller}_4xx_max")]
+                }
+            },
+            status_codes.EdgeError((), 0, other, other),
+            [],
+        )
+    )
     # Anything else Envoy itself produces is a fault on our side.
     rows.append((_status("GE", 0, f"{caller}_any"), status_codes.EDGE_OTHER_ERROR, []))
     return rows
@@ -302,29 +340,48 @@ def local_reply_mappers() -> list[dict[str, Any]]:
     plain = {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}}
     mappers: list[dict[str, Any]] = []
     for condition, edge, headers in _edge_rows("grpc"):
-        mappers.append({
-            "filter": {"and_filter": {"filters": [*GRPC_CALLER, condition]}},
-            "body": {"inline_string": edge.grpc.message},
-            "body_format_override": plain,
-            "headers_to_add": [*_grpc_status_headers(edge.grpc), *headers],
-        })
+        mappers.append(
+            {
+                "filter": {"and_filter": {"filters": [*GRPC_CALLER, condition]}},
+                "body": {"inline_string": edge.grpc.message},
+                "body_format_override": plain,
+                "headers_to_add": [*_grpc_status_headers(edge.grpc), *headers],
+            }
+        )
     # Refusals error_envelope.lua decided, by the reason it left in the request's metadata.
     for refusal in status_codes.EDGE_LUA_REFUSALS:
-        mappers.append({
-            "filter": {"metadata_filter": {"matcher": {
-                "filter": LUA_FILTER, "path": [{"key": "refusal"}], "value": {"string_match": {"exact": refusal.reason}}},
-                # Unset, a request without the key would match (Envoy's default is true).
-                "match_if_key_not_found": False}},
-            "status_code": status_codes.HTTP_STATUS_OF_CODE[status_codes.status_code_of(refusal)],
-            "body": {"inline_string": refusal.message},
-        })
+        mappers.append(
+            {
+                "filter": {
+                    "metadata_filter": {
+                        "matcher": {
+                            "filter": LUA_FILTER,
+                            "path": [{"key": "refusal"}],
+                            "value": {"string_match": {"exact": refusal.reason}},
+                        },
+                        # Unset, a request without the key would match (Envoy's default is true).
+                        "match_if_key_not_found": False,
+                    }
+                },
+                "status_code": status_codes.HTTP_STATUS_OF_CODE[status_codes.status_code_of(refusal)],
+                "body": {"inline_string": refusal.message},
+            }
+        )
     invalid_body = status_codes.EDGE_INVALID_BODY
     # The transcoder could not turn the body into the request message.
-    mappers.append({
-        "filter": {"and_filter": {"filters": [
-            _status("EQ", 400, "rest_transcode_400"), _details_start_with("grpc_json_transcode_failure")]}},
-        "body": {"inline_string": invalid_body.message},
-    })
+    mappers.append(
+        {
+            "filter": {
+                "and_filter": {
+                    "filters": [
+                        _status("EQ", 400, "rest_transcode_400"),
+                        _details_start_with("grpc_json_transcode_failure"),
+                    ]
+                }
+            },
+            "body": {"inline_string": invalid_body.message},
+        }
+    )
     for condition, edge, headers in _edge_rows("rest"):
         mapper: dict[str, Any] = {"filter": condition}
         if edge.http_status:
@@ -354,8 +411,11 @@ def error_table_metadata() -> dict[str, Any]:
 
 # The overlay page is a successful local reply too: it leaves as it is, not as an envelope.
 OVERLAY_PAGE_MAPPER = {
-    "filter": {"status_code_filter": {"comparison": {"op": "EQ", "value": {
-        "default_value": 200, "runtime_key": "edge.local_reply.page"}}}},
+    "filter": {
+        "status_code_filter": {
+            "comparison": {"op": "EQ", "value": {"default_value": 200, "runtime_key": "edge.local_reply.page"}}
+        }
+    },
     "body_format_override": {
         "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
         "content_type": "text/html; charset=utf-8",
@@ -366,12 +426,26 @@ OVERLAY_PAGE_MAPPER = {
 # The OpenAPI document is a successful local reply (a direct response): it leaves as it is, JSON,
 # not as an envelope. Only its route's 200 is let through this way.
 OPENAPI_MAPPER = {
-    "filter": {"and_filter": {"filters": [
-        {"status_code_filter": {"comparison": {"op": "EQ", "value": {
-            "default_value": 200, "runtime_key": "edge.local_reply.openapi"}}}},
-        {"extension_filter": {"name": CEL_FILTER, "typed_config": {
-            "@type": CEL_TYPE, "expression": f"xds.route_name == '{OPENAPI_ROUTE}'"}}},
-    ]}},
+    "filter": {
+        "and_filter": {
+            "filters": [
+                {
+                    "status_code_filter": {
+                        "comparison": {
+                            "op": "EQ",
+                            "value": {"default_value": 200, "runtime_key": "edge.local_reply.openapi"},
+                        }
+                    }
+                },
+                {
+                    "extension_filter": {
+                        "name": CEL_FILTER,
+                        "typed_config": {"@type": CEL_TYPE, "expression": f"xds.route_name == '{OPENAPI_ROUTE}'"},
+                    }
+                },
+            ]
+        }
+    },
     "body_format_override": {
         "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
         "content_type": "application/json",
@@ -402,12 +476,22 @@ def _render_upstream(
     if port is not None:
         upstream_addr["port_value"] = _port("--upstream-port", port)
     for extra in extra_ports:
-        endpoints.append({"endpoint": {"address": {"socket_address": {
-            "address": upstream_addr["address"], "port_value": _port("--extra-upstream-port", extra)}}}})
+        endpoints.append(
+            {
+                "endpoint": {
+                    "address": {
+                        "socket_address": {
+                            "address": upstream_addr["address"],
+                            "port_value": _port("--extra-upstream-port", extra),
+                        }
+                    }
+                }
+            }
+        )
     if keepalive_seconds is not None:
         keepalive = cluster["typed_extension_protocol_options"][
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"][
-            "http2_protocol_options"]["connection_keepalive"]
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        ]["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"]
         keepalive["interval"] = _seconds("--upstream-keepalive-seconds", keepalive_seconds)
 
 
@@ -461,7 +545,10 @@ def render(
     for cluster_name in (UPSTREAM_CLUSTER, FEED_CLUSTER):
         _render_upstream(
             _find(clusters, "name", cluster_name, "cluster"),
-            upstream_host, upstream_port, upstream_keepalive_seconds, extra_upstream_ports,
+            upstream_host,
+            upstream_port,
+            upstream_keepalive_seconds,
+            extra_upstream_ports,
         )
     if overlay is not None:
         routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
@@ -521,28 +608,55 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-port", type=int, help="gRPC server port (default 50051)")
     p.add_argument("--descriptor", help="descriptor set path (default gen/livestream_chat.pb)")
     p.add_argument("--overlay", help="overlay page path (default envoy/overlay.html)")
-    p.add_argument("--extra-upstream-port", dest="extra_upstream_ports", type=int, action="append", default=[],
-                   help="another server replica on the upstream host (repeatable)")
+    p.add_argument(
+        "--extra-upstream-port",
+        dest="extra_upstream_ports",
+        type=int,
+        action="append",
+        default=[],
+        help="another server replica on the upstream host (repeatable)",
+    )
     p.add_argument("--lua", help="error_envelope.lua path (default envoy/error_envelope.lua)")
     p.add_argument("--issuer", help="required JWT iss")
     p.add_argument("--audience", help="required JWT aud")
     jwks = p.add_mutually_exclusive_group()
     jwks.add_argument("--jwks-file", help="local JWKS file")
     jwks.add_argument("--jwks-url", help="remote JWKS URL (https; http only on loopback)")
-    p.add_argument("--jwks-ca-file", default=DEFAULT_CA_BUNDLE,
-                   help=f"CA bundle for an https --jwks-url (default {DEFAULT_CA_BUNDLE})")
+    p.add_argument(
+        "--jwks-ca-file",
+        default=DEFAULT_CA_BUNDLE,
+        help=f"CA bundle for an https --jwks-url (default {DEFAULT_CA_BUNDLE})",
+    )
     p.add_argument("--openapi", help="the OpenAPI document Envoy serves (default gen/openapi.json)")
-    p.add_argument("--send-burst", type=int, default=DEFAULT_SEND_BURST,
-                   help=f"superlikes a caller may send at once (default {DEFAULT_SEND_BURST})")
-    p.add_argument("--send-per-second", type=float, default=DEFAULT_SEND_PER_SECOND,
-                   help=f"superlikes a caller may send per second after the burst (default {DEFAULT_SEND_PER_SECOND:g})")
-    p.add_argument("--rate-limited-callers", type=int, default=DEFAULT_RATE_LIMITED_CALLERS,
-                   help=f"callers whose buckets Envoy keeps (default {DEFAULT_RATE_LIMITED_CALLERS})")
-    p.add_argument("--upstream-keepalive-seconds", type=float,
-                   help="HTTP/2 PING interval on connections to the server (default 30)")
-    p.add_argument("--no-check-files", dest="check_files", action="store_false",
-                   help="do not require --descriptor/--lua/--jwks-file to exist here "
-                        "(e.g. paths inside a container)")
+    p.add_argument(
+        "--send-burst",
+        type=int,
+        default=DEFAULT_SEND_BURST,
+        help=f"superlikes a caller may send at once (default {DEFAULT_SEND_BURST})",
+    )
+    p.add_argument(
+        "--send-per-second",
+        type=float,
+        default=DEFAULT_SEND_PER_SECOND,
+        help=f"superlikes a caller may send per second after the burst (default {DEFAULT_SEND_PER_SECOND:g})",
+    )
+    p.add_argument(
+        "--rate-limited-callers",
+        type=int,
+        default=DEFAULT_RATE_LIMITED_CALLERS,
+        help=f"callers whose buckets Envoy keeps (default {DEFAULT_RATE_LIMITED_CALLERS})",
+    )
+    p.add_argument(
+        "--upstream-keepalive-seconds",
+        type=float,
+        help="HTTP/2 PING interval on connections to the server (default 30)",
+    )
+    p.add_argument(
+        "--no-check-files",
+        dest="check_files",
+        action="store_false",
+        help="do not require --descriptor/--lua/--jwks-file to exist here (e.g. paths inside a container)",
+    )
     return p
 
 

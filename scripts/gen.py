@@ -103,11 +103,7 @@ def write_lint_image(path: Path, proto_dir: Path = PROTO_DIR) -> None:
 
 def _stale_files(expected: Path, actual: Path) -> list[str]:
     expected_files = {p.relative_to(expected) for p in expected.rglob("*") if p.is_file()}
-    actual_files = {
-        p.relative_to(actual)
-        for p in actual.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
-    }
+    actual_files = {p.relative_to(actual) for p in actual.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     stale = sorted(str(p) for p in expected_files ^ actual_files)
     for rel in sorted(expected_files & actual_files):
         if not filecmp.cmp(expected / rel, actual / rel, shallow=False):

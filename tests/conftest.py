@@ -48,7 +48,7 @@ def postgres_url() -> Iterator[str]:
     name = f"livechat_test_{secrets.token_hex(4)}"
     try:
         asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as error:
         _unreachable(str(error))
     base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
     yield f"{base}/{name}"

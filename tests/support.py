@@ -60,9 +60,7 @@ async def create_user(storage: Storage, coins: int = 0, **profile: str) -> dict:
     return user_json(await as_operator(storage, lambda admin: admin.create_user(new_profile, coins=coins)))
 
 
-async def create_stream(
-    storage: Storage, host_id: str, price: int = 10, state: StreamState = StreamState.LIVE
-) -> dict:
+async def create_stream(storage: Storage, host_id: str, price: int = 10, state: StreamState = StreamState.LIVE) -> dict:
     """A stream as `livechat admin create-stream` prints it."""
     return stream_json(await as_operator(storage, lambda admin: admin.create_stream(host_id, price=price, state=state)))
 

@@ -177,9 +177,8 @@ def test_envoy_has_a_healthcheck_on_its_admin_ready_endpoint() -> None:
     healthcheck = SERVICES["envoy"]["healthcheck"]
     test = healthcheck["test"]
     assert test[:3] == ["CMD", "bash", "-c"]
-    admin_port = dict(zip(SERVICES["envoy-config"]["command"][2::2], SERVICES["envoy-config"]["command"][3::2]))[
-        "--admin-port"
-    ]
+    render_command = SERVICES["envoy-config"]["command"]
+    admin_port = render_command[render_command.index("--admin-port") + 1]
     assert test[3].startswith(f"exec 3<>/dev/tcp/127.0.0.1/{admin_port} ")
     assert "GET /ready HTTP/1.1" in test[3] and test[3].endswith("grep -q '^LIVE' <&3")
     assert (healthcheck["interval"], healthcheck["timeout"], healthcheck["retries"]) == ("5s", "3s", 5)

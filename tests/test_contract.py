@@ -42,7 +42,11 @@ def _image(proto_dir: Path, image: Path) -> list[str]:
     """Builds a buf image of `proto_dir` and returns `--path` arguments naming our own files."""
     listed = subprocess.run(
         [sys.executable, "scripts/gen.py", "--image", str(image), "--proto-dir", str(proto_dir)],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     return [arg for path in listed.stdout.split() for arg in ("--path", path)]
 
@@ -51,9 +55,20 @@ def _buf_breaking(proto_dir: Path, against_dir: Path, tmp_path: Path) -> subproc
     paths = _image(proto_dir, tmp_path / "input.binpb")
     _image(against_dir, tmp_path / "against.binpb")
     return subprocess.run(
-        [_buf(), "breaking", str(tmp_path / "input.binpb"), "--against", str(tmp_path / "against.binpb"),
-         "--config", str(PROTO / "buf.yaml"), *paths],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            _buf(),
+            "breaking",
+            str(tmp_path / "input.binpb"),
+            "--against",
+            str(tmp_path / "against.binpb"),
+            "--config",
+            str(PROTO / "buf.yaml"),
+            *paths,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -107,7 +122,10 @@ def test_buf_lint_passes(tmp_path: Path) -> None:
     paths = _image(PROTO, image)
     result = subprocess.run(
         [buf, "lint", str(image), *paths, "--config", str(PROTO / "buf.yaml")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
@@ -136,7 +154,9 @@ def test_buf_breaking_accepts_a_comment_only_change(tmp_path: Path) -> None:
     changed = tmp_path / "changed"
     shutil.copytree(PROTO, changed)
     edited = changed / CONTRACT_FILE.relative_to(PROTO)
-    edited.write_text(edited.read_text().replace("  string stream_id = 1;\n", "  // Reworded.\n  string stream_id = 1;\n", 1))
+    edited.write_text(
+        edited.read_text().replace("  string stream_id = 1;\n", "  // Reworded.\n  string stream_id = 1;\n", 1)
+    )
     result = _buf_breaking(changed, PROTO, tmp_path)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 

@@ -39,7 +39,12 @@ class AdminRepository:
         )
         row = self._connection.execute(
             select(
-                User.id, User.username, User.name, User.surname, User.profile_photo, Wallet.balance,
+                User.id,
+                User.username,
+                User.name,
+                User.surname,
+                User.profile_photo,
+                Wallet.balance,
                 pending.label("pending"),
             )
             .join(Wallet, Wallet.user_id == User.id)
@@ -49,9 +54,7 @@ class AdminRepository:
             return None
         return UserAccount(
             user_id=row.id,
-            profile=Profile(
-                username=row.username, name=row.name, surname=row.surname, profile_photo=row.profile_photo
-            ),
+            profile=Profile(username=row.username, name=row.name, surname=row.surname, profile_photo=row.profile_photo),
             settled_balance=row.balance,
             pending_credits=row.pending,
         )
@@ -81,9 +84,7 @@ class AdminRepository:
         if updated.rowcount != 1:
             return False
         self._connection.execute(
-            insert(LedgerEntry).values(
-                user_id=user_id, amount=coins, kind="coin_credit", created_at_ms=created_at_ms
-            )
+            insert(LedgerEntry).values(user_id=user_id, amount=coins, kind="coin_credit", created_at_ms=created_at_ms)
         )
         return True
 
@@ -110,9 +111,7 @@ class AdminRepository:
             )
         )
 
-    def update_stream_state(
-        self, stream_id: str, state: StreamState, from_states: frozenset[StreamState]
-    ) -> bool:
+    def update_stream_state(self, stream_id: str, state: StreamState, from_states: frozenset[StreamState]) -> bool:
         changed = self._connection.execute(
             update(LiveStream)
             .where(LiveStream.id == stream_id, LiveStream.state.in_(sorted(s.value for s in from_states)))
@@ -122,14 +121,10 @@ class AdminRepository:
 
     def add_ban(self, stream_id: str, user_id: str, created_at_ms: int) -> None:
         # Banning twice (or concurrently) is not an error: the ban simply exists.
-        self._inserted(
-            insert(ChatBan).values(stream_id=stream_id, user_id=user_id, created_at_ms=created_at_ms)
-        )
+        self._inserted(insert(ChatBan).values(stream_id=stream_id, user_id=user_id, created_at_ms=created_at_ms))
 
     def remove_ban(self, stream_id: str, user_id: str) -> None:
-        self._connection.execute(
-            delete(ChatBan).where(ChatBan.stream_id == stream_id, ChatBan.user_id == user_id)
-        )
+        self._connection.execute(delete(ChatBan).where(ChatBan.stream_id == stream_id, ChatBan.user_id == user_id))
 
     def clear_idempotency_keys(self, created_before_ms: int) -> int:
         """Frees keys of superlikes created before the cutoff; the superlikes themselves stay."""

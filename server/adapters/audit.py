@@ -62,9 +62,7 @@ def audit_ledger(connection: Connection, *, max_listed: int = 20) -> AuditReport
     for user_id, balance, total in mismatched:
         problems.append(f"wallet {user_id}: balance {balance} but its applied ledger entries sum to {total}")
 
-    wallets, total_balance = connection.execute(
-        select(func.count(), func.coalesce(func.sum(Wallet.balance), 0))
-    ).one()
+    wallets, total_balance = connection.execute(select(func.count(), func.coalesce(func.sum(Wallet.balance), 0))).one()
     coins_issued, pending = connection.execute(
         select(
             func.coalesce(func.sum(case((LedgerEntry.kind == "coin_credit", LedgerEntry.amount))), 0),
@@ -72,9 +70,7 @@ def audit_ledger(connection: Connection, *, max_listed: int = 20) -> AuditReport
         )
     ).one()
     if total_balance + pending != coins_issued:
-        problems.append(
-            f"balances sum to {total_balance} with {pending} pending, but {coins_issued} coins were issued"
-        )
+        problems.append(f"balances sum to {total_balance} with {pending} pending, but {coins_issued} coins were issued")
 
     superlikes = connection.execute(select(func.count()).select_from(SuperlikeRecord)).scalar_one()
     # One pass: each superlike joined to its entries through the index on ledger_entries.superlike_id,

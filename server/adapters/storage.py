@@ -83,9 +83,13 @@ def open_storage(
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteStorage(url, connect_timeout_s=connect_timeout_s)
-    settings_pool, settings_batches = (10, 1) if isinstance(settings_or_url, str) else (
-        settings_or_url.db_pool_size,
-        settings_or_url.db_batches_in_flight,
+    settings_pool, settings_batches = (
+        (10, 1)
+        if isinstance(settings_or_url, str)
+        else (
+            settings_or_url.db_pool_size,
+            settings_or_url.db_batches_in_flight,
+        )
     )
     return PostgresStorage(
         url,

@@ -133,9 +133,7 @@ class LedgerEntry(Base):
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
-        CheckConstraint(
-            "kind IN ('coin_credit', 'superlike_debit', 'superlike_credit')", name="kind_known"
-        ),
+        CheckConstraint("kind IN ('coin_credit', 'superlike_debit', 'superlike_credit')", name="kind_known"),
         CheckConstraint("applied OR kind = 'superlike_credit'", name="only_credits_pending"),
         Index(
             "ix_ledger_entries_pending_user_id",
@@ -149,9 +147,7 @@ class LedgerEntry(Base):
     user_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("users.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(32))
-    superlike_id: Mapped[str | None] = mapped_column(
-        ObjectId, ForeignKey("superlikes.id"), nullable=True, index=True
-    )
+    superlike_id: Mapped[str | None] = mapped_column(ObjectId, ForeignKey("superlikes.id"), nullable=True, index=True)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     applied: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
@@ -164,9 +160,7 @@ class StreamSupporter(Base):
     """
 
     __tablename__ = "stream_supporters"
-    __table_args__ = (
-        Index("ix_stream_supporters_ranking", "stream_id", "coins", "reached_at_position"),
-    )
+    __table_args__ = (Index("ix_stream_supporters_ranking", "stream_id", "coins", "reached_at_position"),)
 
     stream_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("live_streams.id"), primary_key=True)
     sender_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("users.id"), primary_key=True)

@@ -181,7 +181,9 @@ def _success(name: str, messages: dict[str, descriptor_pb2.DescriptorProto], sch
     }
 
 
-def _message_ref(name: str, messages: dict[str, descriptor_pb2.DescriptorProto], schemas: dict[str, Any]) -> dict[str, str]:
+def _message_ref(
+    name: str, messages: dict[str, descriptor_pb2.DescriptorProto], schemas: dict[str, Any]
+) -> dict[str, str]:
     message = messages[name]
     if message.name not in schemas:
         schemas[message.name] = {}  # placeholder first: a message may refer to itself
@@ -259,8 +261,13 @@ def _reasons_by_status() -> dict[int, list[type[errors.DomainError]]]:
             by_status[status].append(kind)
 
     edge_only = {
-        *(edge.rest for edge in EDGE_ERRORS), *(edge.grpc for edge in EDGE_ERRORS), *EDGE_LUA_REFUSALS,
-        EDGE_INVALID_BODY, EDGE_OTHER_CLIENT_ERROR, EDGE_OTHER_ERROR.rest, EDGE_OTHER_ERROR.grpc,
+        *(edge.rest for edge in EDGE_ERRORS),
+        *(edge.grpc for edge in EDGE_ERRORS),
+        *EDGE_LUA_REFUSALS,
+        EDGE_INVALID_BODY,
+        EDGE_OTHER_CLIENT_ERROR,
+        EDGE_OTHER_ERROR.rest,
+        EDGE_OTHER_ERROR.grpc,
     } - {errors.Unauthenticated, errors.Internal}  # raised by the server too
     for kind, code in STATUS_CODES.items():
         if kind not in edge_only:  # the server's: HTTP status from the transcoder's mapping

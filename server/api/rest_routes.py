@@ -41,7 +41,9 @@ def rest_routes() -> list[RestRoute]:
                 if field.name in in_path or field.name == rule.body:
                     continue
                 if field.type not in _QUERY_TYPES or field.is_repeated:
-                    raise ValueError(f"{method.full_name}: query parameter {field.name} has a type the edge cannot check")
+                    raise ValueError(
+                        f"{method.full_name}: query parameter {field.name} has a type the edge cannot check"
+                    )
                 query[field.json_name] = _QUERY_TYPES[field.type]
         routes.append(RestRoute(verb.upper(), template, _lua_pattern(template), query))
     return routes

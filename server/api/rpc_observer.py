@@ -77,7 +77,7 @@ class RpcObserver(grpc.aio.ServerInterceptor):
         path = handler_call_details.method
         if handler is None or not path.startswith(OBSERVED_SERVICE):
             return handler  # health checks and reflection stay out of the logs and metrics
-        method = path[len(OBSERVED_SERVICE):]
+        method = path[len(OBSERVED_SERVICE) :]
         request_id = _request_id(handler_call_details.invocation_metadata)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
@@ -120,6 +120,7 @@ class RpcObserver(grpc.aio.ServerInterceptor):
         # grpc.aio runs a streaming handler as written: an async generator is iterated, a coroutine
         # (writing with context.write) awaited; the wrapper must be of the same kind.
         if inspect.isasyncgenfunction(behavior):
+
             async def observed_generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 with self._observing(method, request_id, context):
                     async for response in behavior(request, context):

@@ -112,9 +112,7 @@ class JwksKeySet:
         return [
             key
             for key in self._keys
-            if key.key_type == key_type
-            and (kid is None or key.key_id == kid)
-            and key.algorithm_name in (alg, None)
+            if key.key_type == key_type and (kid is None or key.key_id == kid) and key.algorithm_name in (alg, None)
         ]
 
     async def _refresh(self) -> None:

@@ -19,8 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from server.cli.parser import USAGE_ERROR_STATUS, build_parser
 from server.cli.storage import CommandFailed, command_storage, require_database
 from server.config import ConfigError, Settings, load_settings
-from server.observability.logs import configure_logging
 from server.domain.errors import DomainError
+from server.observability.logs import configure_logging
 
 
 def _run_event_loop(main: Any) -> None:
@@ -31,8 +31,6 @@ def _run_event_loop(main: Any) -> None:
         asyncio.run(main)
         return
     uvloop.run(main)
-
-
 
 
 def _fail(reason: str, message: str, status: int = 1) -> int:

@@ -58,7 +58,5 @@ def check_coin_credit(coins: int, *, allow_zero: bool = False) -> int:
     """A grant of coins: 1 to MAX_COIN_CREDIT (0 too for a new user's starting coins)."""
     low = 0 if allow_zero else 1
     if not low <= coins <= MAX_COIN_CREDIT:
-        raise errors.InvalidAdminInput(
-            f"coins must be a whole number from {low} to {MAX_COIN_CREDIT:,}, got {coins}"
-        )
+        raise errors.InvalidAdminInput(f"coins must be a whole number from {low} to {MAX_COIN_CREDIT:,}, got {coins}")
     return coins

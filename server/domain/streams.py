@@ -77,7 +77,6 @@ def needs_transition(stream: Stream, target: StreamState) -> bool:
 def check_superlike_price(price: int) -> int:
     if not MIN_SUPERLIKE_PRICE <= price <= MAX_SUPERLIKE_PRICE:
         raise errors.InvalidAdminInput(
-            f"price must be a whole number of coins from {MIN_SUPERLIKE_PRICE} to {MAX_SUPERLIKE_PRICE:,}, "
-            f"got {price}"
+            f"price must be a whole number of coins from {MIN_SUPERLIKE_PRICE} to {MAX_SUPERLIKE_PRICE:,}, got {price}"
         )
     return price

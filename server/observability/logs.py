@@ -92,6 +92,11 @@ def log_rpc(method: str, code: str, reason: str, latency_ms: float, request_id: 
     }
     _rpc_log.info(
         "%s %s reason=%s latency_ms=%.3f request_id=%s caller_id=%s",
-        method, code, reason, fields["latency_ms"], request_id or "-", caller_id or "-",
+        method,
+        code,
+        reason,
+        fields["latency_ms"],
+        request_id or "-",
+        caller_id or "-",
         extra=fields,
     )

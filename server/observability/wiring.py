@@ -40,8 +40,12 @@ def instrument(settings: Settings, storage: Storage) -> Instruments:
 
     def record_log(record: RpcRecord) -> None:
         log_rpc(
-            record.method, record.code, record.reason, record.latency_seconds * 1000,
-            record.request_id, record.caller_id,
+            record.method,
+            record.code,
+            record.reason,
+            record.latency_seconds * 1000,
+            record.request_id,
+            record.caller_id,
         )
 
     storage.superlikes.observe_batches(metrics.observe_batch)

@@ -47,9 +47,7 @@ class AdminStorage(Protocol):
     def insert_stream(self, stream: Stream, created_at_ms: int) -> bool:
         """False when the stream id is taken."""
 
-    def update_stream_state(
-        self, stream_id: str, state: StreamState, from_states: frozenset[StreamState]
-    ) -> bool:
+    def update_stream_state(self, stream_id: str, state: StreamState, from_states: frozenset[StreamState]) -> bool:
         """Moves the stream to `state` only if it is still in one of `from_states`."""
 
     def add_ban(self, stream_id: str, user_id: str, created_at_ms: int) -> None:
@@ -105,9 +103,7 @@ class AdminService:
             raise errors.UserNotFound(f"user {user_id} not found")
         return self.get_user(user_id)
 
-    def create_stream(
-        self, host_id: str, price: int, state: StreamState, stream_id: str | None = None
-    ) -> Stream:
+    def create_stream(self, host_id: str, price: int, state: StreamState, stream_id: str | None = None) -> Stream:
         host_id = _object_id(host_id, "host id")
         check_superlike_price(price)
         if self._storage.find_user(host_id) is None:

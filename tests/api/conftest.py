@@ -11,15 +11,16 @@ Two ways in, both on the production server:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
 import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
 import pytest
 import pytest_asyncio
-from grpc_status import rpc_status
 from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.adapters.storage import Storage

@@ -42,7 +42,9 @@ def _hs256_with_public_key(claims: dict, public_pem: bytes) -> str:
 CASES = {
     "garbage": lambda api, sub: "not-a-jwt",
     "three garbage segments": lambda api, sub: "aaa.bbb.ccc",
-    "expired": lambda api, sub: sign(claims_for(sub, exp=NOW - 3600, iat=NOW - 7200, nbf=NOW - 7200), api.keys.rsa_private),
+    "expired": lambda api, sub: sign(
+        claims_for(sub, exp=NOW - 3600, iat=NOW - 7200, nbf=NOW - 7200), api.keys.rsa_private
+    ),
     "not yet valid": lambda api, sub: sign(claims_for(sub, nbf=NOW + 3600, exp=NOW + 7200), api.keys.rsa_private),
     "wrong issuer": lambda api, sub: sign(claims_for(sub, iss="https://evil.example"), api.keys.rsa_private),
     "wrong audience": lambda api, sub: sign(claims_for(sub, aud="another-service"), api.keys.rsa_private),
@@ -51,7 +53,9 @@ CASES = {
     "bad signature": lambda api, sub: sign(claims_for(sub), api.keys.other_rsa_private),
     "unknown kid": lambda api, sub: sign(claims_for(sub), api.keys.rsa_private, kid="rotated-away"),
     "alg none": lambda api, sub: _unsigned(claims_for(sub)),
-    "hs256 signed with the rsa public key": lambda api, sub: _hs256_with_public_key(claims_for(sub), api.keys.rsa_public_pem),
+    "hs256 signed with the rsa public key": lambda api, sub: _hs256_with_public_key(
+        claims_for(sub), api.keys.rsa_public_pem
+    ),
     "tampered payload": lambda api, sub: _tamper(sign(claims_for(sub), api.keys.rsa_private)),
 }
 
@@ -91,7 +95,14 @@ async def test_bearer_scheme_in_any_case_and_with_spaces_around_is_accepted(api:
 
 @pytest.mark.parametrize(
     "header",
-    ["Bearer{token}", "Bearer {token} extra", "Bearer {token},x", "Bearer {token} {token}", "Token {token}", "Bearer: {token}"],
+    [
+        "Bearer{token}",
+        "Bearer {token} extra",
+        "Bearer {token},x",
+        "Bearer {token} {token}",
+        "Token {token}",
+        "Bearer: {token}",
+    ],
 )
 async def test_a_valid_token_in_a_malformed_authorization_is_unauthenticated(api: Api, header: str) -> None:
     world = await build_world(api.storage, coins=100)

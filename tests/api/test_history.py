@@ -31,7 +31,9 @@ def _send(stub: Stub, stream_id: str, token: str) -> chat_pb2.SendSuperlikeRespo
     return stub.SendSuperlike(chat_pb2.SendSuperlikeRequest(stream_id=stream_id), metadata=bearer(token), timeout=10)
 
 
-def _list(stub: Stub, stream_id: str, token: str, page_size: int = 0, page_token: str = "") -> chat_pb2.ListSuperlikesResponse:
+def _list(
+    stub: Stub, stream_id: str, token: str, page_size: int = 0, page_token: str = ""
+) -> chat_pb2.ListSuperlikesResponse:
     request = chat_pb2.ListSuperlikesRequest(stream_id=stream_id, page_size=page_size, page_token=page_token)
     return stub.ListSuperlikes(request, metadata=bearer(token), timeout=10)
 
@@ -61,7 +63,10 @@ async def test_history_pages_newest_first_until_an_empty_next_token(grpc_stub: S
     assert first.next_page_token and second.next_page_token and last.next_page_token == ""
     newest, response = listed[0], sent[-1]
     assert (newest.stream_id, newest.sender_id, newest.price, newest.timestamp) == (
-        response.stream_id, response.sender_id, 10, response.timestamp,
+        response.stream_id,
+        response.sender_id,
+        10,
+        response.timestamp,
     )
     assert newest.sender_snapshot == response.sender_snapshot
 
@@ -106,19 +111,23 @@ async def test_top_supporters_rank_by_coins_then_by_who_got_there_first(grpc_stu
         _send(grpc_stub, stream, seeds.token_for(viewer))
     top = _top(grpc_stub, stream, token)
     assert [(s.rank, s.sender_snapshot.id, s.coins, s.superlikes) for s in top.supporters] == [
-        (1, early, 20, 2), (2, late, 20, 2), (3, small, 10, 1),
+        (1, early, 20, 2),
+        (2, late, 20, 2),
+        (3, small, 10, 1),
     ]
     assert [s.sender_snapshot.id for s in _top(grpc_stub, stream, token, limit=1).supporters] == [early]
 
 
 async def test_a_page_token_of_another_stream_is_invalid(grpc_stub: Stub, seeds: Seeds) -> None:
-    stream, viewers, token = await _stream_with_senders(seeds, 2)
+    stream, _, token = await _stream_with_senders(seeds, 2)
     other, other_viewers, _ = await _stream_with_senders(seeds, 2)
     for viewer in other_viewers:
         _send(grpc_stub, other, seeds.token_for(viewer))
     foreign = _list(grpc_stub, other, token, page_size=1).next_page_token
     assert _refusal(lambda: _list(grpc_stub, stream, token, page_token=foreign)) == (
-        grpc.StatusCode.INVALID_ARGUMENT, "pageToken is not a token this list returned for this stream", "INVALID_PAGE_TOKEN",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "pageToken is not a token this list returned for this stream",
+        "INVALID_PAGE_TOKEN",
     )
     tampered = foreign[:-2] + ("AA" if foreign[-2:] != "AA" else "BB")
     assert _refusal(lambda: _list(grpc_stub, other, token, page_token=tampered))[2] == "INVALID_PAGE_TOKEN"
@@ -127,7 +136,11 @@ async def test_a_page_token_of_another_stream_is_invalid(grpc_stub: Stub, seeds:
 @pytest.mark.parametrize(
     ("page_size", "limit", "expected"),
     [
-        (-1, None, (grpc.StatusCode.INVALID_ARGUMENT, "pageSize must be a non-negative 32-bit integer", "INVALID_PAGE_SIZE")),
+        (
+            -1,
+            None,
+            (grpc.StatusCode.INVALID_ARGUMENT, "pageSize must be a non-negative 32-bit integer", "INVALID_PAGE_SIZE"),
+        ),
         (None, -1, (grpc.StatusCode.INVALID_ARGUMENT, "limit must be an integer from 1 to 100", "INVALID_LIMIT")),
         (None, 101, (grpc.StatusCode.INVALID_ARGUMENT, "limit must be an integer from 1 to 100", "INVALID_LIMIT")),
     ],
@@ -145,13 +158,19 @@ async def test_out_of_range_sizes_are_invalid_arguments(
 async def test_unknown_and_malformed_streams_and_missing_tokens_are_refused(grpc_stub: Stub, seeds: Seeds) -> None:
     _, _, token = await _stream_with_senders(seeds, 1)
     for method in (_list, _top):
-        assert _refusal(lambda: method(grpc_stub, UNKNOWN_STREAM, token)) == (
-            grpc.StatusCode.NOT_FOUND, "Live stream not found", "STREAM_NOT_FOUND",
+        assert _refusal(lambda method=method: method(grpc_stub, UNKNOWN_STREAM, token)) == (
+            grpc.StatusCode.NOT_FOUND,
+            "Live stream not found",
+            "STREAM_NOT_FOUND",
         )
-        assert _refusal(lambda: method(grpc_stub, "nope", token)) == (
-            grpc.StatusCode.INVALID_ARGUMENT, "streamId must be a 24-character hex id", "INVALID_STREAM_ID",
+        assert _refusal(lambda method=method: method(grpc_stub, "nope", token)) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "streamId must be a 24-character hex id",
+            "INVALID_STREAM_ID",
         )
     unsigned = chat_pb2.ListSuperlikesRequest(stream_id=UNKNOWN_STREAM)
     assert _refusal(lambda: grpc_stub.ListSuperlikes(unsigned, timeout=10)) == (
-        grpc.StatusCode.UNAUTHENTICATED, "Authentication required", "UNAUTHENTICATED",
+        grpc.StatusCode.UNAUTHENTICATED,
+        "Authentication required",
+        "UNAUTHENTICATED",
     )

@@ -61,7 +61,10 @@ async def test_a_subscriber_receives_every_new_superlike_once_in_order(api: Api)
     assert earlier.superlike_id not in {event.superlike.superlike_id for event in events}
     first, response = events[0].superlike, sent[0]
     assert (first.stream_id, first.sender_id, first.price, first.timestamp) == (
-        response.stream_id, response.sender_id, 10, response.timestamp,
+        response.stream_id,
+        response.sender_id,
+        10,
+        response.timestamp,
     )
     assert first.sender_snapshot == response.sender_snapshot
     assert len({event.cursor for event in events}) == 3
@@ -104,10 +107,21 @@ async def test_concurrent_senders_reach_two_subscribers_in_one_order(api: Api) -
 @pytest.mark.parametrize(
     ("stream", "after", "expected"),
     [
-        ("not-a-stream", "", (grpc.StatusCode.INVALID_ARGUMENT, "streamId must be a 24-character hex id", "INVALID_STREAM_ID")),
+        (
+            "not-a-stream",
+            "",
+            (grpc.StatusCode.INVALID_ARGUMENT, "streamId must be a 24-character hex id", "INVALID_STREAM_ID"),
+        ),
         (UNKNOWN_STREAM, "", (grpc.StatusCode.NOT_FOUND, "Live stream not found", "STREAM_NOT_FOUND")),
-        (None, "forged", (grpc.StatusCode.INVALID_ARGUMENT,
-                          "after is not a cursor this feed sent for this stream", "INVALID_CURSOR")),
+        (
+            None,
+            "forged",
+            (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "after is not a cursor this feed sent for this stream",
+                "INVALID_CURSOR",
+            ),
+        ),
     ],
 )
 async def test_a_refused_subscription_ends_before_any_event(
@@ -173,7 +187,8 @@ async def test_event_stream_opens_at_once_then_sends_the_backlog_in_one_chunk(ap
     assert (opening.content_type, opening.data) == ("text/event-stream", b"retry: 1000\n\n")
     events = _events([backlog])
     assert [(event, data["superlikeId"]) for _, event, data in events] == [
-        ("superlike", sent[1].superlike_id), ("superlike", sent[2].superlike_id),
+        ("superlike", sent[1].superlike_id),
+        ("superlike", sent[2].superlike_id),
     ]
     assert events[1][2] == {
         "streamId": stream,
@@ -223,8 +238,15 @@ async def test_last_event_id_wins_over_after_and_backlog(api: Api) -> None:
     [
         ({"backlog": 101}, (), (grpc.StatusCode.INVALID_ARGUMENT, "backlog must be from 0 to 100", "INVALID_BACKLOG")),
         ({"backlog": -1}, (), (grpc.StatusCode.INVALID_ARGUMENT, "backlog must be from 0 to 100", "INVALID_BACKLOG")),
-        ({}, (("last-event-id", "x" * 500),), (grpc.StatusCode.INVALID_ARGUMENT,
-                                               "after is not a cursor this feed sent for this stream", "INVALID_CURSOR")),
+        (
+            {},
+            (("last-event-id", "x" * 500),),
+            (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "after is not a cursor this feed sent for this stream",
+                "INVALID_CURSOR",
+            ),
+        ),
     ],
 )
 async def test_a_refused_event_stream_sends_nothing_but_its_status(
@@ -272,14 +294,18 @@ async def _own_server(tmp_path: Path, signing_keys: SigningKeys, **env: str) -> 
 
 async def test_an_idle_event_stream_gets_a_ping_comment(tmp_path: Path, signing_keys: SigningKeys) -> None:
     async with _own_server(tmp_path, signing_keys, LIVECHAT_FEED_PING_SECONDS="0.2") as own:
-        call = own.stub.StreamSuperlikeEvents(chat_pb2.StreamSuperlikeEventsRequest(stream_id=own.stream), metadata=_auth(own.token))
+        call = own.stub.StreamSuperlikeEvents(
+            chat_pb2.StreamSuperlikeEventsRequest(stream_id=own.stream), metadata=_auth(own.token)
+        )
         await asyncio.wait_for(call.read(), 10)
         ping = await asyncio.wait_for(call.read(), 5)
         call.cancel()
         assert ping.data == b": ping\n\n"
 
 
-async def test_shutdown_ends_both_kinds_of_stream_so_clients_reconnect(tmp_path: Path, signing_keys: SigningKeys) -> None:
+async def test_shutdown_ends_both_kinds_of_stream_so_clients_reconnect(
+    tmp_path: Path, signing_keys: SigningKeys
+) -> None:
     async with _own_server(tmp_path, signing_keys) as own:
         stream, token = own.stream, own.token
         grpc_call = own.stub.StreamSuperlikes(chat_pb2.StreamSuperlikesRequest(stream_id=stream), metadata=_auth(token))
@@ -298,13 +324,17 @@ async def test_shutdown_ends_both_kinds_of_stream_so_clients_reconnect(tmp_path:
         await asyncio.wait_for(stopping, 5)
 
         assert error_of(raised.value) == (
-            grpc.StatusCode.UNAVAILABLE, "The live feed was interrupted; reconnect with the last event id", "FEED_INTERRUPTED",
+            grpc.StatusCode.UNAVAILABLE,
+            "The live feed was interrupted; reconnect with the last event id",
+            "FEED_INTERRUPTED",
         )
         head, _, data = error_chunk.data.decode().partition("data: ")
         assert head == "event: error\n"
         envelope = json.loads(data)
         assert {key: envelope[key] for key in ("isSuccess", "statusCode", "data", "errors")} == {
-            "isSuccess": False, "statusCode": 503, "data": None,
+            "isSuccess": False,
+            "statusCode": 503,
+            "data": None,
             "errors": ["The live feed was interrupted; reconnect with the last event id"],
         }
         assert end is grpc.aio.EOF

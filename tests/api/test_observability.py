@@ -166,14 +166,33 @@ async def test_one_log_line_per_call_without_credentials(observed: Observed) -> 
 
     rpc_lines = [json.loads(line) for line in lines if json.loads(line)["logger"] == "server.rpc"]
     assert [
-        {key: line[key] for key in ("level", "method", "code", "reason", "request_id", "caller_id")} for line in rpc_lines
+        {key: line[key] for key in ("level", "method", "code", "reason", "request_id", "caller_id")}
+        for line in rpc_lines
     ] == [
-        {"level": "INFO", "method": "SendSuperlike", "code": "OK", "reason": "OK", "request_id": "req-ok-1",
-         "caller_id": world.viewer_id},
-        {"level": "INFO", "method": "SendSuperlike", "code": "UNAUTHENTICATED", "reason": "UNAUTHENTICATED",
-         "request_id": "req-bad-signature", "caller_id": ""},
-        {"level": "INFO", "method": "SendSuperlike", "code": "INVALID_ARGUMENT", "reason": "INVALID_STREAM_ID",
-         "request_id": "req [token]", "caller_id": world.viewer_id},
+        {
+            "level": "INFO",
+            "method": "SendSuperlike",
+            "code": "OK",
+            "reason": "OK",
+            "request_id": "req-ok-1",
+            "caller_id": world.viewer_id,
+        },
+        {
+            "level": "INFO",
+            "method": "SendSuperlike",
+            "code": "UNAUTHENTICATED",
+            "reason": "UNAUTHENTICATED",
+            "request_id": "req-bad-signature",
+            "caller_id": "",
+        },
+        {
+            "level": "INFO",
+            "method": "SendSuperlike",
+            "code": "INVALID_ARGUMENT",
+            "reason": "INVALID_STREAM_ID",
+            "request_id": "req [token]",
+            "caller_id": world.viewer_id,
+        },
     ]
     assert all(isinstance(line["latency_ms"], float) and line["latency_ms"] >= 0 for line in rpc_lines)
     assert not [line for line in lines if token.split(".")[2][:20] in line or token.split(".")[1][:20] in line]
@@ -195,10 +214,13 @@ async def test_streaming_calls_are_observed_once_when_they_end_whatever_the_hand
         await context.abort(grpc.StatusCode.UNAVAILABLE, "interrupted")
 
     service = OBSERVED_SERVICE.strip("/")
-    handlers = grpc.method_handlers_generic_handler(service, {
-        "Yielding": grpc.unary_stream_rpc_method_handler(yielding),
-        "Writing": grpc.unary_stream_rpc_method_handler(writing),
-    })
+    handlers = grpc.method_handlers_generic_handler(
+        service,
+        {
+            "Yielding": grpc.unary_stream_rpc_method_handler(yielding),
+            "Writing": grpc.unary_stream_rpc_method_handler(writing),
+        },
+    )
     server = grpc.aio.server(interceptors=[RpcObserver([records.append])])
     server.add_generic_rpc_handlers((handlers,))
     port = server.add_insecure_port("127.0.0.1:0")

@@ -42,7 +42,9 @@ def refusal(
     return error_of(raised.value)
 
 
-async def test_superlike_returns_the_contract_body_and_receipt(grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds) -> None:
+async def test_superlike_returns_the_contract_body_and_receipt(
+    grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds
+) -> None:
     world = await build_world(seeds.storage, coins=100, price=10)
     response = send(grpc_stub, world.stream_id, seeds.token_for(world.viewer_id))
     assert response.stream_id == world.stream_id
@@ -50,7 +52,11 @@ async def test_superlike_returns_the_contract_body_and_receipt(grpc_stub: chat_g
     snapshot = response.sender_snapshot
     username = (await seeds.user(world.viewer_id))["username"]
     assert (snapshot.id, snapshot.username, snapshot.name, snapshot.surname, snapshot.profile_photo) == (
-        world.viewer_id, username, "sample", "sample", "sample.jpg",
+        world.viewer_id,
+        username,
+        "sample",
+        "sample",
+        "sample.jpg",
     )
     assert response.price == 10
     assert TIMESTAMP.fullmatch(response.timestamp)
@@ -60,7 +66,9 @@ async def test_superlike_returns_the_contract_body_and_receipt(grpc_stub: chat_g
     assert await seeds.balance_of(world.host_id) == 10
 
 
-async def test_uppercase_stream_id_is_accepted_and_answered_in_lowercase(grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds) -> None:
+async def test_uppercase_stream_id_is_accepted_and_answered_in_lowercase(
+    grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds
+) -> None:
     world = await build_world(seeds.storage)
     response = send(grpc_stub, world.stream_id.upper(), seeds.token_for(world.viewer_id))
     assert response.stream_id == world.stream_id
@@ -75,21 +83,31 @@ async def test_uppercase_stream_id_is_accepted_and_answered_in_lowercase(grpc_st
         ("64d15f9e2e6c8f4d5a12300z", "streamId must be a 24-character hex id"),
     ],
 )
-async def test_malformed_stream_id_is_invalid_argument(grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds, stream_id: str, message: str) -> None:
+async def test_malformed_stream_id_is_invalid_argument(
+    grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds, stream_id: str, message: str
+) -> None:
     world = await build_world(seeds.storage)
     assert refusal(grpc_stub, stream_id, seeds.token_for(world.viewer_id)) == (
-        grpc.StatusCode.INVALID_ARGUMENT, message, "INVALID_STREAM_ID",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        message,
+        "INVALID_STREAM_ID",
     )
 
 
-async def test_every_rule_refusal_has_its_code_message_and_reason_and_charges_nothing(grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds) -> None:
+async def test_every_rule_refusal_has_its_code_message_and_reason_and_charges_nothing(
+    grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds
+) -> None:
     world = await build_world(seeds.storage, coins=100)
     viewer = seeds.token_for(world.viewer_id)
     assert refusal(grpc_stub, "aaaaaaaaaaaaaaaaaaaaaaaa", viewer) == (
-        grpc.StatusCode.NOT_FOUND, "Live stream not found", "STREAM_NOT_FOUND",
+        grpc.StatusCode.NOT_FOUND,
+        "Live stream not found",
+        "STREAM_NOT_FOUND",
     )
     assert refusal(grpc_stub, world.stream_id, seeds.token_for("bbbbbbbbbbbbbbbbbbbbbbbb")) == (
-        grpc.StatusCode.NOT_FOUND, "Sender account not found", "SENDER_NOT_FOUND",
+        grpc.StatusCode.NOT_FOUND,
+        "Sender account not found",
+        "SENDER_NOT_FOUND",
     )
     assert refusal(grpc_stub, world.stream_id, seeds.token_for(world.host_id)) == (
         grpc.StatusCode.PERMISSION_DENIED,
@@ -98,26 +116,36 @@ async def test_every_rule_refusal_has_its_code_message_and_reason_and_charges_no
     )
     await as_operator(seeds.storage, lambda admin: admin.ban(world.stream_id, world.viewer_id))
     assert refusal(grpc_stub, world.stream_id, viewer) == (
-        grpc.StatusCode.PERMISSION_DENIED, "You are banned from this live stream's chat", "SENDER_BANNED",
+        grpc.StatusCode.PERMISSION_DENIED,
+        "You are banned from this live stream's chat",
+        "SENDER_BANNED",
     )
     scheduled = await create_stream(seeds.storage, world.host_id, state=StreamState.SCHEDULED)
     assert refusal(grpc_stub, scheduled["id"], viewer) == (
-        grpc.StatusCode.ABORTED, "Live stream is not live", "STREAM_NOT_LIVE",
+        grpc.StatusCode.ABORTED,
+        "Live stream is not live",
+        "STREAM_NOT_LIVE",
     )
     ended = await create_stream(seeds.storage, world.host_id, state=StreamState.ENDED)
     assert refusal(grpc_stub, ended["id"], viewer) == (
-        grpc.StatusCode.ABORTED, "Live stream is not live", "STREAM_NOT_LIVE",
+        grpc.StatusCode.ABORTED,
+        "Live stream is not live",
+        "STREAM_NOT_LIVE",
     )
     poor = await build_world(seeds.storage, coins=9, price=10)
     assert refusal(grpc_stub, poor.stream_id, seeds.token_for(poor.viewer_id)) == (
-        grpc.StatusCode.ABORTED, "Insufficient coin balance for a superlike", "INSUFFICIENT_BALANCE",
+        grpc.StatusCode.ABORTED,
+        "Insufficient coin balance for a superlike",
+        "INSUFFICIENT_BALANCE",
     )
     assert await seeds.balance_of(world.viewer_id) == 100
     assert await seeds.balance_of(poor.viewer_id) == 9
     assert await seeds.balance_of(world.host_id) == 0
 
 
-async def test_retry_with_request_id_or_metadata_key_is_charged_once(grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds) -> None:
+async def test_retry_with_request_id_or_metadata_key_is_charged_once(
+    grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds
+) -> None:
     world = await build_world(seeds.storage, coins=100)
     token = seeds.token_for(world.viewer_id)
     first = send(grpc_stub, world.stream_id, token, request_id="order-1")
@@ -126,7 +154,9 @@ async def test_retry_with_request_id_or_metadata_key_is_charged_once(grpc_stub: 
     assert await seeds.balance_of(world.viewer_id) == 90
 
 
-async def test_key_used_for_another_stream_is_refused_and_charges_nothing(grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds) -> None:
+async def test_key_used_for_another_stream_is_refused_and_charges_nothing(
+    grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds
+) -> None:
     world = await build_world(seeds.storage, coins=100)
     token = seeds.token_for(world.viewer_id)
     send(grpc_stub, world.stream_id, token, request_id="order-1")
@@ -148,16 +178,24 @@ async def test_key_used_for_another_stream_is_refused_and_charges_nothing(grpc_s
     ],
 )
 async def test_ambiguous_or_malformed_idempotency_keys_are_invalid(
-    grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds, request_id: str, metadata: tuple[tuple[str, str], ...], message: str
+    grpc_stub: chat_grpc.LiveStreamChatStub,
+    seeds: Seeds,
+    request_id: str,
+    metadata: tuple[tuple[str, str], ...],
+    message: str,
 ) -> None:
     world = await build_world(seeds.storage)
     assert refusal(grpc_stub, world.stream_id, seeds.token_for(world.viewer_id), request_id, metadata) == (
-        grpc.StatusCode.INVALID_ARGUMENT, message, "INVALID_IDEMPOTENCY_KEY",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        message,
+        "INVALID_IDEMPOTENCY_KEY",
     )
     assert await seeds.balance_of(world.viewer_id) == 100
 
 
-async def test_identity_headers_a_client_can_set_are_ignored(grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds) -> None:
+async def test_identity_headers_a_client_can_set_are_ignored(
+    grpc_stub: chat_grpc.LiveStreamChatStub, seeds: Seeds
+) -> None:
     world = await build_world(seeds.storage, coins=100)
     other = await build_world(seeds.storage, coins=100)
     forged = (("x-user-id", other.viewer_id), ("x-forwarded-user", other.viewer_id), ("x-jwt-sub", other.viewer_id))
@@ -165,7 +203,9 @@ async def test_identity_headers_a_client_can_set_are_ignored(grpc_stub: chat_grp
     assert response.sender_id == world.viewer_id
     assert await seeds.balance_of(other.viewer_id) == 100
     assert refusal(grpc_stub, world.stream_id, None, metadata=forged) == (
-        grpc.StatusCode.UNAUTHENTICATED, "Authentication required", "UNAUTHENTICATED",
+        grpc.StatusCode.UNAUTHENTICATED,
+        "Authentication required",
+        "UNAUTHENTICATED",
     )
     assert await seeds.balance_of(world.viewer_id) == 90
 

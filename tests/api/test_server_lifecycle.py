@@ -123,7 +123,9 @@ async def test_the_server_refuses_to_start_on_an_unmigrated_database(tmp_path: P
 
 def test_an_admin_command_on_an_unmigrated_database_explains_the_remedy(tmp_path: Path) -> None:
     livechat = Path(sys.executable).parent / "livechat"
-    (tmp_path / "empty.db").touch()  # an existing database without the schema (a missing file: tests/integration/test_cli.py)
+    (
+        tmp_path / "empty.db"
+    ).touch()  # an existing database without the schema (a missing file: tests/integration/test_cli.py)
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
     done = subprocess.run(
         [str(livechat), "admin", "show-user", "a" * 24], env=env, capture_output=True, text=True, timeout=60

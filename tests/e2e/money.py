@@ -80,9 +80,7 @@ class Sent:
         return str(envelope["errors"][0])
 
 
-def send(
-    port: int, stream_id: str, sender: Sender, key: str | None, timeout: float = 12.0
-) -> Sent:
+def send(port: int, stream_id: str, sender: Sender, key: str | None, timeout: float = 12.0) -> Sent:
     headers = bearer_header(sender.token)
     if key is not None:
         headers["Idempotency-Key"] = key
@@ -117,8 +115,16 @@ class Load:
     several workers at once.
     """
 
-    def __init__(self, port: int, stream_id: str, senders: Sequence[Sender], workers: int, prefix: str,
-                 timeout: float = 12.0, pause: float = 0.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        stream_id: str,
+        senders: Sequence[Sender],
+        workers: int,
+        prefix: str,
+        timeout: float = 12.0,
+        pause: float = 0.0,
+    ) -> None:
         self._port = port
         self._stream_id = stream_id
         self._senders = list(senders)

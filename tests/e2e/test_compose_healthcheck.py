@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 def healthcheck(admin_port: int) -> int:
     command = SERVICES["envoy"]["healthcheck"]["test"]
     script = command[3].replace("/dev/tcp/127.0.0.1/9901", f"/dev/tcp/127.0.0.1/{admin_port}")
-    return subprocess.run(command[1:3] + [script], capture_output=True, timeout=10).returncode
+    return subprocess.run([*command[1:3], script], capture_output=True, timeout=10).returncode
 
 
 def test_the_envoy_healthcheck_passes_on_a_ready_envoy_and_fails_without_one(edge: Edge) -> None:

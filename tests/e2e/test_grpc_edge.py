@@ -41,9 +41,12 @@ async def test_grpcurl_lists_services_and_sends_a_superlike(edge: Edge, through:
     assert "allmine.livestream.chat.v1.LiveStreamChat" in listed.stdout.split()
     world = await build_world(edge.storage, coins=100)
     sent = grpcurl(
-        "-H", f"authorization: Bearer {edge.token_for(world.viewer_id)}",
-        "-d", json.dumps({"stream_id": world.stream_id}),
-        f"127.0.0.1:{port}", METHOD,
+        "-H",
+        f"authorization: Bearer {edge.token_for(world.viewer_id)}",
+        "-d",
+        json.dumps({"stream_id": world.stream_id}),
+        f"127.0.0.1:{port}",
+        METHOD,
     )
     assert sent.returncode == 0, sent.stderr
     response = json.loads(sent.stdout)
@@ -54,9 +57,12 @@ async def test_grpcurl_lists_services_and_sends_a_superlike(edge: Edge, through:
 async def test_grpcurl_shows_the_error_reason(edge: Edge) -> None:
     world = await build_world(edge.storage, coins=1)
     failed = grpcurl(
-        "-H", f"authorization: Bearer {edge.token_for(world.viewer_id)}",
-        "-d", json.dumps({"stream_id": world.stream_id}),
-        f"127.0.0.1:{edge.http_port}", METHOD,
+        "-H",
+        f"authorization: Bearer {edge.token_for(world.viewer_id)}",
+        "-d",
+        json.dumps({"stream_id": world.stream_id}),
+        f"127.0.0.1:{edge.http_port}",
+        METHOD,
     )
     assert failed.returncode != 0
     assert "Code: Aborted" in failed.stderr
@@ -74,7 +80,9 @@ async def test_native_grpc_through_envoy_keeps_plain_statuses_and_details(edge: 
                 request_message, metadata=(("authorization", f"Bearer {edge.token_for(world.viewer_id)}"),), timeout=10
             )
         assert error_of(raised.value) == (
-            grpc.StatusCode.ABORTED, "Insufficient coin balance for a superlike", "INSUFFICIENT_BALANCE",
+            grpc.StatusCode.ABORTED,
+            "Insufficient coin balance for a superlike",
+            "INSUFFICIENT_BALANCE",
         )
         # Envoy's own refusal of a missing token is a plain gRPC status too, not an HTTP envelope.
         with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -92,7 +100,9 @@ async def test_upstream_down_is_a_503_envelope_and_unavailable_for_grpc(
         world = await build_world(edge.storage)
         token = edge.token_for(world.viewer_id)
         response = request(
-            stack.config.http_port, "POST", f"/api/v1/live-stream/{world.stream_id}/chat/superlike",
+            stack.config.http_port,
+            "POST",
+            f"/api/v1/live-stream/{world.stream_id}/chat/superlike",
             {"Authorization": f"Bearer {token}"},
         )
         assert_envelope(response, 503, "Service temporarily unavailable")
@@ -101,10 +111,13 @@ async def test_upstream_down_is_a_503_envelope_and_unavailable_for_grpc(
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await chat_grpc.LiveStreamChatStub(channel).SendSuperlike(
                     chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id),
-                    metadata=(("authorization", f"Bearer {token}"),), timeout=10,
+                    metadata=(("authorization", f"Bearer {token}"),),
+                    timeout=10,
                 )
             assert error_of(raised.value) == (
-                grpc.StatusCode.UNAVAILABLE, "Service temporarily unavailable", "UNAVAILABLE",
+                grpc.StatusCode.UNAVAILABLE,
+                "Service temporarily unavailable",
+                "UNAVAILABLE",
             )
     finally:
         stack.stop()
@@ -120,7 +133,9 @@ async def test_envoys_own_refusals_carry_the_servers_error_model(edge: Edge) -> 
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await stub.SendSuperlike(request_message, metadata=metadata, timeout=10)
             assert error_of(raised.value) == (
-                grpc.StatusCode.UNAUTHENTICATED, "Authentication required", "UNAUTHENTICATED",
+                grpc.StatusCode.UNAUTHENTICATED,
+                "Authentication required",
+                "UNAUTHENTICATED",
             )
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await channel.unary_unary("/no.such.Service/Method")(b"", metadata=token, timeout=10)
@@ -170,8 +185,13 @@ async def test_a_quiet_connection_through_envoy_outlives_many_keepalive_pings(
             )
             assert response.sender_balance == 80
             watch.cancel()
-        stats = urllib.request.urlopen(f"http://127.0.0.1:{config.admin_port}/stats?filter=upstream_cx_close_notify",
-                                       timeout=5).read().decode()
+        stats = (
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{config.admin_port}/stats?filter=upstream_cx_close_notify", timeout=5
+            )
+            .read()
+            .decode()
+        )
         assert "cluster.livestream_chat.upstream_cx_close_notify: 0" in stats
     finally:
         stack.stop()
@@ -185,7 +205,8 @@ async def test_the_access_log_shows_the_real_grpc_status_or_none(edge: Edge) -> 
         with pytest.raises(grpc.aio.AioRpcError):
             await chat_grpc.LiveStreamChatStub(channel).SendSuperlike(
                 chat_pb2.SendSuperlikeRequest(stream_id=world.stream_id, request_id=marker[-12:]),
-                metadata=(("authorization", f"Bearer {edge.token_for(world.viewer_id)}"),), timeout=10,
+                metadata=(("authorization", f"Bearer {edge.token_for(world.viewer_id)}"),),
+                timeout=10,
             )
         with pytest.raises(grpc.aio.AioRpcError):
             await chat_grpc.LiveStreamChatStub(channel).SendSuperlike(
@@ -194,16 +215,24 @@ async def test_the_access_log_shows_the_real_grpc_status_or_none(edge: Edge) -> 
     deadline = time.monotonic() + 10
     while True:
         # Other tests log arbitrary request bytes (the edge fuzz): read the log as bytes, leniently.
-        lines = [json.loads(line) for line in edge.stack.envoy_log.read_text(errors="replace").splitlines()
-                 if line.startswith("{")]
+        lines = [
+            json.loads(line)
+            for line in edge.stack.envoy_log.read_text(errors="replace").splitlines()
+            if line.startswith("{")
+        ]
         rest = [line for line in lines if line["path"] == marker]
-        grpc_lines = [(line["status"], line["grpc_status"]) for line in lines
-                      if line["path"] == "/allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike"
-                      and line["protocol"] == "HTTP/2"]
+        grpc_lines = [
+            (line["status"], line["grpc_status"])
+            for line in lines
+            if line["path"] == "/allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike"
+            and line["protocol"] == "HTTP/2"
+        ]
         logged = (200, 10) in grpc_lines and (200, 16) in grpc_lines
         if (rest and logged) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.2)
-    assert [(line["method"], line["status"], line["grpc_status"]) for line in rest] == [("GET", 404, None)]  # REST: no gRPC status
+    assert [(line["method"], line["status"], line["grpc_status"]) for line in rest] == [
+        ("GET", 404, None)
+    ]  # REST: no gRPC status
     assert (200, 10) in grpc_lines  # the server's ABORTED
     assert (200, 16) in grpc_lines  # Envoy's own UNAUTHENTICATED

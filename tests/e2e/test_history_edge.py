@@ -92,8 +92,11 @@ async def test_top_supporters_render_rank_profile_coins_and_count(edge: Edge) ->
     assert [[key for key, _ in supporter] for supporter in supporters] == [
         ["rank", "senderSnapshot", "coins", "superlikes"]
     ] * 2
-    assert [(s["rank"], s["senderSnapshot"]["_id"], s["coins"], s["superlikes"]) for s in response.json()["supporters"]] == [
-        (1, first, "20", 2), (2, second, "10", 1),
+    assert [
+        (s["rank"], s["senderSnapshot"]["_id"], s["coins"], s["superlikes"]) for s in response.json()["supporters"]
+    ] == [
+        (1, first, "20", 2),
+        (2, second, "10", 1),
     ]
 
 
@@ -116,8 +119,11 @@ async def test_ended_and_scheduled_streams_stay_readable(edge: Edge) -> None:
         (history_path(UNKNOWN_STREAM, "pageSize=-1"), 400, "pageSize must be a non-negative 32-bit integer"),
         (top_path(UNKNOWN_STREAM, "limit=0"), 404, "Live stream not found"),
         (top_path(UNKNOWN_STREAM, "limit=101"), 400, "limit must be an integer from 1 to 100"),
-        (history_path(UNKNOWN_STREAM, "pageToken=AQFk0V-eLmyPTVoSMAAAAAAAAAAwOXKqtrzIALhkTaeWng"), 400,
-         "pageToken is not a token this list returned for this stream"),
+        (
+            history_path(UNKNOWN_STREAM, "pageToken=AQFk0V-eLmyPTVoSMAAAAAAAAAAwOXKqtrzIALhkTaeWng"),
+            400,
+            "pageToken is not a token this list returned for this stream",
+        ),
         (history_path(UNKNOWN_STREAM, "pageToken=%00%ff"), 400, QUERY_REFUSED),
         (history_path(UNKNOWN_STREAM, "streamId=64d15f9e2e6c8f4d5a123000"), 400, QUERY_REFUSED),
         (history_path(UNKNOWN_STREAM, "stream_id=64d15f9e2e6c8f4d5a123000"), 400, QUERY_REFUSED),
@@ -144,14 +150,15 @@ async def test_the_query_never_picks_another_stream(edge: Edge) -> None:
 
 
 async def test_a_page_token_of_another_stream_is_refused(edge: Edge) -> None:
-    stream, (viewer, other_viewer) = await _stream(edge, 2)
+    stream, (viewer, _) = await _stream(edge, 2)
     other, (third, fourth) = await _stream(edge, 2)
     for user in (third, fourth):
         send(edge, other, user)
     token = edge.token_for(viewer)
     foreign = get(edge, history_path(other, "pageSize=1"), token).json()["nextPageToken"]
     assert_envelope(
-        get(edge, history_path(stream, f"pageToken={foreign}"), token), 400,
+        get(edge, history_path(stream, f"pageToken={foreign}"), token),
+        400,
         "pageToken is not a token this list returned for this stream",
     )
 
@@ -175,8 +182,12 @@ async def test_both_methods_over_grpc_through_envoy(edge: Edge) -> None:
     metadata = (("authorization", f"Bearer {edge.token_for(viewer)}"),)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.http_port}") as channel:
         stub = chat_grpc.LiveStreamChatStub(channel)
-        listed = await stub.ListSuperlikes(chat_pb2.ListSuperlikesRequest(stream_id=stream), metadata=metadata, timeout=10)
-        top = await stub.ListTopSupporters(chat_pb2.ListTopSupportersRequest(stream_id=stream), metadata=metadata, timeout=10)
+        listed = await stub.ListSuperlikes(
+            chat_pb2.ListSuperlikesRequest(stream_id=stream), metadata=metadata, timeout=10
+        )
+        top = await stub.ListTopSupporters(
+            chat_pb2.ListTopSupportersRequest(stream_id=stream), metadata=metadata, timeout=10
+        )
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.ListSuperlikes(
                 chat_pb2.ListSuperlikesRequest(stream_id=stream, page_size=-1), metadata=metadata, timeout=10
@@ -184,8 +195,10 @@ async def test_both_methods_over_grpc_through_envoy(edge: Edge) -> None:
     assert [item.superlike_id for item in listed.superlikes] == [sent[1]["superlikeId"], sent[0]["superlikeId"]]
     assert listed.next_page_token == ""
     assert [(s.rank, s.sender_snapshot.id, s.coins, s.superlikes) for s in top.supporters] == [
-        (1, viewer, 10, 1), (2, other, 10, 1),
+        (1, viewer, 10, 1),
+        (2, other, 10, 1),
     ]
     assert (refused.value.code(), refused.value.details()) == (
-        grpc.StatusCode.INVALID_ARGUMENT, "pageSize must be a non-negative 32-bit integer",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "pageSize must be a non-negative 32-bit integer",
     )

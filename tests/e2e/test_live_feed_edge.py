@@ -28,7 +28,9 @@ UNKNOWN_STREAM = "64d15f9e2e6c8f4d5a1230ff"
 
 def send_rest(edge: Edge, stream_id: str, user_id: str) -> dict:
     response = request(
-        edge.http_port, "POST", superlike_path(stream_id),
+        edge.http_port,
+        "POST",
+        superlike_path(stream_id),
         headers={**bearer_header(edge.token_for(user_id)), "Idempotency-Key": uuid.uuid4().hex},
     )
     assert response.status == 200, response.body
@@ -37,8 +39,9 @@ def send_rest(edge: Edge, stream_id: str, user_id: str) -> dict:
 
 def history_items(edge: Edge, stream_id: str, token: str) -> list[list]:
     """ListSuperlikes over REST, oldest first, each item with its keys in the order rendered."""
-    response = request(edge.http_port, "GET", f"/api/v1/live-stream/{stream_id}/chat/superlikes",
-                       headers=bearer_header(token))
+    response = request(
+        edge.http_port, "GET", f"/api/v1/live-stream/{stream_id}/chat/superlikes", headers=bearer_header(token)
+    )
     assert response.status == 200, response.body
     page = dict(json.loads(response.body, object_pairs_hook=list))
     return list(reversed(page["superlikes"]))
@@ -88,11 +91,13 @@ async def test_sse_with_access_token_after_and_backlog_and_the_token_is_never_lo
         [after] = feed.superlikes(1)
     # Only the route's own parameters pass: ?streamId= cannot pick another stream, it is refused.
     other, _ = await _viewers(edge, 1)
-    with EventStream(edge.http_port, events_path(stream, f"backlog=1&streamId={other}"),
-                     bearer_header(token)) as feed:
+    with EventStream(edge.http_port, events_path(stream, f"backlog=1&streamId={other}"), bearer_header(token)) as feed:
         refused = type("R", (), {"status": feed.status, "headers": feed.headers, "body": feed.body()})
-    assert_envelope(refused, 400,  # type: ignore[arg-type]
-                    "Query parameters must be ones this route defines, each at most once, with valid values")
+    assert_envelope(
+        refused,
+        400,  # type: ignore[arg-type]
+        "Query parameters must be ones this route defines, each at most once, with valid values",
+    )
 
     assert [dict(e.json())["superlikeId"] for e in backlog] == [s["superlikeId"] for s in sent[2:]]
     assert dict(after.json())["superlikeId"] == sent[3]["superlikeId"]
@@ -137,10 +142,21 @@ async def test_grpcurl_follows_the_stream_through_envoy(edge: Edge) -> None:
     stream, viewers = await _viewers(edge, 2)
     token = edge.token_for(viewers[0])
     follower = subprocess.Popen(
-        [GRPCURL, "-plaintext", "-max-time", "8", "-H", f"authorization: Bearer {token}",
-         "-d", json.dumps({"stream_id": stream}), f"127.0.0.1:{edge.http_port}",
-         "allmine.livestream.chat.v1.LiveStreamChat/StreamSuperlikes"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            GRPCURL,
+            "-plaintext",
+            "-max-time",
+            "8",
+            "-H",
+            f"authorization: Bearer {token}",
+            "-d",
+            json.dumps({"stream_id": stream}),
+            f"127.0.0.1:{edge.http_port}",
+            "allmine.livestream.chat.v1.LiveStreamChat/StreamSuperlikes",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     await asyncio.sleep(2)  # grpcurl resolves the method by reflection, then subscribes
     sent = [send_rest(edge, stream, viewer) for viewer in viewers]
@@ -162,16 +178,17 @@ async def test_a_stalled_sse_client_holds_up_no_one(edge: Edge) -> None:
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
     stalled.connect(("127.0.0.1", edge.http_port))
-    stalled.sendall(f"GET {events_path(stream, 'backlog=0')} HTTP/1.1\r\nHost: x\r\n"
-                    f"Authorization: Bearer {token}\r\n\r\n".encode())
+    stalled.sendall(
+        f"GET {events_path(stream, 'backlog=0')} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
     try:
         with EventStream(edge.http_port, events_path(stream), bearer_header(token)) as feed:
             feed.next()
-            sent = await asyncio.gather(*(
-                asyncio.to_thread(send_rest, edge, stream, viewer) for viewer in viewers for _ in range(5)
-            ))
+            sent = await asyncio.gather(
+                *(asyncio.to_thread(send_rest, edge, stream, viewer) for viewer in viewers for _ in range(5))
+            )
             received = feed.superlikes(len(sent))
     finally:
         stalled.close()
     assert sorted(dict(e.json())["superlikeId"] for e in received) == sorted(s["superlikeId"] for s in sent)
-    assert [e.json() for e in received] == history_items(edge, stream, token)[-len(sent):]
+    assert [e.json() for e in received] == history_items(edge, stream, token)[-len(sent) :]

@@ -70,8 +70,10 @@ async def test_a_superlike_sent_through_either_replica_reaches_subscribers_on_bo
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in replicas.ports]
     try:
         stubs = [chat_grpc.LiveStreamChatStub(channel) for channel in channels]
-        calls = [stub.StreamSuperlikes(chat_pb2.StreamSuperlikesRequest(stream_id=world.stream_id), metadata=metadata)
-                 for stub in stubs]
+        calls = [
+            stub.StreamSuperlikes(chat_pb2.StreamSuperlikesRequest(stream_id=world.stream_id), metadata=metadata)
+            for stub in stubs
+        ]
         for call in calls:
             await asyncio.wait_for(call.initial_metadata(), 10)
         sent = []
@@ -130,8 +132,9 @@ def send_until_answered(port: int, stream_id: str, token: str) -> str:
     key = uuid.uuid4().hex
     for _ in range(100):
         try:
-            response = request(port, "POST", superlike_path(stream_id),
-                               headers={**bearer_header(token), "Idempotency-Key": key})
+            response = request(
+                port, "POST", superlike_path(stream_id), headers={**bearer_header(token), "Idempotency-Key": key}
+            )
         except OSError:
             continue
         if response.status == 200:

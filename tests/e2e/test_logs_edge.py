@@ -106,8 +106,11 @@ async def test_each_call_logs_one_json_line_per_process_with_one_request_id_and_
     ]
     access = _wait_for(lambda: [line for line in _json_lines(json_stack.envoy_log) if "request_id" in line], 5)
     assert [(line["method"], line["status"], line["caller_id"]) for line in access] == [
-        ("POST", 200, world.viewer_id), ("GET", 400, None), ("GET", 401, None),  # no verified caller
-        ("GET", 404, world.viewer_id), ("POST", 200, world.viewer_id),
+        ("POST", 200, world.viewer_id),
+        ("GET", 400, None),
+        ("GET", 401, None),  # no verified caller
+        ("GET", 404, world.viewer_id),
+        ("POST", 200, world.viewer_id),
     ]
     assert access[0]["path"] == superlike_path(world.stream_id)
     assert access[1]["path"] == history  # query strings are never logged

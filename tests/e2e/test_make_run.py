@@ -85,7 +85,11 @@ def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
         output = tmp_path / f"make-run-{len(runs)}.txt"
         with output.open("wb") as sink:
             process = subprocess.Popen(
-                [sys.executable, "-m", "devstack"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "devstack"],
+                cwd=ROOT,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         run = Run(process, output)
@@ -115,18 +119,26 @@ def test_the_banner_commands_work_as_pasted_and_reruns_say_what_they_did_to_the_
     history_command, top_command = first.commands('curl -sS "http')
     history = json.loads(bash(history_command))
     assert [item["senderSnapshot"]["username"] for item in history["superlikes"]] == [
-        "johndoe", "johndoe", "alice", "bob", "alice",
+        "johndoe",
+        "johndoe",
+        "alice",
+        "bob",
+        "alice",
     ]
     assert history["nextPageToken"] == ""
     top = json.loads(bash(top_command))
     assert [(s["rank"], s["senderSnapshot"]["username"], s["coins"], s["superlikes"]) for s in top["supporters"]] == [
-        (1, "alice", "20", 2), (2, "johndoe", "20", 2), (3, "bob", "10", 1),
+        (1, "alice", "20", 2),
+        (2, "johndoe", "20", 2),
+        (3, "bob", "10", 1),
     ]
     shown = json.loads(bash(first.command(f"DATABASE_URL='sqlite:///{make_run.database}' ")))
     assert (shown["id"], shown["balance"], shown["pendingCredits"]) == (VIEWER, 980, 0)
     token = bash(first.command(f"{Path(sys.executable).parent / 'livechat'} dev token").replace("<user id>", VIEWER))
     assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+\n", token)
-    server_metrics, envoy_metrics = re.search(r"  metrics            (\S+) \(server\), (\S+) \(Envoy\)", first.text).groups()
+    server_metrics, envoy_metrics = re.search(
+        r"  metrics            (\S+) \(server\), (\S+) \(Envoy\)", first.text
+    ).groups()
     assert 'livechat_superlikes_total{reason="OK"} 2.0' in bash(f"curl -sS {server_metrics}")
     assert "envoy_cluster_upstream_rq_total" in bash(f"curl -sS {envoy_metrics}")
     openapi = re.search(r"  OpenAPI            (\S+)", first.text).group(1)

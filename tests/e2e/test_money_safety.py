@@ -13,8 +13,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,13 +35,12 @@ from tests.api.conftest import error_of
 from tests.conftest import SigningKeys
 from tests.e2e.conftest import Edge, stack_config
 from tests.e2e.credentials import bearer_metadata, edge_token
-from tests.support import migrated_storage
 from tests.e2e.money import (
-    CommitAckDropper,
     EDGE_UNAVAILABLE,
-    OUTCOME_UNKNOWN,
     INSUFFICIENT,
+    OUTCOME_UNKNOWN,
     SERVER_UNAVAILABLE,
+    CommitAckDropper,
     Load,
     Sender,
     Sent,
@@ -54,7 +53,7 @@ from tests.e2e.money import (
     stored_superlikes,
     wallet,
 )
-from tests.support import create_stream, create_user, unique_name
+from tests.support import create_stream, create_user, migrated_storage, unique_name
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -113,10 +112,13 @@ async def assert_every_key_settles_once(
     stored_key_ids = {(row.sender_id, row.key): row.superlike_id for row in before.values()}
     again = await asyncio.to_thread(resend, port, stream_id, by_id, sent)
     assert [a for a in again if a.status != 200] == []
-    assert [(s.key, s.superlike_id, a.superlike_id) for s, a in zip(sent, again)
-            if s.ok and a.superlike_id != s.superlike_id] == []
+    assert [
+        (s.key, s.superlike_id, a.superlike_id)
+        for s, a in zip(sent, again, strict=True)
+        if s.ok and a.superlike_id != s.superlike_id
+    ] == []
     stored_before_failure = 0
-    for first, second in zip(sent, again):
+    for first, second in zip(sent, again, strict=True):
         prior = stored_key_ids.get((first.sender_id, first.key))
         if prior is not None:
             assert second.superlike_id == prior, first.key
@@ -223,7 +225,7 @@ async def test_database_outage_under_load_is_a_bounded_503_and_heals_without_a_r
         messages = assert_only_ok_or_unavailable(sent, {SERVER_UNAVAILABLE, OUTCOME_UNKNOWN, EDGE_UNAVAILABLE})
         assert messages[SERVER_UNAVAILABLE] + messages[OUTCOME_UNKNOWN] >= 1, "the server never reported the outage"
         assert sum(s.status == 503 for s in during) >= 1
-        assert not any(s.ok for s in during[len(during) // 2:]), "superlikes succeeded with the database cut"
+        assert not any(s.ok for s in during[len(during) // 2 :]), "superlikes succeeded with the database cut"
         await assert_books_balance(
             pg_storage, stream_id, host_id, {s.user_id: coins for s in senders}, PRICE, [*sent, first]
         )
@@ -391,8 +393,9 @@ async def test_a_retry_after_the_commit_answer_was_lost_replays_and_charges_once
             retried = [(await stub.SendSuperlike(request, metadata=metadata, timeout=10)) for _ in range(2)]
             answers = [(r.superlike_id, r.sender_balance) for r in retried]
         else:
-            retried_rest = [await asyncio.to_thread(send, stack.config.http_port, stream_id, viewer, key)
-                            for _ in range(2)]
+            retried_rest = [
+                await asyncio.to_thread(send, stack.config.http_port, stream_id, viewer, key) for _ in range(2)
+            ]
             assert [r.status for r in retried_rest] == [200, 200], retried_rest
             answers = [(r.superlike_id, int(r.document()["senderBalance"])) for r in retried_rest]
     assert answers == [(next(iter(committed)), 90)] * 2
@@ -467,11 +470,14 @@ async def test_hot_stream_race_charges_exactly_what_each_sender_can_afford(edge:
     racer_balances = sorted(int(s.document()["senderBalance"]) for s in sent if s.ok and s.sender_id == racer.user_id)
     assert racer_balances == list(range(0, 20 * PRICE, PRICE))
     stored = await assert_books_balance(
-        edge.storage, stream_id, host_id,
-        {**{s.user_id: 3 * PRICE for s in crowd}, racer.user_id: 20 * PRICE}, PRICE, sent,
+        edge.storage,
+        stream_id,
+        host_id,
+        {**{s.user_id: 3 * PRICE for s in crowd}, racer.user_id: 20 * PRICE},
+        PRICE,
+        sent,
     )
     assert len(stored) == 80
     assert await settled_wallet(edge.engine, host_id, 800) == (800, 800)
     status, report = await asyncio.to_thread(cli_audit, edge.stack.config.database_url)
     assert (status, report["ok"], report["problems"]) == (0, True, [])
-

@@ -56,7 +56,11 @@ async def test_every_answer_conforms_to_the_openapi_document(  # type: ignore[no
     tokens = {"valid": edge.token_for(world.viewer_id), "invalid": "not-a-jwt", "missing": None}
     base_url = edge.stack.http_url
 
-    @given(case=operation.as_strategy(generation_mode=mode), token=st.sampled_from(["valid", "valid", "invalid", "missing"]), real=st.booleans())
+    @given(
+        case=operation.as_strategy(generation_mode=mode),
+        token=st.sampled_from(["valid", "valid", "invalid", "missing"]),
+        real=st.booleans(),
+    )
     @settings(
         max_examples=EXAMPLES_PER_MODE,
         derandomize=True,

@@ -37,9 +37,16 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run",
-                     f"--user-data-dir={tmp_path / 'chromium'}"):
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     try:
@@ -53,8 +60,9 @@ def send(port: int, stream_id: str, token: str, deadline_s: float = 20.0) -> str
     key = uuid.uuid4().hex
     deadline = time.monotonic() + deadline_s
     while True:
-        response = request(port, "POST", superlike_path(stream_id),
-                           headers={**bearer_header(token), "Idempotency-Key": key})
+        response = request(
+            port, "POST", superlike_path(stream_id), headers={**bearer_header(token), "Idempotency-Key": key}
+        )
         if response.status == 200:
             return response.json()["superlikeId"]
         assert response.status == 503 and time.monotonic() < deadline, response.body

@@ -64,9 +64,7 @@ async def test_a_caller_over_its_burst_is_refused_on_both_transports_and_charged
     port = limited_stack.config.http_port
 
     def rest_sends(count: int, caller_token: str, stream_id: str) -> list:
-        return [
-            request(port, "POST", superlike_path(stream_id), bearer_header(caller_token)) for _ in range(count)
-        ]
+        return [request(port, "POST", superlike_path(stream_id), bearer_header(caller_token)) for _ in range(count)]
 
     answers = await asyncio.to_thread(rest_sends, BURST + 2, token, world.stream_id)
     assert [answer.status for answer in answers] == [200] * BURST + [429, 429]

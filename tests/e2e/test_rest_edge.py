@@ -21,8 +21,9 @@ from tests.support import as_operator, balance_of, build_world, claims_for, crea
 pytestmark = pytest.mark.e2e
 
 
-def post(edge: Edge, stream_id: str, token: str | None, headers: dict[str, str] | None = None,
-         body: bytes | None = None) -> Response:
+def post(
+    edge: Edge, stream_id: str, token: str | None, headers: dict[str, str] | None = None, body: bytes | None = None
+) -> Response:
     all_headers = dict(headers or {})
     if token is not None:
         all_headers["Authorization"] = f"Bearer {token}"
@@ -37,7 +38,7 @@ async def test_success_body_is_the_contract_body_plus_receipt_fields(edge: Edge)
     assert not any(name.startswith(("grpc-", "x-envoy-")) or name == "server" for name in response.headers)
     document = response.json()
     username = document["senderSnapshot"]["username"]
-    expected = (
+    expected = (  # noqa: UP031 (a JSON template: an f-string would double every brace)
         '{"streamId":"%s","senderId":"%s","senderSnapshot":{"_id":"%s","username":"%s","name":"sample",'
         '"surname":"sample","profilePhoto":"sample.jpg"},"price":10,"timestamp":"%s","superlikeId":"%s",'
         '"senderBalance":"90"}'
@@ -63,7 +64,8 @@ async def test_service_errors_become_the_envelope(edge: Edge) -> None:
     assert_envelope(post(edge, world.stream_id, edge.token_for("b" * 24)), 404, "Sender account not found")
     assert_envelope(
         post(edge, world.stream_id, edge.token_for(world.host_id)),
-        403, "The host cannot send a superlike to their own live stream",
+        403,
+        "The host cannot send a superlike to their own live stream",
     )
     ended = await create_stream(edge.storage, world.host_id, state=StreamState.ENDED)
     assert_envelope(post(edge, ended["id"], viewer), 409, "Live stream is not live")
@@ -93,8 +95,9 @@ async def test_rejected_tokens_get_the_401_envelope_at_the_edge(edge: Edge, case
     tokens = {
         "none": None,
         "garbage": "garbage",
-        "expired": sign(claims_for(world.viewer_id, **base, exp=now - 600, iat=now - 1200, nbf=now - 1200),
-                        edge.keys.rsa_private),
+        "expired": sign(
+            claims_for(world.viewer_id, **base, exp=now - 600, iat=now - 1200, nbf=now - 1200), edge.keys.rsa_private
+        ),
         "wrong issuer": edge.token_for(world.viewer_id, iss="https://evil.example"),
         "wrong audience": edge.token_for(world.viewer_id, aud="other"),
         "bad signature": sign(claims_for(world.viewer_id, **base), edge.keys.other_rsa_private),
@@ -113,14 +116,15 @@ async def test_edge_local_errors_use_the_envelope(edge: Edge) -> None:
     world = await build_world(edge.storage)
     token = edge.token_for(world.viewer_id)
     assert_envelope(request(edge.http_port, "GET", "/api/v1/nothing-here"), 404, "Resource not found")
-    assert_envelope(request(edge.http_port, "POST", "/", {"Authorization": f"Bearer {token}"}), 404, "Resource not found")
+    assert_envelope(
+        request(edge.http_port, "POST", "/", {"Authorization": f"Bearer {token}"}), 404, "Resource not found"
+    )
     assert_envelope(
         post(edge, world.stream_id, token, {"Content-Type": "application/json"}, b'{"streamId": '),
-        400, "Invalid JSON request body",
+        400,
+        "Invalid JSON request body",
     )
-    assert_envelope(
-        post(edge, world.stream_id, token, {"X-Padding": "x" * 40_000}), 431, "Request headers too large"
-    )
+    assert_envelope(post(edge, world.stream_id, token, {"X-Padding": "x" * 40_000}), 431, "Request headers too large")
 
 
 async def test_a_forged_identity_header_is_ignored(edge: Edge) -> None:
@@ -153,11 +157,13 @@ async def test_idempotency_key_is_shared_by_rest_and_grpc(edge: Edge) -> None:
     other = await create_stream(edge.storage, world.host_id)
     assert_envelope(
         post(edge, other["id"], token, {"Idempotency-Key": "rest-then-grpc"}),
-        409, "Idempotency key was already used for a different request",
+        409,
+        "Idempotency key was already used for a different request",
     )
     assert_envelope(
         post(edge, world.stream_id, token, {"Idempotency-Key": "x" * 256}),
-        400, "Idempotency key must be 1 to 255 printable ASCII characters",
+        400,
+        "Idempotency key must be 1 to 255 printable ASCII characters",
     )
 
 
@@ -165,9 +171,9 @@ async def test_concurrent_rest_retries_with_one_key_charge_once(edge: Edge) -> N
     world = await build_world(edge.storage, coins=100)
     token = edge.token_for(world.viewer_id)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        responses = list(pool.map(
-            lambda _: post(edge, world.stream_id, token, {"Idempotency-Key": "storm"}), range(16)
-        ))
+        responses = list(
+            pool.map(lambda _: post(edge, world.stream_id, token, {"Idempotency-Key": "storm"}), range(16))
+        )
     assert {r.status for r in responses} == {200}
     assert len({r.body for r in responses}) == 1
     assert await balance_of(edge.storage, world.viewer_id) == 90

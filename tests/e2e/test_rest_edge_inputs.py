@@ -40,8 +40,11 @@ async def test_only_the_path_names_the_stream_whatever_the_content_type(
     world = await build_world(edge.storage, coins=100)
     decoy = await build_world(edge.storage, coins=0)
     response = request(
-        edge.http_port, "POST", f"{superlike_path(world.stream_id)}?{query_key}={decoy.stream_id}",
-        {"Authorization": f"Bearer {edge.token_for(world.viewer_id)}", "Content-Type": content_type}, b"{}",
+        edge.http_port,
+        "POST",
+        f"{superlike_path(world.stream_id)}?{query_key}={decoy.stream_id}",
+        {"Authorization": f"Bearer {edge.token_for(world.viewer_id)}", "Content-Type": content_type},
+        b"{}",
     )
     if content_type.startswith("application/grpc") and content_type[16:17] in ("", "+"):
         # gRPC content types over HTTP/1.1: gRPC needs HTTP/2, so nothing is sent anywhere.
@@ -57,7 +60,9 @@ async def test_only_the_path_names_the_stream_whatever_the_content_type(
 async def test_a_path_that_is_not_utf8_is_a_400(edge: Edge, segment: bytes) -> None:
     world = await build_world(edge.storage, coins=100)
     response = raw_request(
-        edge.http_port, b"POST", b"/api/v1/live-stream/" + segment + b"/chat/superlike",
+        edge.http_port,
+        b"POST",
+        b"/api/v1/live-stream/" + segment + b"/chat/superlike",
         [(b"Authorization", f"Bearer {edge.token_for(world.viewer_id)}".encode())],
     )
     assert_envelope(response, 400, "Validation failed")
@@ -66,7 +71,9 @@ async def test_a_path_that_is_not_utf8_is_a_400(edge: Edge, segment: bytes) -> N
 async def test_a_utf8_stream_id_is_only_an_invalid_stream_id(edge: Edge) -> None:
     world = await build_world(edge.storage, coins=100)
     response = raw_request(
-        edge.http_port, b"POST", b"/api/v1/live-stream/caf%C3%A9/chat/superlike",
+        edge.http_port,
+        b"POST",
+        b"/api/v1/live-stream/caf%C3%A9/chat/superlike",
         [(b"Authorization", f"Bearer {edge.token_for(world.viewer_id)}".encode())],
     )
     assert_envelope(response, 400, "streamId must be a 24-character hex id")
@@ -76,7 +83,9 @@ async def test_a_utf8_stream_id_is_only_an_invalid_stream_id(edge: Edge) -> None
 async def test_a_header_name_that_is_not_grpc_metadata_is_a_400(edge: Edge, name: bytes) -> None:
     world = await build_world(edge.storage, coins=100)
     response = raw_request(
-        edge.http_port, b"POST", superlike_path(world.stream_id).encode(),
+        edge.http_port,
+        b"POST",
+        superlike_path(world.stream_id).encode(),
         [(b"Authorization", f"Bearer {edge.token_for(world.viewer_id)}".encode()), (name, b"x")],
     )
     assert_envelope(response, 400, "Validation failed")
@@ -86,7 +95,9 @@ async def test_a_header_name_that_is_not_grpc_metadata_is_a_400(edge: Edge, name
 async def test_binary_metadata_from_a_rest_caller_is_dropped(edge: Edge) -> None:
     world = await build_world(edge.storage, coins=100)
     response = raw_request(
-        edge.http_port, b"POST", superlike_path(world.stream_id).encode(),
+        edge.http_port,
+        b"POST",
+        superlike_path(world.stream_id).encode(),
         [(b"Authorization", f"Bearer {edge.token_for(world.viewer_id)}".encode()), (b"X-Foo-Bin", b"!!not base64")],
     )
     assert_charged_path_stream(response, world.stream_id)
@@ -153,8 +164,13 @@ async def test_one_deterministic_limit_for_headers_and_urls(edge: Edge, where: s
         ("PATCH", "superlike", "application/grpc-web+proto", 405, "Method not allowed"),
         ("PATCH", "superlike", "application/grpc", 405, "Method not allowed"),
         ("GET", "/api/v1/other", "application/grpc", 404, "Resource not found"),
-        ("POST", "/allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike", "application/grpc", 400,
-         "Validation failed"),
+        (
+            "POST",
+            "/allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike",
+            "application/grpc",
+            400,
+            "Validation failed",
+        ),
         ("POST", "/api/v1/live-stream/a%2Fb/chat/superlike", "application/grpc-web", 400, "Validation failed"),
         ("POST", "/api/v1/live-stream/a%2Fb/chat/superlike", "application/grpc", 400, "Validation failed"),
         ("POST", "/api/v1/live-stream/a%5Cb/chat/superlike", "application/grpc-web", 400, "Validation failed"),
@@ -166,8 +182,11 @@ async def test_every_http1_answer_is_the_envelope_even_for_grpc_content_types(
     world = await build_world(edge.storage, coins=100)
     target = superlike_path(world.stream_id) if path == "superlike" else path
     response = request(
-        edge.http_port, method, target,
-        {"Authorization": f"Bearer {edge.token_for(world.viewer_id)}", "Content-Type": content_type}, b"{}",
+        edge.http_port,
+        method,
+        target,
+        {"Authorization": f"Bearer {edge.token_for(world.viewer_id)}", "Content-Type": content_type},
+        b"{}",
     )
     assert_envelope(response, status, message)
     assert await wallet(edge.engine, world.viewer_id) == (100, 100)

@@ -58,7 +58,10 @@ async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(stora
     assert sorted(o.sender_balance_after for o in [first_of_each_rich[0], *charged]) == list(range(0, 100, 10))
     assert sum(isinstance(outcome, errors.InsufficientBalance) for outcome in rich0_more) == 3
     assert [type(outcome) for outcome in outcomes[23:]] == [
-        errors.InsufficientBalance, errors.SenderBanned, errors.StreamNotLive, errors.StreamNotFound
+        errors.InsufficientBalance,
+        errors.SenderBanned,
+        errors.StreamNotLive,
+        errors.StreamNotFound,
     ]
     assert await balance_of(storage, world.viewer_id) == 90
     assert await balance_of(storage, rich[0]["id"]) == 0
@@ -83,7 +86,9 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
         # the debit, not yet committed.
         position = (
             await other_server.execute(
-                text("UPDATE live_streams SET last_position = last_position + 1 WHERE id = :stream RETURNING last_position"),
+                text(
+                    "UPDATE live_streams SET last_position = last_position + 1 WHERE id = :stream RETURNING last_position"
+                ),
                 {"stream": world.stream_id},
             )
         ).scalar_one()

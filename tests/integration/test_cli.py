@@ -94,9 +94,7 @@ def user(user_id: str, username: str, name: str, surname: str, photo: str, balan
     }
 
 
-async def test_every_admin_command_prints_its_document_with_integer_numbers(
-    cli_url: str, cli_storage: Storage
-) -> None:
+async def test_every_admin_command_prints_its_document_with_integer_numbers(cli_url: str, cli_storage: Storage) -> None:
     host, viewer, stream = new_id(), new_id(), new_id()
     host_name, viewer_name = unique_name("host"), unique_name("viewer")
 
@@ -109,12 +107,25 @@ async def test_every_admin_command_prints_its_document_with_integer_numbers(
     )
     assert_prints(
         run(
-            "create-user", "--username", viewer_name, "--name", "A", "--surname", "B",
-            "--profile-photo", "b.jpg", "--coins", "100", "--id", viewer.upper(),
+            "create-user",
+            "--username",
+            viewer_name,
+            "--name",
+            "A",
+            "--surname",
+            "B",
+            "--profile-photo",
+            "b.jpg",
+            "--coins",
+            "100",
+            "--id",
+            viewer.upper(),
         ),
         user(viewer, viewer_name, "A", "B", "b.jpg", 100, 0),
     )
-    assert_prints(run("credit", "--user", viewer, "--coins", "50"), user(viewer, viewer_name, "A", "B", "b.jpg", 150, 0))
+    assert_prints(
+        run("credit", "--user", viewer, "--coins", "50"), user(viewer, viewer_name, "A", "B", "b.jpg", 150, 0)
+    )
     assert_prints(run("show-user", viewer), user(viewer, viewer_name, "A", "B", "b.jpg", 150, 0))
 
     created = {"id": stream, "hostId": host, "state": "scheduled", "superlikePrice": 7}
@@ -160,8 +171,19 @@ async def test_every_admin_command_prints_its_document_with_integer_numbers(
 
 def test_prices_outside_1_to_1_000_000_coins_are_refused(cli_url: str) -> None:
     host = new_id()
-    livechat("admin", "create-user", "--username", unique_name("h"), "--name", "H", "--surname", "H", "--id", host,
-             database_url=cli_url)
+    livechat(
+        "admin",
+        "create-user",
+        "--username",
+        unique_name("h"),
+        "--name",
+        "H",
+        "--surname",
+        "H",
+        "--id",
+        host,
+        database_url=cli_url,
+    )
     for price in ("0", "-3", "1000001"):
         assert_refuses(
             livechat("admin", "create-stream", "--host", host, "--price", price, database_url=cli_url),
@@ -177,13 +199,35 @@ def test_coin_grants_outside_their_bounds_are_refused(cli_url: str) -> None:
     viewer = new_id()
     for coins in ("-1", "1000000001"):
         assert_refuses(
-            livechat("admin", "create-user", "--username", unique_name("v"), "--name", "V", "--surname", "V",
-                     "--coins", coins, database_url=cli_url),
+            livechat(
+                "admin",
+                "create-user",
+                "--username",
+                unique_name("v"),
+                "--name",
+                "V",
+                "--surname",
+                "V",
+                "--coins",
+                coins,
+                database_url=cli_url,
+            ),
             "INVALID_ARGUMENT",
             f"coins must be a whole number from 0 to 1,000,000,000, got {coins}",
         )
-    livechat("admin", "create-user", "--username", unique_name("v"), "--name", "V", "--surname", "V", "--id", viewer,
-             database_url=cli_url)
+    livechat(
+        "admin",
+        "create-user",
+        "--username",
+        unique_name("v"),
+        "--name",
+        "V",
+        "--surname",
+        "V",
+        "--id",
+        viewer,
+        database_url=cli_url,
+    )
     for coins in ("0", "-5", "1000000001"):
         assert_refuses(
             livechat("admin", "credit", "--user", viewer, "--coins", coins, database_url=cli_url),
@@ -216,8 +260,19 @@ def test_a_duplicate_user_is_refused_naming_the_existing_user(cli_url: str) -> N
 
 def test_state_changes_the_lifecycle_forbids_are_refused_with_the_reason(cli_url: str) -> None:
     host, stream = new_id(), new_id()
-    livechat("admin", "create-user", "--username", unique_name("h"), "--name", "H", "--surname", "H", "--id", host,
-             database_url=cli_url)
+    livechat(
+        "admin",
+        "create-user",
+        "--username",
+        unique_name("h"),
+        "--name",
+        "H",
+        "--surname",
+        "H",
+        "--id",
+        host,
+        database_url=cli_url,
+    )
     livechat("admin", "create-stream", "--host", host, "--id", stream, "--state", "ended", database_url=cli_url)
     assert_refuses(
         livechat("admin", "start-stream", stream, database_url=cli_url),
@@ -225,12 +280,19 @@ def test_state_changes_the_lifecycle_forbids_are_refused_with_the_reason(cli_url
         f"stream {stream} has ended; an ended stream cannot become live",
     )
     missing = new_id()
-    assert_refuses(livechat("admin", "end-stream", missing, database_url=cli_url), "STREAM_NOT_FOUND",
-                   f"stream {missing} not found")
-    assert_refuses(livechat("admin", "show-user", missing, database_url=cli_url), "USER_NOT_FOUND",
-                   f"user {missing} not found")
-    assert_refuses(livechat("admin", "show-stream", "nope", database_url=cli_url), "INVALID_ARGUMENT",
-                   "stream id must be a 24-character hex id, got 'nope'")
+    assert_refuses(
+        livechat("admin", "end-stream", missing, database_url=cli_url),
+        "STREAM_NOT_FOUND",
+        f"stream {missing} not found",
+    )
+    assert_refuses(
+        livechat("admin", "show-user", missing, database_url=cli_url), "USER_NOT_FOUND", f"user {missing} not found"
+    )
+    assert_refuses(
+        livechat("admin", "show-stream", "nope", database_url=cli_url),
+        "INVALID_ARGUMENT",
+        "stream id must be a 24-character hex id, got 'nope'",
+    )
 
 
 def test_purging_keys_younger_than_the_retention_is_an_invalid_argument(cli_url: str) -> None:
@@ -259,8 +321,12 @@ def files_under(directory: Path) -> list[str]:
 def test_commands_on_a_missing_sqlite_file_refuse_without_creating_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nothing.db'}"
     message = MISSING_MESSAGE.format(path=tmp_path / "nothing.db", url=url)
-    for args in (("admin", "credit", "--user", "a" * 24, "--coins", "5"), ("admin", "audit"), ("admin", "settle"),
-                 ("serve",)):
+    for args in (
+        ("admin", "credit", "--user", "a" * 24, "--coins", "5"),
+        ("admin", "audit"),
+        ("admin", "settle"),
+        ("serve",),
+    ):
         assert_refuses(livechat(*args, database_url=url), "DATABASE_MISSING", message)
     assert files_under(tmp_path) == []
 
@@ -275,8 +341,20 @@ def test_every_command_defaults_to_the_database_make_run_creates(tmp_path: Path)
     assert files_under(tmp_path) == []  # neither ./livechat.db nor .local/livechat.db
     assert_prints(livechat("db", "upgrade", database_url=None, cwd=tmp_path), {"upgraded": "head"})
     user_id = new_id()
-    done = livechat("admin", "create-user", "--username", "u", "--name", "N", "--surname", "S", "--id", user_id,
-                    database_url=None, cwd=tmp_path)
+    done = livechat(
+        "admin",
+        "create-user",
+        "--username",
+        "u",
+        "--name",
+        "N",
+        "--surname",
+        "S",
+        "--id",
+        user_id,
+        database_url=None,
+        cwd=tmp_path,
+    )
     assert_prints(done, user(user_id, "u", "N", "S", "", 0, 0))
     assert files_under(tmp_path) == [".local", DEFAULT_FILE]
 
@@ -289,13 +367,26 @@ def test_dev_token_prints_the_bare_token_for_an_authorization_header(tmp_path: P
         livechat("dev", "keygen", "--dir", str(keys), database_url=None),
         {"privateKey": str(keys / "signing-key.pem"), "jwks": str(keys / "jwks.json")},
     )
-    done = livechat("dev", "token", "--sub", "64d15f9e2e6c8f4d5a123456", "--key", str(keys / "signing-key.pem"),
-                    "--issuer", "https://auth.allmine.app", "--audience", "livestream.allmine.app", "--ttl", "60",
-                    database_url=None)
+    done = livechat(
+        "dev",
+        "token",
+        "--sub",
+        "64d15f9e2e6c8f4d5a123456",
+        "--key",
+        str(keys / "signing-key.pem"),
+        "--issuer",
+        "https://auth.allmine.app",
+        "--audience",
+        "livestream.allmine.app",
+        "--ttl",
+        "60",
+        database_url=None,
+    )
     assert (done.status, done.stderr) == (0, "")
     token = done.stdout.removesuffix("\n")
     assert done.stdout == token + "\n" and token.count(".") == 2 and token.isascii() and " " not in token
     public_key = jwt.PyJWKSet.from_json((keys / "jwks.json").read_text()).keys[0].key
-    claims = jwt.decode(token, public_key, algorithms=["RS256"], audience="livestream.allmine.app",
-                        issuer="https://auth.allmine.app")
+    claims = jwt.decode(
+        token, public_key, algorithms=["RS256"], audience="livestream.allmine.app", issuer="https://auth.allmine.app"
+    )
     assert (claims["sub"], claims["exp"] - claims["iat"]) == ("64d15f9e2e6c8f4d5a123456", 60)

@@ -37,7 +37,9 @@ async def test_concurrent_writers_give_a_stream_gapless_positions_in_commit_orde
                 {"s": stream},
             )
         ).all()
-        last = (await connection.execute(text("SELECT last_position FROM live_streams WHERE id = :s"), {"s": stream})).scalar_one()
+        last = (
+            await connection.execute(text("SELECT last_position FROM live_streams WHERE id = :s"), {"s": stream})
+        ).scalar_one()
     assert [position for position, _ in rows] == list(range(1, len(sent) + 1))
     assert last == len(sent)
     assert {superlike_id for _, superlike_id in rows} == {superlike.superlike_id for superlike in sent}
@@ -145,9 +147,7 @@ async def test_the_migration_numbers_and_totals_superlikes_already_stored(empty_
                 )
         await storage.upgrade()
         async with storage.engine.connect() as connection:
-            positions = (
-                await connection.execute(text("SELECT id, stream_position FROM superlikes ORDER BY id"))
-            ).all()
+            positions = (await connection.execute(text("SELECT id, stream_position FROM superlikes ORDER BY id"))).all()
             last = (await connection.execute(text("SELECT id, last_position FROM live_streams ORDER BY id"))).all()
             totals = (
                 await connection.execute(
@@ -171,5 +171,7 @@ async def test_the_migration_numbers_and_totals_superlikes_already_stored(empty_
         ]
         page, _ = await HistoryService(storage.history).list_superlikes("dddddddddddddddddddddddd", 0, "")
         assert [item.superlike_id for item in page.superlikes] == [
-            "000000000000000000000003", "000000000000000000000002", "000000000000000000000001",
+            "000000000000000000000003",
+            "000000000000000000000002",
+            "000000000000000000000001",
         ]

@@ -50,8 +50,7 @@ async def _run(storage: Storage, ops: list[tuple], batches: list[int]) -> None:
             key = f"{op[3]}-{sender}" if op[3] else None
             try:
                 superlike = await service.send(stream, sender, key)
-            except (errors.InsufficientBalance, errors.SenderBanned, errors.StreamNotLive,
-                    errors.IdempotencyKeyReused):
+            except (errors.InsufficientBalance, errors.SenderBanned, errors.StreamNotLive, errors.IdempotencyKeyReused):
                 return
             if key is not None:
                 charged_keys.setdefault((sender, key), set()).add(superlike.superlike_id)
@@ -73,7 +72,7 @@ async def _run(storage: Storage, ops: list[tuple], batches: list[int]) -> None:
 
     position = 0
     for size in batches:
-        await asyncio.gather(*(apply(op) for op in ops[position:position + size]))
+        await asyncio.gather(*(apply(op) for op in ops[position : position + size]))
         position += size
     await asyncio.gather(*(apply(op) for op in ops[position:]))
 
@@ -85,7 +84,9 @@ async def _run(storage: Storage, ops: list[tuple], batches: list[int]) -> None:
         ).scalar_one()
         keyed = (
             await connection.execute(
-                select(func.count()).select_from(SuperlikeRecord).where(
+                select(func.count())
+                .select_from(SuperlikeRecord)
+                .where(
                     SuperlikeRecord.sender_id.in_([u["id"] for u in users]),
                     SuperlikeRecord.idempotency_key.is_not(None),
                 )

@@ -56,8 +56,10 @@ async def test_live_and_replay_show_concurrent_writers_superlikes_in_one_order(s
     async with feed_of(storage) as hub:
         live = await subscribe_from_now(hub, storage, world.stream_id)
         sent = await asyncio.gather(
-            *((one if index % 2 else other).send(world.stream_id, sender["id"], None)
-              for index, sender in enumerate(senders))
+            *(
+                (one if index % 2 else other).send(world.stream_id, sender["id"], None)
+                for index, sender in enumerate(senders)
+            )
         )
         live_order = await take(live, 24)
         replay = hub.subscribe(world.stream_id, 0, 24)

@@ -92,11 +92,13 @@ async def test_0003_keeps_every_row_and_prices_a_free_stream_at_one_coin(storage
 async def test_after_0003_the_database_refuses_prices_outside_1_to_1_000_000(storage_at_0002: Storage) -> None:
     await storage_at_0002.upgrade("0003")
     for price in (MIN_SUPERLIKE_PRICE - 1, -5, MAX_SUPERLIKE_PRICE + 1):
-        with pytest.raises(IntegrityError, match="(?i)check constraint"):
+        with pytest.raises(IntegrityError, match=r"(?i)check constraint"):
             await _insert_stream(storage_at_0002.engine, secrets.token_hex(12), price)
     await _insert_stream(storage_at_0002.engine, "1" * 24, MIN_SUPERLIKE_PRICE)
     await _insert_stream(storage_at_0002.engine, "2" * 24, MAX_SUPERLIKE_PRICE)
-    rows = await _rows(storage_at_0002.engine, "SELECT id, superlike_price FROM live_streams WHERE state = 'scheduled' ORDER BY id")
+    rows = await _rows(
+        storage_at_0002.engine, "SELECT id, superlike_price FROM live_streams WHERE state = 'scheduled' ORDER BY id"
+    )
     assert rows == [("1" * 24, 1), ("2" * 24, 1_000_000)]
 
 
@@ -107,7 +109,9 @@ async def test_0003_keeps_the_other_constraints_and_foreign_keys(storage_at_0002
             await connection.execute(text(f"INSERT INTO live_streams VALUES ('{'3' * 24}', '{HOST}', 'paused', 5, 1)"))
     with pytest.raises(IntegrityError):  # host must be a user
         async with storage_at_0002.engine.begin() as connection:
-            await connection.execute(text(f"INSERT INTO live_streams VALUES ('{'4' * 24}', '{'9' * 24}', 'live', 5, 1)"))
+            await connection.execute(
+                text(f"INSERT INTO live_streams VALUES ('{'4' * 24}', '{'9' * 24}', 'live', 5, 1)")
+            )
     with pytest.raises(IntegrityError):  # a ban names an existing stream (the rebuilt table on SQLite)
         async with storage_at_0002.engine.begin() as connection:
             await connection.execute(text(f"INSERT INTO chat_bans VALUES ('{'5' * 24}', '{VIEWER}', 1)"))
@@ -120,4 +124,6 @@ async def test_0003_downgrades_to_the_old_constraint(storage_at_0002: Storage) -
     with pytest.raises(IntegrityError):
         await _insert_stream(storage_at_0002.engine, "7" * 24, -1)
     await storage_at_0002.upgrade("0003")
-    assert await _rows(storage_at_0002.engine, f"SELECT superlike_price FROM live_streams WHERE id = '{'6' * 24}'") == [(1,)]
+    assert await _rows(storage_at_0002.engine, f"SELECT superlike_price FROM live_streams WHERE id = '{'6' * 24}'") == [
+        (1,)
+    ]

@@ -30,6 +30,7 @@ SELECT {refusal_sql("facts")} AS refusal FROM (
 ) AS facts
 """)
 
+
 def mostly(value: object, otherwise: st.SearchStrategy) -> st.SearchStrategy:
     """Mostly `value`: an early refusal decides the verdict at once, so the later rules need the
     earlier ones to pass."""

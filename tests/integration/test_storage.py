@@ -43,9 +43,7 @@ async def assert_audit_passes(storage: Storage) -> None:
 
 async def test_migrations_create_exactly_the_declared_schema(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
-        diff = await connection.run_sync(
-            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
-        )
+        diff = await connection.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
     assert diff == []
 
 
@@ -66,8 +64,10 @@ async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger
             )
         ).all()
         stored = (
-            await connection.execute(select(SuperlikeRecord).where(SuperlikeRecord.id == superlike.superlike_id))
-        ).mappings().one()
+            (await connection.execute(select(SuperlikeRecord).where(SuperlikeRecord.id == superlike.superlike_id)))
+            .mappings()
+            .one()
+        )
     assert [tuple(e) for e in entries] == [
         (world.viewer_id, -15, "superlike_debit", True),
         (world.host_id, 15, "superlike_credit", False),
@@ -183,7 +183,9 @@ async def test_purge_frees_keys_older_than_the_cutoff_only(engine: AsyncEngine, 
         )
     await service(storage).send(world.stream_id, world.viewer_id, "new-key")
     cutoff = old.created_at_ms - 86_400_000 + 1
-    purged = await storage.write_transaction(lambda connection: AdminRepository(connection).clear_idempotency_keys(cutoff))
+    purged = await storage.write_transaction(
+        lambda connection: AdminRepository(connection).clear_idempotency_keys(cutoff)
+    )
     assert purged >= 1
     # The purged key is free again (a new charge); the recent one still replays.
     assert (await service(storage).send(world.stream_id, world.viewer_id, "old-key")).superlike_id != old.superlike_id
@@ -258,7 +260,6 @@ async def test_concurrent_settlements_apply_each_credit_once(engine: AsyncEngine
     await assert_audit_passes(storage)
 
 
-
 async def test_audit_reports_a_superlike_whose_credit_went_to_the_wrong_user(
     engine: AsyncEngine, storage: Storage
 ) -> None:
@@ -267,7 +268,9 @@ async def test_audit_reports_a_superlike_whose_credit_went_to_the_wrong_user(
     async with engine.connect() as connection:
         async with connection.begin() as transaction:
             await connection.execute(
-                text("UPDATE ledger_entries SET user_id = :other WHERE superlike_id = :id AND kind = 'superlike_credit'"),
+                text(
+                    "UPDATE ledger_entries SET user_id = :other WHERE superlike_id = :id AND kind = 'superlike_credit'"
+                ),
                 {"other": world.viewer_id, "id": superlike.superlike_id},
             )
             report = await connection.run_sync(audit_ledger)

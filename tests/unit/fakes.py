@@ -53,7 +53,11 @@ class FakeSuperlikes:
         self._db.balances[request.sender_id] -= facts.stream_price
         self._db.balances[facts.stream_host_id] += facts.stream_price
         superlike = Superlike(
-            superlike_id, request.stream_id, facts.sender, facts.stream_price, created_at_ms,
+            superlike_id,
+            request.stream_id,
+            facts.sender,
+            facts.stream_price,
+            created_at_ms,
             self._db.balances[request.sender_id],
         )
         self._db.superlikes.append((superlike, request.idempotency_key))

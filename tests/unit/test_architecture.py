@@ -20,12 +20,27 @@ ALLOWED = {
     "services": ("server.domain", "server.services"),
     "adapters": ("server.domain", "server.adapters", "sqlalchemy", "alembic", "asyncpg"),
     "auth": ("server.domain", "server.auth", "jwt", "cryptography"),
-    "api": ("server.domain", "server.services", "server.auth", "server.api", "grpc", "grpc_health", "grpc_status",
-            "google", "allmine"),
+    "api": (
+        "server.domain",
+        "server.services",
+        "server.auth",
+        "server.api",
+        "grpc",
+        "grpc_health",
+        "grpc_status",
+        "google",
+        "allmine",
+    ),
     # Metrics and logs, wired by the composition root: they see the api layer only through the RPC
     # record its interceptor hands over, and storage only through the hooks Storage offers.
-    "observability": ("server.domain", "server.observability", "server.api.rpc_observer",
-                      "server.adapters.storage_base", "server.config", "prometheus_client"),
+    "observability": (
+        "server.domain",
+        "server.observability",
+        "server.api.rpc_observer",
+        "server.adapters.storage_base",
+        "server.config",
+        "prometheus_client",
+    ),
 }
 
 
@@ -147,7 +162,9 @@ def test_no_module_outside_storage_opening_asks_which_database_it_is_on() -> Non
     """What differs between the databases lives behind Storage (postgres/, sqlite/); everything else
     works the same on both, and asks storage.py the few questions about the database as a whole."""
     offenders = {
-        rel: found for rel, path in _outside_the_backends() if (found := _asks_which_database(ast.parse(path.read_text())))
+        rel: found
+        for rel, path in _outside_the_backends()
+        if (found := _asks_which_database(ast.parse(path.read_text())))
     }
     assert offenders == {}
 

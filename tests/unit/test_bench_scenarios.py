@@ -32,8 +32,12 @@ def test_a_grpc_only_selection_has_no_read_scenario():
 
 def test_only_a_run_of_the_whole_default_matrix_replaces_latest():
     full = dict(
-        databases=["sqlite", "postgres"], transports=list(scenarios.TRANSPORTS), workloads=list(scenarios.WORKLOADS),
-        concurrency=[16, 64], quick=False, baseline_included=True,
+        databases=["sqlite", "postgres"],
+        transports=list(scenarios.TRANSPORTS),
+        workloads=list(scenarios.WORKLOADS),
+        concurrency=[16, 64],
+        quick=False,
+        baseline_included=True,
     )
     assert scenarios.covers_default_matrix(**full) is True
     assert scenarios.covers_default_matrix(**{**full, "quick": True}) is False

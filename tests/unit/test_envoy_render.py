@@ -60,14 +60,41 @@ def test_every_rest_local_reply_text_is_from_the_table() -> None:
     assert (openapi, overlay) == (renderer.OPENAPI_MAPPER, renderer.OVERLAY_PAGE_MAPPER)
     rest = [m for m in answers if "grpc-status" not in grpc_headers(m)]
     texts = [m["body"]["inline_string"] for m in rest]
-    assert texts == [QUERY_REFUSED, "Invalid JSON request body", "Authentication required", "Validation failed",
-                     "Insufficient permissions", "Resource not found", "Method not allowed", "Request timed out",
-                     "Request body too large", "Too many requests; retry shortly", "Request headers too large",
-                     "Service temporarily unavailable", "Request timed out", "Request could not be processed",
-                     "Internal server error"]
+    assert texts == [
+        QUERY_REFUSED,
+        "Invalid JSON request body",
+        "Authentication required",
+        "Validation failed",
+        "Insufficient permissions",
+        "Resource not found",
+        "Method not allowed",
+        "Request timed out",
+        "Request body too large",
+        "Too many requests; retry shortly",
+        "Request headers too large",
+        "Service temporarily unavailable",
+        "Request timed out",
+        "Request could not be processed",
+        "Internal server error",
+    ]
     assert set(texts) <= set(status_codes.client_messages())
-    assert [m.get("status_code") for m in rest] == [400, None, 401, 400, 403, 404, 405, 408, 413, 429, 431, 503, 504,
-                                                   None, 500]
+    assert [m.get("status_code") for m in rest] == [
+        400,
+        None,
+        401,
+        400,
+        403,
+        404,
+        405,
+        408,
+        413,
+        429,
+        431,
+        503,
+        504,
+        None,
+        500,
+    ]
 
 
 def test_every_route_hands_the_lua_filter_the_table() -> None:
@@ -118,7 +145,10 @@ def test_envoy_accepts_the_template_and_the_rendered_config(source: str, tmp_pat
         path = renderer.write(renderer.render(), tmp_path / "envoy.yaml")
     checked = subprocess.run(
         [ENVOY, "--mode", "validate", "-c", str(path), "--base-id", str(abs(hash(source)) % 50000 + 10000)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert re.search(r"configuration '.*' OK", checked.stdout + checked.stderr)
@@ -127,19 +157,30 @@ def test_envoy_accepts_the_template_and_the_rendered_config(source: str, tmp_pat
 def test_the_lua_filter_gets_each_rest_route_with_its_own_query_parameters() -> None:
     config = renderer.render()
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    table = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["metadata"]["filter_metadata"]["envoy.filters.http.lua"]
+    table = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["metadata"]["filter_metadata"][
+        "envoy.filters.http.lua"
+    ]
     assert table["rest_routes"][:3] == [
         {"method": "POST", "pattern": "^/api/v1/live%-stream/[^/]+/chat/superlike/?$", "query": {}},
-        {"method": "GET", "pattern": "^/api/v1/live%-stream/[^/]+/chat/superlikes/?$",
-         "query": {"pageSize": "int32", "pageToken": "string"}},
-        {"method": "GET", "pattern": "^/api/v1/live%-stream/[^/]+/chat/top%-supporters/?$", "query": {"limit": "int32"}},
+        {
+            "method": "GET",
+            "pattern": "^/api/v1/live%-stream/[^/]+/chat/superlikes/?$",
+            "query": {"pageSize": "int32", "pageToken": "string"},
+        },
+        {
+            "method": "GET",
+            "pattern": "^/api/v1/live%-stream/[^/]+/chat/top%-supporters/?$",
+            "query": {"limit": "int32"},
+        },
     ]
 
 
 def test_a_lua_refusal_renders_its_own_text_only_when_the_lua_named_it() -> None:
     (mapper,) = [m for m in mappers() if "metadata_filter" in m["filter"]]
     assert mapper["filter"]["metadata_filter"]["match_if_key_not_found"] is False
-    assert mapper["filter"]["metadata_filter"]["matcher"]["value"] == {"string_match": {"exact": "INVALID_QUERY_PARAMETER"}}
+    assert mapper["filter"]["metadata_filter"]["matcher"]["value"] == {
+        "string_match": {"exact": "INVALID_QUERY_PARAMETER"}
+    }
     assert (mapper["status_code"], mapper["body"]["inline_string"]) == (400, QUERY_REFUSED)
 
 
@@ -153,10 +194,12 @@ def test_the_send_rate_limit_defaults_to_a_humans_pace_per_caller_and_is_enforce
     everyone = {"numerator": 100, "denominator": "HUNDRED"}
     assert limit["filter_enabled"]["default_value"] == everyone  # both default to 0 % when unset
     assert limit["filter_enforced"]["default_value"] == everyone
-    assert limit["descriptors"] == [{
-        "entries": [{"key": "method", "value": "SendSuperlike"}, {"key": "caller"}],
-        "token_bucket": {"max_tokens": 20, "tokens_per_fill": 5, "fill_interval": "1s"},
-    }]
+    assert limit["descriptors"] == [
+        {
+            "entries": [{"key": "method", "value": "SendSuperlike"}, {"key": "caller"}],
+            "token_bucket": {"max_tokens": 20, "tokens_per_fill": 5, "fill_interval": "1s"},
+        }
+    ]
     # Far above the default of 20, which would evict and refill other callers' buckets.
     assert limit["max_dynamic_descriptors"] == 100_000
     assert limit["always_consume_default_token_bucket"] is False
@@ -166,7 +209,8 @@ def test_the_send_rate_limit_defaults_to_a_humans_pace_per_caller_and_is_enforce
         "exact": "/allmine.livestream.chat.v1.LiveStreamChat/SendSuperlike"
     }
     assert actions[1]["metadata"]["metadata_key"] == {
-        "key": "envoy.filters.http.jwt_authn", "path": [{"key": "jwt_payload"}, {"key": "sub"}],
+        "key": "envoy.filters.http.jwt_authn",
+        "path": [{"key": "jwt_payload"}, {"key": "sub"}],
     }
     assert limit["response_headers_to_add"][0]["header"] == {"key": "retry-after", "value": "1"}
     provider = _filter(renderer.render(), "envoy.filters.http.jwt_authn")["providers"]["allmine"]

@@ -30,7 +30,9 @@ def test_long_lived_feeds_have_a_budget_of_their_own() -> None:
     feeds = clusters["livestream_chat_feed"]["circuit_breakers"]["thresholds"][0]["max_requests"]
     assert (calls, feeds) == (1024, 100000)
     routes = {route["name"]: route for route in _hcm(renderer.render())["route_config"]["virtual_hosts"][0]["routes"]}
-    assert {routes[name]["route"]["cluster"] for name in ("rest-live-feed", "grpc-live-feed")} == {"livestream_chat_feed"}
+    assert {routes[name]["route"]["cluster"] for name in ("rest-live-feed", "grpc-live-feed")} == {
+        "livestream_chat_feed"
+    }
     assert routes["rest"]["route"]["cluster"] == "livestream_chat"
     assert routes["rest-live-feed"]["route"]["timeout"] == routes["grpc-live-feed"]["route"]["timeout"] == "0s"
 

@@ -40,7 +40,7 @@ def test_only_sqlite_connectivity_failures_count_as_unavailable(error: BaseExcep
         (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),
         (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
         (asyncpg.InterfaceError("cannot perform operation: another operation is in progress"), False),
-        (asyncpg.exceptions.UndefinedTableError("relation \"users\" does not exist"), False),
+        (asyncpg.exceptions.UndefinedTableError('relation "users" does not exist'), False),
         (ConnectionRefusedError(111, "Connection refused"), True),
         (ValueError("a bug"), False),
     ],

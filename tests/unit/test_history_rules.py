@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from server.domain.errors import InvalidLimit, InvalidPageSize
 from server.domain.history import (
     RankedSupporter,
     SupporterTotal,
@@ -9,7 +10,6 @@ from server.domain.history import (
     resolve_page_size,
     resolve_supporters_limit,
 )
-from server.domain.errors import InvalidLimit, InvalidPageSize
 from server.domain.superlike import SenderSnapshot
 
 

@@ -46,8 +46,10 @@ class RecordingRunner:
             self._changed.notify_all()
             await self._changed.wait_for(lambda: number < self._released)
         return [
-            ValueError(pending.superlike_id) if pending.superlike_id in self.fail_ids
-            else Contended() if pending.superlike_id.endswith("c")
+            ValueError(pending.superlike_id)
+            if pending.superlike_id in self.fail_ids
+            else Contended()
+            if pending.superlike_id.endswith("c")
             else charged(pending)
             for pending in batch
         ]

@@ -51,13 +51,19 @@ def test_all_variables_are_read() -> None:
             {"LIVECHAT_DB_BATCHES_IN_FLIGHT": "4", "LIVECHAT_DB_POOL_SIZE": "4"},
             "LIVECHAT_DB_BATCHES_IN_FLIGHT=4 must be below LIVECHAT_DB_POOL_SIZE=4",
         ),
-        ({"LIVECHAT_IDEMPOTENCY_RETENTION_HOURS": "1"}, "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS=1 is out of range [24, 8760]"),
+        (
+            {"LIVECHAT_IDEMPOTENCY_RETENTION_HOURS": "1"},
+            "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS=1 is out of range [24, 8760]",
+        ),
         ({"LIVECHAT_SHUTDOWN_GRACE_SECONDS": "soon"}, "LIVECHAT_SHUTDOWN_GRACE_SECONDS='soon' is not a number"),
         ({"LIVECHAT_LOG_FORMAT": "xml"}, "LIVECHAT_LOG_FORMAT='xml' must be text or json"),
         ({"LIVECHAT_METRICS_PORT": "metrics"}, "LIVECHAT_METRICS_PORT='metrics' is not an integer"),
         ({"LIVECHAT_LOG_LEVEL": "loud"}, "LIVECHAT_LOG_LEVEL='LOUD' must be DEBUG, INFO, WARNING or ERROR"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with sqlite:// or postgresql://, got 'mysql'"),
-        ({"LIVECHAT_JWT_HS256_SECRET": "short"}, "LIVECHAT_JWT_HS256_SECRET must be at least 32 bytes (RFC 7518 section 3.2)"),
+        (
+            {"LIVECHAT_JWT_HS256_SECRET": "short"},
+            "LIVECHAT_JWT_HS256_SECRET must be at least 32 bytes (RFC 7518 section 3.2)",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -69,4 +75,7 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
 def test_serving_requires_the_token_settings() -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings({"LIVECHAT_JWKS": "/k"}).require_auth()
-    assert str(raised.value) == "LIVECHAT_JWT_ISSUER, LIVECHAT_JWT_AUDIENCE must be set to serve (see README: Configuration)"
+    assert (
+        str(raised.value)
+        == "LIVECHAT_JWT_ISSUER, LIVECHAT_JWT_AUDIENCE must be set to serve (see README: Configuration)"
+    )

@@ -153,8 +153,16 @@ async def test_coins_spent_by_another_server_between_read_and_charge_refuse_as_i
 
 @pytest.mark.parametrize(
     ("key", "valid"),
-    [("a", True), ("x" * 255, True), ("Key with spaces~!", True), ("", False), ("x" * 256, False),
-     ("tab\there", False), ("é", False), ("new\nline", False)],
+    [
+        ("a", True),
+        ("x" * 255, True),
+        ("Key with spaces~!", True),
+        ("", False),
+        ("x" * 256, False),
+        ("tab\there", False),
+        ("é", False),
+        ("new\nline", False),
+    ],
 )
 def test_idempotency_key_format(key: str, valid: bool) -> None:
     assert is_valid_idempotency_key(key) is valid
@@ -183,4 +191,3 @@ def test_new_ids_are_object_ids_carrying_their_creation_second() -> None:
     assert is_object_id(object_id)
     assert int(object_id[:8], 16) == NOW_MS // 1000
     assert new_object_id(NOW_MS) != object_id
-

@@ -43,7 +43,9 @@ async def test_a_remembered_token_is_refused_once_it_expires(key: tuple) -> None
     verifier = TokenVerifier(TokenPolicy("iss", "aud", leeway_seconds=0), keys, clock=clock)
     token = jwt.encode(
         {"sub": "a" * 24, "iss": "iss", "aud": "aud", "exp": T0 + 10},
-        private, algorithm="RS256", headers={"kid": "k"},
+        private,
+        algorithm="RS256",
+        headers={"kid": "k"},
     )
     # PyJWT checks exp against the real clock, so the token is minted far in the future (T0 ~ 2033).
     assert await verifier.subject_of(token) == "a" * 24
@@ -63,11 +65,15 @@ async def test_the_cache_window_forces_a_fresh_verification(key: tuple, tmp_path
     verifier = TokenVerifier(TokenPolicy("iss", "aud"), keys, clock=clock)
     token = jwt.encode(
         {"sub": "a" * 24, "iss": "iss", "aud": "aud", "exp": T0 + 3600},
-        private, algorithm="RS256", headers={"kid": "k"},
+        private,
+        algorithm="RS256",
+        headers={"kid": "k"},
     )
     assert await verifier.subject_of(token) == "a" * 24
     # The identity provider rotates its key: kid "k" leaves the JWKS.
-    rotated = json.loads(RSAAlgorithm.to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()))
+    rotated = json.loads(
+        RSAAlgorithm.to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+    )
     rotated.update({"kid": "k2", "use": "sig", "alg": "RS256"})
     path.write_text(json.dumps({"keys": [rotated]}))
     # Within the window the token is still remembered ...

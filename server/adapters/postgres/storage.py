@@ -12,9 +12,9 @@ from sqlalchemy import Connection, text
 from server.adapters.postgres import settlement
 from server.adapters.postgres.engine import create_postgres_engine
 from server.adapters.postgres.failures import is_unavailable
+from server.adapters.postgres.feed_listener import FeedListener
 from server.adapters.postgres.history import PostgresHistory
 from server.adapters.postgres.superlikes import PostgresSuperlikes
-from server.adapters.postgres.feed_listener import FeedListener
 from server.adapters.storage_base import Storage
 from server.adapters.stream_advances import StreamAdvances
 

@@ -112,7 +112,7 @@ class PostgresSuperlikes:
                 if isinstance(failure.__cause__, BUSY_ERRORS):
                     continue  # only this request's wallet was busy
                 # The database is gone: the requests not tried yet were not sent at all.
-                results.extend(StorageUnavailable() for _ in batch[index + 1:])
+                results.extend(StorageUnavailable() for _ in batch[index + 1 :])
                 break
             except Exception as failure:  # this request's own failure, not its neighbours'
                 results.append(failure)

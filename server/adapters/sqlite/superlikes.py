@@ -211,7 +211,11 @@ def _send_with_cursor(
     cursor.execute(_INSERT_SUPERLIKE_SQL, row)
     cursor.execute(_INSERT_LEDGER_PAIR_SQL, row)
     totals.append(
-        {"stream_id": request.stream_id, "sender_id": request.sender_id, "price": row["superlike_price"],
-         "position": position}
+        {
+            "stream_id": request.stream_id,
+            "sender_id": request.sender_id,
+            "price": row["superlike_price"],
+            "position": position,
+        }
     )
     return Charged(new_superlike(row, facts, row["balance_after"]))

@@ -92,9 +92,7 @@ def upgrade() -> None:
             "kind IN ('coin_credit', 'superlike_debit', 'superlike_credit')", name="ck_ledger_entries_kind_known"
         ),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_ledger_entries_user_id_users"),
-        sa.ForeignKeyConstraint(
-            ["superlike_id"], ["superlikes.id"], name="fk_ledger_entries_superlike_id_superlikes"
-        ),
+        sa.ForeignKeyConstraint(["superlike_id"], ["superlikes.id"], name="fk_ledger_entries_superlike_id_superlikes"),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_entries"),
     )
     op.create_index("ix_ledger_entries_user_id", "ledger_entries", ["user_id"])

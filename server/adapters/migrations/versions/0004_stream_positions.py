@@ -49,8 +49,18 @@ def upgrade() -> None:
 
     op.create_table(
         "stream_supporters",
-        sa.Column("stream_id", sa.String(24), sa.ForeignKey("live_streams.id", name="fk_stream_supporters_stream_id_live_streams"), nullable=False),
-        sa.Column("sender_id", sa.String(24), sa.ForeignKey("users.id", name="fk_stream_supporters_sender_id_users"), nullable=False),
+        sa.Column(
+            "stream_id",
+            sa.String(24),
+            sa.ForeignKey("live_streams.id", name="fk_stream_supporters_stream_id_live_streams"),
+            nullable=False,
+        ),
+        sa.Column(
+            "sender_id",
+            sa.String(24),
+            sa.ForeignKey("users.id", name="fk_stream_supporters_sender_id_users"),
+            nullable=False,
+        ),
         sa.Column("coins", sa.BigInteger(), nullable=False),
         sa.Column("superlikes", sa.BigInteger(), nullable=False),
         sa.Column("reached_at_position", sa.BigInteger(), nullable=False),
