@@ -11,16 +11,20 @@ from server.domain.superlike import SenderSnapshot, StreamState, Superlike
 from server.domain.superlike_rules import SuperlikeFacts
 
 
+def _snapshot(row: Any, user_id: str, prefix: str = "") -> SenderSnapshot:
+    """A profile from the row's `<prefix>username`, `<prefix>name`, ... columns (the statements name
+    a live profile's columns plainly, a stored snapshot's with its table's prefix)."""
+    return SenderSnapshot(
+        user_id=user_id,
+        username=row[f"{prefix}username"],
+        name=row[f"{prefix}name"],
+        surname=row[f"{prefix}surname"],
+        profile_photo=row[f"{prefix}profile_photo"],
+    )
+
+
 def facts_from_row(row: Any) -> SuperlikeFacts:
-    sender = None
-    if row["sender_id"] is not None:
-        sender = SenderSnapshot(
-            user_id=row["sender_id"],
-            username=row["username"],
-            name=row["name"],
-            surname=row["surname"],
-            profile_photo=row["profile_photo"],
-        )
+    sender = _snapshot(row, row["sender_id"]) if row["sender_id"] is not None else None
     return SuperlikeFacts(
         stream_host_id=row["host_id"],
         stream_state=StreamState(row["state"]) if row["state"] is not None else None,
@@ -38,13 +42,7 @@ def prior_from_row(row: Any, sender_id: str) -> Superlike | None:
     return Superlike(
         superlike_id=row["prior_id"],
         stream_id=row["prior_stream_id"],
-        sender=SenderSnapshot(
-            user_id=sender_id,
-            username=row["prior_username"],
-            name=row["prior_name"],
-            surname=row["prior_surname"],
-            profile_photo=row["prior_profile_photo"],
-        ),
+        sender=_snapshot(row, sender_id, "prior_"),
         price=row["prior_price"],
         created_at_ms=row["prior_created_at_ms"],
         sender_balance_after=row["prior_balance_after"],
@@ -69,13 +67,7 @@ def posted_from_row(row: Any) -> PostedSuperlike:
     return PostedSuperlike(
         superlike_id=row["superlike_id"],
         stream_id=row["stream_id"],
-        sender=SenderSnapshot(
-            user_id=row["sender_id"],
-            username=row["sender_username"],
-            name=row["sender_name"],
-            surname=row["sender_surname"],
-            profile_photo=row["sender_profile_photo"],
-        ),
+        sender=_snapshot(row, row["sender_id"], "sender_"),
         price=int(row["price"]),
         created_at_ms=int(row["created_at_ms"]),
         position=int(row["stream_position"]),
@@ -84,13 +76,7 @@ def posted_from_row(row: Any) -> PostedSuperlike:
 
 def supporter_from_row(row: Any) -> SupporterTotal:
     return SupporterTotal(
-        sender=SenderSnapshot(
-            user_id=row["sender_id"],
-            username=row["username"],
-            name=row["name"],
-            surname=row["surname"],
-            profile_photo=row["profile_photo"],
-        ),
+        sender=_snapshot(row, row["sender_id"]),
         coins=int(row["coins"]),
         superlikes=int(row["superlikes"]),
         reached_at_position=int(row["reached_at_position"]),

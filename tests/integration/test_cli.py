@@ -67,6 +67,14 @@ def new_id() -> str:
     return secrets.token_hex(12)
 
 
+def create_user_via_cli(database_url: str, user_id: str, prefix: str) -> Done:
+    """`livechat admin create-user` for a plain user with this id."""
+    return livechat(
+        "admin", "create-user", "--username", unique_name(prefix), "--name", prefix.upper(),
+        "--surname", prefix.upper(), "--id", user_id, database_url=database_url,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def cli_url(database_url: str, separate_database: Callable[[str], str]) -> str:
     """A database of the module's own, created by `livechat db upgrade`, so settle, audit and purge
@@ -171,19 +179,7 @@ async def test_every_admin_command_prints_its_document_with_integer_numbers(cli_
 
 def test_prices_outside_1_to_1_000_000_coins_are_refused(cli_url: str) -> None:
     host = new_id()
-    livechat(
-        "admin",
-        "create-user",
-        "--username",
-        unique_name("h"),
-        "--name",
-        "H",
-        "--surname",
-        "H",
-        "--id",
-        host,
-        database_url=cli_url,
-    )
+    create_user_via_cli(cli_url, host, "h")
     for price in ("0", "-3", "1000001"):
         assert_refuses(
             livechat("admin", "create-stream", "--host", host, "--price", price, database_url=cli_url),
@@ -215,19 +211,7 @@ def test_coin_grants_outside_their_bounds_are_refused(cli_url: str) -> None:
             "INVALID_ARGUMENT",
             f"coins must be a whole number from 0 to 1,000,000,000, got {coins}",
         )
-    livechat(
-        "admin",
-        "create-user",
-        "--username",
-        unique_name("v"),
-        "--name",
-        "V",
-        "--surname",
-        "V",
-        "--id",
-        viewer,
-        database_url=cli_url,
-    )
+    create_user_via_cli(cli_url, viewer, "v")
     for coins in ("0", "-5", "1000000001"):
         assert_refuses(
             livechat("admin", "credit", "--user", viewer, "--coins", coins, database_url=cli_url),
@@ -260,19 +244,7 @@ def test_a_duplicate_user_is_refused_naming_the_existing_user(cli_url: str) -> N
 
 def test_state_changes_the_lifecycle_forbids_are_refused_with_the_reason(cli_url: str) -> None:
     host, stream = new_id(), new_id()
-    livechat(
-        "admin",
-        "create-user",
-        "--username",
-        unique_name("h"),
-        "--name",
-        "H",
-        "--surname",
-        "H",
-        "--id",
-        host,
-        database_url=cli_url,
-    )
+    create_user_via_cli(cli_url, host, "h")
     livechat("admin", "create-stream", "--host", host, "--id", stream, "--state", "ended", database_url=cli_url)
     assert_refuses(
         livechat("admin", "start-stream", stream, database_url=cli_url),
