@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -24,6 +26,23 @@ from server.services.superlikes import SuperlikeService
 
 log = logging.getLogger(__name__)
 
+Response = TypeVar("Response")
+UnaryMethod = Callable[["LiveStreamChatServicer", Any, grpc.aio.ServicerContext], Awaitable[Response]]
+
+
+def _refusing_on_error(method: UnaryMethod[Response]) -> UnaryMethod[Response]:
+    """A unary method whose every failure ends the call through LiveStreamChatServicer._refuse."""
+
+    @functools.wraps(method)
+    async def refusing(self: LiveStreamChatServicer, request: Any, context: grpc.aio.ServicerContext) -> Response:
+        try:
+            return await method(self, request, context)
+        except Exception as error:
+            await self._refuse(context, method.__name__, error)
+        raise AssertionError("context.abort always raises")
+
+    return refusing
+
 
 class LiveStreamChatServicer(chat_grpc.LiveStreamChatServicer):
     def __init__(
@@ -42,46 +61,35 @@ class LiveStreamChatServicer(chat_grpc.LiveStreamChatServicer):
         self._on_storage_unavailable = on_storage_unavailable
         self._feed = FeedStreams(feed, verifier, self._refuse, ping_seconds=feed_ping_seconds)
 
+    @_refusing_on_error
     async def SendSuperlike(  # noqa: N802 (generated name)
         self, request: chat_pb2.SendSuperlikeRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.SendSuperlikeResponse:
-        try:
-            sender_id = await authenticated_subject(context, self._verifier)
-            key = idempotency_key_of(request.request_id, context)
-            superlike = await self._superlikes.send(request.stream_id, sender_id, key)
-            return to_response(superlike)
-        except Exception as error:
-            await self._refuse(context, "SendSuperlike", error)
-        raise AssertionError("context.abort always raises")
+        sender_id = await authenticated_subject(context, self._verifier)
+        key = idempotency_key_of(request.request_id, context)
+        superlike = await self._superlikes.send(request.stream_id, sender_id, key)
+        return to_response(superlike)
 
+    @_refusing_on_error
     async def ListSuperlikes(  # noqa: N802 (generated name)
         self, request: chat_pb2.ListSuperlikesRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.ListSuperlikesResponse:
-        try:
-            await authenticated_subject(context, self._verifier)  # any signed-in user may read
-            page, next_token = await self._history.list_superlikes(
-                request.stream_id, request.page_size, request.page_token
-            )
-            return chat_pb2.ListSuperlikesResponse(
-                superlikes=[history_messages.posted_superlike(superlike) for superlike in page.superlikes],
-                next_page_token=next_token,
-            )
-        except Exception as error:
-            await self._refuse(context, "ListSuperlikes", error)
-        raise AssertionError("context.abort always raises")
+        await authenticated_subject(context, self._verifier)  # any signed-in user may read
+        page, next_token = await self._history.list_superlikes(request.stream_id, request.page_size, request.page_token)
+        return chat_pb2.ListSuperlikesResponse(
+            superlikes=[history_messages.posted_superlike(superlike) for superlike in page.superlikes],
+            next_page_token=next_token,
+        )
 
+    @_refusing_on_error
     async def ListTopSupporters(  # noqa: N802 (generated name)
         self, request: chat_pb2.ListTopSupportersRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.ListTopSupportersResponse:
-        try:
-            await authenticated_subject(context, self._verifier)
-            supporters = await self._history.top_supporters(request.stream_id, request.limit)
-            return chat_pb2.ListTopSupportersResponse(
-                supporters=[history_messages.top_supporter(supporter) for supporter in supporters]
-            )
-        except Exception as error:
-            await self._refuse(context, "ListTopSupporters", error)
-        raise AssertionError("context.abort always raises")
+        await authenticated_subject(context, self._verifier)
+        supporters = await self._history.top_supporters(request.stream_id, request.limit)
+        return chat_pb2.ListTopSupportersResponse(
+            supporters=[history_messages.top_supporter(supporter) for supporter in supporters]
+        )
 
     async def StreamSuperlikes(  # noqa: N802 (generated name)
         self, request: chat_pb2.StreamSuperlikesRequest, context: grpc.aio.ServicerContext
