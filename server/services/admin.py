@@ -90,10 +90,12 @@ class AdminService:
         return errors.Conflict(f"user {user_id} or username {username!r} was created concurrently; retry")
 
     def get_user(self, user_id: str) -> UserAccount:
-        user_id = _object_id(user_id, "user id")
+        return self._existing_user(_object_id(user_id, "user id"))
+
+    def _existing_user(self, user_id: str, role: str = "user") -> UserAccount:
         account = self._storage.find_user(user_id)
         if account is None:
-            raise errors.UserNotFound(f"user {user_id} not found")
+            raise errors.UserNotFound(f"{role} {user_id} not found")
         return account
 
     def credit_coins(self, user_id: str, coins: int) -> UserAccount:
@@ -106,8 +108,7 @@ class AdminService:
     def create_stream(self, host_id: str, price: int, state: StreamState, stream_id: str | None = None) -> Stream:
         host_id = _object_id(host_id, "host id")
         check_superlike_price(price)
-        if self._storage.find_user(host_id) is None:
-            raise errors.UserNotFound(f"host {host_id} not found")
+        self._existing_user(host_id, role="host")
         now = now_ms()
         stream_id = _object_id(stream_id, "stream id") if stream_id else new_object_id(now)
         stream = Stream(stream_id=stream_id, host_id=host_id, state=state, superlike_price=price)
