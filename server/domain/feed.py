@@ -7,16 +7,14 @@ minus a backlog, or the stream's last one ("from now"); everything after it is d
 
 from __future__ import annotations
 
+from server.domain import errors
+
 MAX_BACKLOG = 100
-
-
-class InvalidBacklogSize(ValueError):
-    pass
 
 
 def resolve_backlog(requested: int) -> int:
     if not 0 <= requested <= MAX_BACKLOG:
-        raise InvalidBacklogSize(requested)
+        raise errors.InvalidBacklog()
     return requested
 
 

@@ -8,7 +8,7 @@ exists, since superlikes are never deleted.
 from __future__ import annotations
 
 from server.domain import errors
-from server.domain.feed import InvalidBacklogSize, resolve_backlog, start_after
+from server.domain.feed import resolve_backlog, start_after
 from server.domain.history import PostedSuperlike
 from server.domain.positions import InvalidPosition, PositionKind, PositionSeal
 from server.services.feed_hub import FeedHub
@@ -27,10 +27,7 @@ class FeedService:
         """A subscription to the stream: after `cursor` when one is given, else with the last
         `backlog` superlikes, else from now. Validates everything before subscribing."""
         stream_id = parse_stream_id(stream_id)
-        try:
-            backlog = resolve_backlog(backlog)
-        except InvalidBacklogSize:
-            raise errors.InvalidBacklog() from None
+        backlog = resolve_backlog(backlog)
         seal = await self._history.seal()
         after: int | None = None
         if cursor:
