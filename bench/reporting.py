@@ -71,7 +71,9 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
         f"{results.get('code_fingerprint', '?')} (server/, gen/, envoy/ at the start; per database below).",
         "",
         "`× ceiling`: req/s over the gRPC health check (no database work) on the same path at the same "
-        "concurrency: through Envoy for REST and gRPC-via-Envoy, direct for direct gRPC. CPU columns are "
+        "concurrency: through Envoy for REST and gRPC-via-Envoy, direct for direct gRPC (for REST and the "
+        "reads the ceiling is gRPC from h2load, the figure HTTP/1.1 from wrk: another client and protocol, "
+        "not the same work minus the service's). CPU columns are "
         "cores busy (CPU seconds / wall seconds) per process over the run; `ms CPU/req` is server·Envoy·PostgreSQL "
         "CPU milliseconds per request. The load tools share the 2 cores with the stack. `spread` and `hot` "
         "send superlikes; `list` reads a history page (`pageSize=20`) and `top` the top supporters (`limit=10`) "
