@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
+
+# Runnable as a script from the repository root, like bench/feed.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.reporting import redraw, save_chart  # noqa: E402
 
 
 def _ms(value: float | None) -> str:
@@ -211,26 +215,11 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
         f"{points[0]['subscribers'] if points else ''} subscribers, {points[0]['rate'] if points else ''}/s"
     )
     right.legend(fontsize=8)
-    machine = results.get("machine", {})
-    figure.suptitle(
-        f"Live feed: {results.get('mode')} run {results.get('started_at')} — {machine.get('nproc')} CPUs "
-        f"{machine.get('cpu_model')}",
-        fontsize=10,
-    )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_chart(figure, results, "Live feed", path)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: feed_reporting.py RESULTS.json", file=sys.stderr)
-        return 2
-    source = Path(argv[0])
-    results = json.loads(source.read_text())
-    print(write_markdown(results, source.parent / "feed-latest.md", source))
-    write_chart(results, source.parent / "feed-latest.png")
-    return 0
+    return redraw(argv, "feed_reporting.py", "feed-latest", write_markdown, write_chart)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,9 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
         f"{results.get('code_fingerprint', '?')} (server/, gen/, envoy/ at the start; per database below).",
         "",
         "`× ceiling`: req/s over the gRPC health check (no database work) on the same path at the same "
-        "concurrency: through Envoy for REST and gRPC-via-Envoy, direct for direct gRPC. CPU columns are "
+        "concurrency: through Envoy for REST and gRPC-via-Envoy, direct for direct gRPC (for REST and the "
+        "reads the ceiling is gRPC from h2load, the figure HTTP/1.1 from wrk: another client and protocol, "
+        "not the same work minus the service's). CPU columns are "
         "cores busy (CPU seconds / wall seconds) per process over the run; `ms CPU/req` is server·Envoy·PostgreSQL "
         "CPU milliseconds per request. The load tools share the 2 cores with the stack. `spread` and `hot` "
         "send superlikes; `list` reads a history page (`pageSize=20`) and `top` the top supporters (`limit=10`) "
@@ -175,10 +178,23 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     right.set_xlabel("p99 latency ms (median, min–max)")
     for y, value, extra in zip(positions, p99, p99_high, strict=True):
         right.text(value + extra, y, f" {value:.1f}", va="center", fontsize=7)
+    save_chart(
+        figure,
+        results,
+        "Superlikes (spread/hot: send; list/top: read)",
+        path,
+        legend="; grey: health-check ceiling, blue: SQLite, green: PostgreSQL",
+    )
+
+
+def save_chart(figure: Any, results: dict[str, Any], title: str, path: Path, legend: str = "") -> None:
+    """Heads a chart with the run's mode, start and machine, writes it to `path` and frees it."""
+    import matplotlib.pyplot as plt
+
     machine = results.get("machine", {})
     figure.suptitle(
-        f"Superlikes (spread/hot: send; list/top: read): {results.get('mode')} run {results.get('started_at')} — {machine.get('nproc')} CPUs "
-        f"{machine.get('cpu_model')}; grey: health-check ceiling, blue: SQLite, green: PostgreSQL",
+        f"{title}: {results.get('mode')} run {results.get('started_at')} — {machine.get('nproc')} CPUs "
+        f"{machine.get('cpu_model')}{legend}",
         fontsize=10,
     )
     figure.tight_layout()
@@ -186,16 +202,27 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def main(argv: list[str]) -> int:
+def redraw(
+    argv: list[str],
+    script: str,
+    stem: str,
+    write_markdown: Callable[[dict[str, Any], Path, Path | None], str],
+    write_chart: Callable[[dict[str, Any], Path], None],
+) -> int:
+    """A report script's command line: `script RESULTS.json` rewrites `<stem>.md` and `<stem>.png`
+    beside the results file."""
     if len(argv) != 1:
-        print("usage: reporting.py RESULTS.json", file=sys.stderr)
+        print(f"usage: {script} RESULTS.json", file=sys.stderr)
         return 2
     source = Path(argv[0])
     results = json.loads(source.read_text())
-    out = source.parent
-    print(write_markdown(results, out / "latest.md", source))
-    write_chart(results, out / "latest.png")
+    print(write_markdown(results, source.parent / f"{stem}.md", source))
+    write_chart(results, source.parent / f"{stem}.png")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return redraw(argv, "reporting.py", "latest", write_markdown, write_chart)
 
 
 if __name__ == "__main__":

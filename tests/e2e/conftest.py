@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,17 @@ def stack_config(workdir: Path, database_url: str, keys: SigningKeys) -> StackCo
     )
 
 
+@contextmanager
+def running_stack(config: StackConfig) -> Iterator[Stack]:
+    """The server and Envoy of `config` started, and stopped (by PID) however the block ends."""
+    stack = Stack(config)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
 @pytest.fixture(scope="session")
 def edge_database_url(database_url: str, separate_database: Callable[[str], str]) -> str:
     # A database of its own: the stack's server settles pending credits in the background, and on
@@ -79,9 +91,5 @@ def edge(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Edge]:
     # `edge_storage` has migrated the database; the server process shares it.
-    stack = Stack(stack_config(tmp_path_factory.mktemp("stack"), edge_database_url, signing_keys))
-    stack.start()
-    try:
+    with running_stack(stack_config(tmp_path_factory.mktemp("stack"), edge_database_url, signing_keys)) as stack:
         yield Edge(stack, edge_storage, signing_keys)
-    finally:
-        stack.stop()

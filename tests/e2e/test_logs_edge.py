@@ -7,49 +7,34 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-import pytest_asyncio
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from devstack.stack import Stack
 from server.adapters.storage import Storage
 from tests.conftest import SigningKeys
-from tests.e2e.conftest import stack_config
+from tests.e2e.conftest import running_stack, stack_config
 from tests.e2e.credentials import bearer_metadata, edge_token
 from tests.e2e.http_client import request, superlike_path
-from tests.support import build_world, migrated_storage
+from tests.support import build_world
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def logs_database_url(database_url: str, separate_database: Callable[[str], str]) -> str:
-    return separate_database(database_url)
-
-
-@pytest_asyncio.fixture(scope="module")
-async def logs_storage(logs_database_url: str) -> AsyncIterator[Storage]:
-    async with migrated_storage(logs_database_url) as storage:
-        yield storage
-
-
-@pytest.fixture(scope="module")
 def json_stack(
-    logs_storage: Storage, logs_database_url: str, signing_keys: SigningKeys, tmp_path_factory: pytest.TempPathFactory
+    edge_storage: Storage, edge_database_url: str, signing_keys: SigningKeys, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    config = stack_config(tmp_path_factory.mktemp("json-logs"), logs_database_url, signing_keys)
+    # `edge_storage` has migrated the database; this stack's server shares it with the edge's.
+    config = stack_config(tmp_path_factory.mktemp("json-logs"), edge_database_url, signing_keys)
     config.extra_server_env["LIVECHAT_LOG_FORMAT"] = "json"
-    stack = Stack(config)
-    stack.start()
-    try:
+    with running_stack(config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _json_lines(path: Path) -> list[dict]:
@@ -71,9 +56,9 @@ def _wait_for(read: Callable[[], list[dict]], count: int) -> list[dict]:
 
 
 async def test_each_call_logs_one_json_line_per_process_with_one_request_id_and_no_credentials(
-    json_stack: Stack, logs_storage: Storage, signing_keys: SigningKeys
+    json_stack: Stack, edge_storage: Storage, signing_keys: SigningKeys
 ) -> None:
-    world = await build_world(logs_storage, coins=100, price=10)
+    world = await build_world(edge_storage, coins=100, price=10)
     token = edge_token(signing_keys, world.viewer_id)
     port = json_stack.config.http_port
     history = f"/api/v1/live-stream/{world.stream_id}/chat/superlikes"

@@ -16,7 +16,7 @@ from devstack.stack import Stack
 from server.adapters.storage import Storage
 from tests.api.conftest import error_of
 from tests.conftest import SigningKeys
-from tests.e2e.conftest import stack_config
+from tests.e2e.conftest import running_stack, stack_config
 from tests.e2e.credentials import bearer_header, bearer_metadata, edge_token
 from tests.e2e.http_client import assert_envelope, request, superlike_path
 from tests.e2e.money import stored_superlikes
@@ -35,12 +35,8 @@ def limited_stack(
 ) -> Iterator[Stack]:
     config = stack_config(tmp_path_factory.mktemp("limited"), edge_database_url, signing_keys)
     config.envoy_overrides = {"send_burst": BURST, "send_per_second": 1 / SECONDS_PER_TOKEN}
-    stack = Stack(config)
-    stack.start()
-    try:
+    with running_stack(config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _grpc_send(port: int, stream_id: str, token: str) -> grpc.StatusCode:

@@ -53,6 +53,12 @@ async def _idle() -> None:
         await asyncio.sleep(0)
 
 
+async def _publish(hub: FeedHub, store: FakeStreamStore, count: int) -> None:
+    """`count` superlikes committed, their wake-up published to the hub, and the fan-out run."""
+    hub.advanced(store.commit(count))
+    await _idle()
+
+
 def _positions(chunk: object) -> list[int]:
     return [superlike.position for superlike in chunk]  # type: ignore[attr-defined]
 
@@ -64,8 +70,7 @@ async def test_one_committed_batch_reaches_every_subscriber_as_one_chunk_read_on
     assert _positions(await first.next_chunk(0.01)) == [] and _positions(await second.next_chunk(0.01)) == []
     reads_before = store.reads
 
-    hub.advanced(store.commit(3))
-    await _idle()
+    await _publish(hub, store, 3)
 
     assert _positions(await first.next_chunk(1)) == [1, 2, 3]
     assert _positions(await second.next_chunk(1)) == [1, 2, 3]
@@ -81,8 +86,7 @@ async def test_a_stalled_subscriber_is_cut_from_the_live_path_and_catches_up_exa
 
     delivered = []
     for _ in range(5):
-        hub.advanced(store.commit(1))
-        await _idle()
+        await _publish(hub, store, 1)
         delivered += _positions(await reader.next_chunk(1))
 
     assert delivered == [1, 2, 3, 4, 5]
@@ -93,8 +97,7 @@ async def test_a_stalled_subscriber_is_cut_from_the_live_path_and_catches_up_exa
     assert caught_up == [1, 2, 3, 4, 5]
     assert not stalled.catching_up  # back on the live path
 
-    hub.advanced(store.commit(1))
-    await _idle()
+    await _publish(hub, store, 1)
     assert _positions(await stalled.next_chunk(1)) == [6]
     await hub.close()
 
@@ -106,8 +109,7 @@ async def test_a_lost_wake_up_is_made_good_by_the_next_one_and_by_resync() -> No
     await subscription.next_chunk(0.01)
 
     store.commit(2)  # committed elsewhere, its notification lost
-    hub.advanced(store.commit(1))
-    await _idle()
+    await _publish(hub, store, 1)
     assert _positions(await subscription.next_chunk(1)) == [1, 2, 3]
 
     store.commit(1)  # lost again; the listener reconnects
@@ -128,8 +130,7 @@ async def test_a_subscriber_joining_between_a_read_and_its_fan_out_gets_no_dupli
     assert _positions(await late.next_chunk(1)) == [1, 2]
     hub.advanced({STREAM: 2})
     await _idle()
-    hub.advanced(store.commit(1))
-    await _idle()
+    await _publish(hub, store, 1)
 
     assert _positions(await early.next_chunk(1)) == [1, 2]
     assert _positions(await early.next_chunk(1)) == [3]
@@ -161,8 +162,7 @@ async def test_the_last_subscriber_leaving_stops_the_streams_reader() -> None:
     hub = FeedHub(store)
     subscription = hub.subscribe(STREAM, 0, 0)
     subscription.close()
-    hub.advanced(store.commit(1))
-    await _idle()
+    await _publish(hub, store, 1)
     assert hub.subscriber_count(STREAM) == 0 and store.reads == 0
     await hub.close()
 
