@@ -30,15 +30,18 @@ class ForeignKeyViolation(Exception):
 def run_upgrade(connection: Connection, revision: str = "head") -> None:
     """Migrates up to `revision` on the caller's connection, inside the caller's transaction
     (Storage.upgrade opens one the way its database needs)."""
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+    command.upgrade(_on_connection(connection), revision)
 
 
 def run_downgrade(connection: Connection, revision: str) -> None:
+    command.downgrade(_on_connection(connection), revision)
+
+
+def _on_connection(connection: Connection) -> Config:
+    """Alembic's configuration, running its migrations on `connection` (migrations/env.py)."""
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.downgrade(config, revision)
+    return config
 
 
 class SchemaNotCurrent(Exception):

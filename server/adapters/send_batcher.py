@@ -173,6 +173,25 @@ class SendBatcher:
         self._flush()
 
 
+class BatchedWriter:
+    """The write port over a SendBatcher: a backend subclasses it and writes batches in `_write_batch`."""
+
+    def __init__(self, *, max_batch: int, max_in_flight: int) -> None:
+        self._batcher = SendBatcher(self._write_batch, max_batch=max_batch, max_in_flight=max_in_flight)
+
+    def observe_batches(self, observer: Callable[[int], None]) -> None:
+        self._batcher.batch_observers.append(observer)
+
+    async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendOutcome:
+        return await self._batcher.send(request, superlike_id, created_at_ms)
+
+    async def close(self, timeout_seconds: float) -> None:
+        await self._batcher.close(timeout_seconds)
+
+    async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
+        raise NotImplementedError
+
+
 def _own_copy(error: Exception) -> Exception:
     """The same failure for another waiter: raising one exception object in several tasks would
     tangle their tracebacks."""

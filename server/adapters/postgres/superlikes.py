@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -15,11 +15,10 @@ from server.adapters.postgres.autocommit import fetch_autocommit
 from server.adapters.postgres.failures import BUSY_ERRORS, is_key_taken
 from server.adapters.postgres.statements import READ_FACTS_SQL, SEND_BATCH_SQL
 from server.adapters.rows import facts_from_row, new_superlike, prior_from_row
-from server.adapters.send_batcher import BatchResult, PendingSend, SendBatcher
+from server.adapters.send_batcher import BatchedWriter, BatchResult, PendingSend
 from server.adapters.stream_advances import StreamAdvances, highest_positions
 from server.domain.errors import OutcomeUnknown, StorageUnavailable
 from server.domain.send_outcome import Charged, Contended, Replayed, SendOutcome, not_charged
-from server.domain.superlike import SuperlikeRequest
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +27,16 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 128
 
 
-class PostgresSuperlikes:
+class PostgresSuperlikes(BatchedWriter):
     """The write port on PostgreSQL. The server keeps working while a batch statement runs; requests
     arriving meanwhile form the next batch. `max_in_flight` bounds the batch statements running at
     once: one makes the largest batches and the least database work per superlike; more overlap the
     statements on a database with cores to spare."""
 
     def __init__(self, engine: AsyncEngine, *, max_in_flight: int = 1, advances: StreamAdvances | None = None) -> None:
+        super().__init__(max_batch=MAX_BATCH, max_in_flight=max_in_flight)
         self._engine = engine
         self._advances = advances or StreamAdvances()
-        self._batcher = SendBatcher(self._write_batch, max_batch=MAX_BATCH, max_in_flight=max_in_flight)
-
-    def observe_batches(self, observer: Callable[[int], None]) -> None:
-        self._batcher.batch_observers.append(observer)
-
-    async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendOutcome:
-        return await self._batcher.send(request, superlike_id, created_at_ms)
-
-    async def close(self, timeout_seconds: float) -> None:
-        await self._batcher.close(timeout_seconds)
 
     async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
         try:

@@ -17,28 +17,27 @@ def create_sqlite_engine(url: str, connect_timeout_s: float) -> AsyncEngine:
     # SQLite has one writer at a time. With one pooled connection, writers queue in order on the pool
     # instead of racing for the file lock through busy_timeout's sleep-and-retry, which turned a
     # burst of concurrent superlikes into second-long tail latencies.
-    engine = create_async_engine(
-        make_url(url).set(drivername="sqlite+aiosqlite"),
-        pool_size=1,
-        max_overflow=0,
-        pool_timeout=connect_timeout_s,
-        connect_args={"timeout": connect_timeout_s},
-    )
+    engine = create_async_engine(**_one_connection(url, "sqlite+aiosqlite", connect_timeout_s))
     _configure(engine.sync_engine, connect_timeout_s)
     return engine
 
 
 def create_blocking_sqlite_engine(url: str, connect_timeout_s: float) -> Engine:
     """A synchronous engine with one connection, for the server's dedicated SQLite thread."""
-    engine = sa_create_engine(
-        make_url(url).set(drivername="sqlite+pysqlite"),
-        pool_size=1,
-        max_overflow=0,
-        pool_timeout=connect_timeout_s,
-        connect_args={"timeout": connect_timeout_s, "check_same_thread": False},
-    )
+    engine = sa_create_engine(**_one_connection(url, "sqlite+pysqlite", connect_timeout_s, check_same_thread=False))
     _configure(engine, connect_timeout_s)
     return engine
+
+
+def _one_connection(url: str, drivername: str, connect_timeout_s: float, **connect_args: Any) -> dict[str, Any]:
+    """Both engines' arguments: the file through `drivername`, in a pool of exactly one connection."""
+    return {
+        "url": make_url(url).set(drivername=drivername),
+        "pool_size": 1,
+        "max_overflow": 0,
+        "pool_timeout": connect_timeout_s,
+        "connect_args": {"timeout": connect_timeout_s, **connect_args},
+    }
 
 
 def _configure(engine: Engine, connect_timeout_s: float) -> None:

@@ -10,14 +10,14 @@ sender's running total is written once per batch, not per request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
 
 from server.adapters.rows import facts_from_row, new_superlike, prior_from_row
-from server.adapters.send_batcher import BatchResult, PendingSend, SendBatcher
+from server.adapters.send_batcher import BatchedWriter, BatchResult, PendingSend
 from server.adapters.sqlite.failures import is_unavailable
 from server.adapters.sqlite.worker import SqliteWorker
 from server.adapters.stream_advances import StreamAdvances
@@ -34,7 +34,6 @@ from server.adapters.superlike_sql import (
 )
 from server.domain.errors import StorageUnavailable
 from server.domain.send_outcome import Charged, Replayed, SendOutcome, not_charged
-from server.domain.superlike import SuperlikeRequest
 
 log = logging.getLogger(__name__)
 
@@ -87,22 +86,13 @@ _INSERT_LEDGER_PAIR_SQL = "INSERT INTO ledger_entries ({}) VALUES ({}), ({})".fo
 )
 
 
-class SqliteSuperlikes:
+class SqliteSuperlikes(BatchedWriter):
     """The write port on SQLite."""
 
     def __init__(self, worker: SqliteWorker, advances: StreamAdvances | None = None) -> None:
+        super().__init__(max_batch=MAX_BATCH, max_in_flight=1)
         self._worker = worker
         self._advances = advances or StreamAdvances()
-        self._batcher = SendBatcher(self._write_batch, max_batch=MAX_BATCH, max_in_flight=1)
-
-    def observe_batches(self, observer: Callable[[int], None]) -> None:
-        self._batcher.batch_observers.append(observer)
-
-    async def send(self, request: SuperlikeRequest, superlike_id: str, created_at_ms: int) -> SendOutcome:
-        return await self._batcher.send(request, superlike_id, created_at_ms)
-
-    async def close(self, timeout_seconds: float) -> None:
-        await self._batcher.close(timeout_seconds)
 
     async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
         advanced: dict[str, int] = {}
