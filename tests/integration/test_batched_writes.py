@@ -167,3 +167,69 @@ async def test_a_wallet_locked_elsewhere_delays_only_its_own_request(postgres_ur
         assert [(o.sender.user_id, o.sender_balance_after) for o in charged] == [(u["id"], 90) for u in neighbours]
         assert await balance_of(storage, world.viewer_id) == 100
         assert (await audit_database(storage)).problems == []
+
+
+async def test_a_request_that_fails_inside_a_sqlite_batch_leaves_its_neighbours_positions_and_totals_whole(
+    sqlite_url: str, separate_database
+) -> None:
+    """One request's failure undoes the whole SQLite transaction; written again one by one, only it
+    fails, and its neighbours' positions and running totals are what they would have been alone."""
+    url = separate_database(sqlite_url)
+    async with migrated_storage(url) as storage:
+        world = await build_world(storage, coins=100, price=10)
+        others = [await create_user(storage, coins=100) for _ in range(3)]
+        first = await superlike_service(storage).send(world.stream_id, others[0]["id"], None)
+        async with storage.engine.begin() as connection:
+            # A fault in the database itself (not a rule): the viewer's superlikes cannot be stored.
+            await connection.execute(
+                text(
+                    "CREATE TRIGGER refuse_viewer BEFORE INSERT ON superlikes "
+                    f"WHEN NEW.sender_id = '{world.viewer_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        superlikes = superlike_service(storage)
+        outcomes = await asyncio.gather(
+            superlikes.send(world.stream_id, others[0]["id"], None),
+            superlikes.send(world.stream_id, world.viewer_id, None),
+            superlikes.send(world.stream_id, others[1]["id"], None),
+            superlikes.send(world.stream_id, others[2]["id"], None),
+            return_exceptions=True,
+        )
+        assert isinstance(first, Superlike)
+        assert [type(outcome).__name__ for outcome in outcomes] == [
+            "Superlike",
+            "IntegrityError",
+            "Superlike",
+            "Superlike",
+        ]
+        async with storage.engine.connect() as connection:
+            positions = (
+                await connection.execute(
+                    text(
+                        "SELECT sender_id, stream_position FROM superlikes WHERE stream_id = :s ORDER BY stream_position"
+                    ),
+                    {"s": world.stream_id},
+                )
+            ).all()
+            last = (
+                await connection.execute(
+                    text("SELECT last_position FROM live_streams WHERE id = :s"), {"s": world.stream_id}
+                )
+            ).scalar_one()
+            totals = (
+                await connection.execute(
+                    text(
+                        "SELECT sender_id, coins, superlikes, reached_at_position FROM stream_supporters WHERE stream_id = :s"
+                    ),
+                    {"s": world.stream_id},
+                )
+            ).all()
+        senders = [user["id"] for user in others]
+        # The batch kept its order when written again: positions 2, 3, 4 after the first superlike.
+        assert [tuple(row) for row in positions] == [(senders[0], 1), (senders[0], 2), (senders[1], 3), (senders[2], 4)]
+        assert last == 4
+        assert sorted(tuple(row) for row in totals) == sorted(
+            [(senders[0], 20, 2, 2), (senders[1], 10, 1, 3), (senders[2], 10, 1, 4)]
+        )
+        assert await balance_of(storage, world.viewer_id) == 100
+        assert (await audit_database(storage)).problems == []
