@@ -100,9 +100,9 @@ The same over gRPC:
 
 The stream's history (newest first) and its top supporters:
 
-curl -sS "http://127.0.0.1:{config.http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/superlikes?pageSize=20" \
+curl -sS "http://127.0.0.1:{config.http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/superlikes?pageSize=20" \\
   -H "Authorization: Bearer {token}"
-curl -sS "http://127.0.0.1:{config.http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/top-supporters?limit=10" \
+curl -sS "http://127.0.0.1:{config.http_port}/api/v1/live-stream/{DEMO_STREAM_ID}/chat/top-supporters?limit=10" \\
   -H "Authorization: Bearer {token}"
 
 Follow the stream's superlikes live (Server-Sent Events; send one above to see it arrive):

@@ -127,6 +127,11 @@ def _existing_file(name: str, value: Any, check: bool) -> str:
     return path
 
 
+def _serve_file(routes: list[dict[str, Any]], route_name: str, path: str) -> None:
+    """The route answers with this file's content (a direct response Envoy reads at load)."""
+    _find(routes, "name", route_name, "route")["direct_response"]["body"] = {"filename": path}
+
+
 def _find(items: list[dict[str, Any]], key: str, name: str, what: str) -> dict[str, Any]:
     for item in items:
         if item.get(key) == name:
@@ -550,16 +555,13 @@ def render(
             upstream_keepalive_seconds,
             extra_upstream_ports,
         )
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
     if overlay is not None:
-        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
-        page = _find(routes, "name", OVERLAY_ROUTE, "route")
-        page["direct_response"]["body"] = {"filename": _existing_file("--overlay", overlay, check_files)}
+        _serve_file(routes, OVERLAY_ROUTE, _existing_file("--overlay", overlay, check_files))
+    if openapi is not None:
+        _serve_file(routes, OPENAPI_ROUTE, _existing_file("--openapi", openapi, check_files))
     _render_error_table(hcm)
     _render_send_rate_limit(http_filters, _send_rate_limit(send_burst, send_per_second, rate_limited_callers))
-    if openapi is not None:
-        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
-        document = _find(routes, "name", OPENAPI_ROUTE, "route")["direct_response"]["body"]
-        document["filename"] = _existing_file("--openapi", openapi, check_files)
 
     if descriptor is not None:
         transcoder = _find(http_filters, "name", TRANSCODER_FILTER, "http filter")["typed_config"]

@@ -1,6 +1,6 @@
 """docker-compose.yml cannot run here (no Docker engine), so its wiring is checked statically: every
 file it mounts or builds exists, every variable it sets is one the server reads, and the Envoy config
-it renders points at the server service's port with the mounted descriptor and Lua paths. What can
+it renders points at the server service's port and names only files mounted into Envoy. What can
 run without Docker does: the database password reaches the real PostgreSQL driver intact, and the
 purge job's command parses with the real CLI."""
 
@@ -197,24 +197,25 @@ def test_idempotency_keys_are_purged_hourly_by_a_service() -> None:
     assert purge["restart"] == "unless-stopped"
 
 
-def test_rendered_envoy_config_matches_the_services_and_mounts() -> None:
+def files_read_by(config: object) -> set[str]:
+    """Every `filename` in an Envoy config: the files Envoy opens when it loads it."""
+    if isinstance(config, dict):
+        found = {config["filename"]} if isinstance(config.get("filename"), str) else set()
+        return found.union(*(files_read_by(value) for value in config.values()))
+    if isinstance(config, list):
+        return set().union(*(files_read_by(item) for item in config))
+    return set()
+
+
+def test_rendered_envoy_config_matches_the_services_and_mounts(tmp_path: Path) -> None:
     renderer = load_envoy_renderer()
     args = [substitute(str(a)) for a in SERVICES["envoy-config"]["command"][2:]]
     assert args[:2] == ["--out", "/rendered/envoy.yaml"]
     flags = dict(zip(args[2::2], args[3::2], strict=False))
-    config = renderer.render(
-        listen_address=flags["--listen-address"],
-        listen_port=int(flags["--listen-port"]),
-        admin_port=int(flags["--admin-port"]),
-        upstream_host=flags["--upstream-host"],
-        upstream_port=int(flags["--upstream-port"]),
-        descriptor=flags["--descriptor"],
-        lua=flags["--lua"],
-        openapi=flags["--openapi"],
-        issuer=flags["--issuer"],
-        audience=flags["--audience"],
-        jwks_url=flags["--jwks-url"],
-    )
+    # Rendered by the renderer's own command line, exactly as the envoy-config service runs it.
+    out = tmp_path / "envoy.yaml"
+    assert renderer.main(["--out", str(out), *args[2:]]) == 0
+    config = yaml.safe_load(out.read_text())
     text = yaml.safe_dump(config)
     server_port = SERVICES["server"]["environment"]["LIVECHAT_GRPC_PORT"]
     assert flags["--upstream-host"] == "server" and flags["--upstream-port"] == server_port
@@ -225,6 +226,8 @@ def test_rendered_envoy_config_matches_the_services_and_mounts() -> None:
     assert published[1] == flags["--listen-port"]
     mounts = {v.split(":")[1] for v in SERVICES["envoy"]["volumes"]}
     assert {flags["--descriptor"], flags["--lua"], flags["--openapi"]} <= mounts
+    # Envoy refuses a config naming a file it cannot open: each one is mounted (or ships in its image).
+    assert files_read_by(config) - mounts == {renderer.DEFAULT_CA_BUNDLE}
     assert flags["--descriptor"] in text and flags["--lua"] in text and flags["--openapi"] in text
     assert "https://auth.example.com/.well-known/jwks.json" in text
     assert SERVICES["envoy"]["command"][2] == "/rendered/envoy.yaml"
