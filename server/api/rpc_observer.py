@@ -9,6 +9,7 @@ verified, and which refusal ended the call. It notes them on the current call's 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import inspect
@@ -101,8 +102,14 @@ class RpcObserver(grpc.aio.ServerInterceptor):
         started = time.perf_counter()
         try:
             yield
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client left (or the server is stopping): grpc.aio cancels the handler's task, or
+            # closes a streaming handler's generator, before context.cancelled() says so.
+            if record.code == "OK":
+                record.code = record.reason = "CANCELLED"
+            raise
         except BaseException:
-            if record.code == "OK":  # ended without a noted refusal (cancelled, or a bug upstream)
+            if record.code == "OK":  # ended without a noted refusal: a bug upstream
                 record.code = record.reason = "CANCELLED" if context.cancelled() else "UNKNOWN"
             raise
         finally:

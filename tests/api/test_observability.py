@@ -213,12 +213,17 @@ async def test_streaming_calls_are_observed_once_when_they_end_whatever_the_hand
         note_refusal(grpc.StatusCode.UNAVAILABLE, "FEED_INTERRUPTED")
         await context.abort(grpc.StatusCode.UNAVAILABLE, "interrupted")
 
+    async def endless(request: bytes, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        yield b"d"
+        await asyncio.Event().wait()  # a feed nobody sends to: it ends when the client leaves
+
     service = OBSERVED_SERVICE.strip("/")
     handlers = grpc.method_handlers_generic_handler(
         service,
         {
             "Yielding": grpc.unary_stream_rpc_method_handler(yielding),
             "Writing": grpc.unary_stream_rpc_method_handler(writing),
+            "Endless": grpc.unary_stream_rpc_method_handler(endless),
         },
     )
     server = grpc.aio.server(interceptors=[RpcObserver([records.append])])
@@ -232,9 +237,17 @@ async def test_streaming_calls_are_observed_once_when_they_end_whatever_the_hand
             call = channel.unary_stream(f"{OBSERVED_SERVICE}Writing")(b"")
             with pytest.raises(grpc.aio.AioRpcError):
                 [chunk async for chunk in call]
+            call = channel.unary_stream(f"{OBSERVED_SERVICE}Endless")(b"")
+            assert await call.read() == b"d"
+            call.cancel()  # the client leaves
+            for _ in range(100):
+                if len(records) == 3:
+                    break
+                await asyncio.sleep(0.02)
     finally:
         await server.stop(0)
     assert [(r.method, r.code, r.reason, r.request_id, r.caller_id) for r in records] == [
         ("Yielding", "OK", "OK", "r-1", "caller-1"),
         ("Writing", "UNAVAILABLE", "FEED_INTERRUPTED", "", ""),
+        ("Endless", "CANCELLED", "CANCELLED", "", ""),
     ]
