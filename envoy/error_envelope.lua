@@ -457,6 +457,12 @@ local function grpc_answer_to_envelope(handle, headers)
     status = tonumber(lua_metadata["refused_status"])
     body = envelope(handle, status, default_message(handle, status))
   end
+  -- An answer to HEAD carries no body to read the status from; the local reply named it (render.py).
+  local local_status = tonumber(headers:get("x-envoy-livechat-local-status") or "")
+  if status == nil and local_status ~= nil then
+    status = local_status
+    body = envelope(handle, status, default_message(handle, status))
+  end
   if status == nil then
     local statuses = error_table(handle, "http_status_of_grpc")
     status = (statuses ~= nil and tonumber(statuses[headers:get("grpc-status") or "2"])) or 500

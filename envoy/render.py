@@ -340,8 +340,25 @@ def _edge_rows(caller: str) -> list[tuple[dict[str, Any], status_codes.EdgeError
     return rows
 
 
+# Every local reply to a REST caller names its HTTP status here too. Envoy shapes a local reply to
+# a request with a gRPC content type as a gRPC answer (HTTP 200, the body in grpc-message), and to a
+# HEAD request it sends no body at all: error_envelope.lua reads the status back from this header.
+# It is an x-envoy-* header, so the Lua filter drops it before any REST caller sees it.
+LOCAL_STATUS_HEADER = "x-envoy-livechat-local-status"
+
+
 def local_reply_mappers() -> list[dict[str, Any]]:
     """Envoy's local replies: a gRPC status with details for gRPC callers, the envelope for REST."""
+    mappers = _grpc_and_rest_mappers()
+    for mapper in mappers:
+        if "body_format_override" not in mapper:  # the REST rows (the gRPC rows render plain text)
+            status = mapper.get("status_code")
+            value = str(status) if status else "%RESPONSE_CODE%"
+            mapper.setdefault("headers_to_add", []).append(_header(LOCAL_STATUS_HEADER, value))
+    return mappers
+
+
+def _grpc_and_rest_mappers() -> list[dict[str, Any]]:
     plain = {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}}
     mappers: list[dict[str, Any]] = []
     for condition, edge, headers in _edge_rows("grpc"):

@@ -190,3 +190,23 @@ async def test_every_http1_answer_is_the_envelope_even_for_grpc_content_types(
     )
     assert_envelope(response, status, message)
     assert await wallet(edge.engine, world.viewer_id) == (100, 100)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/grpc+json", "application/grpc"])
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/live-stream/%00/chat/superlike", 400),  # refused by Envoy itself (path normalization)
+        ("superlike", 405),  # refused by the Lua filter (the route is POST only)
+        ("/api/v1/other", 404),
+    ],
+)
+async def test_a_head_request_gets_the_status_its_get_would_have_and_no_body(
+    edge: Edge, path: str, status: int, content_type: str
+) -> None:
+    world = await build_world(edge.storage, coins=100)
+    target = superlike_path(world.stream_id) if path == "superlike" else path
+    headers = {"Authorization": f"Bearer {edge.token_for(world.viewer_id)}", "Content-Type": content_type}
+    response = request(edge.http_port, "HEAD", target, headers)
+    assert (response.status, response.body, response.headers["content-type"]) == (status, b"", "application/json")
+    assert not any(name.startswith(("grpc-", "x-envoy-")) for name in response.headers)
