@@ -29,6 +29,7 @@ from server.config import Settings
 from server.domain.errors import StorageUnavailable
 from server.observability.wiring import Instruments, instrument
 from server.services.feed import FeedService
+from server.services.feed_budget import FanoutBudget
 from server.services.feed_hub import FeedHub
 from server.services.history import HistoryService
 from server.services.superlikes import SuperlikeService
@@ -148,7 +149,7 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
     )
     superlikes = SuperlikeService(storage.superlikes)
     history = HistoryService(storage.history)
-    feed_hub = FeedHub(storage.history)
+    feed_hub = FeedHub(storage.history, budget=FanoutBudget(settings.feed_fanout_per_second))
     storage.advances.subscribe(feed_hub.advanced)
     servicer = LiveStreamChatServicer(
         superlikes,

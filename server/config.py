@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from server.adapters.storage import UnsupportedDatabase, check_database_url
+from server.services.feed_budget import DEFAULT_CHUNKS_PER_SECOND
 
 
 class ConfigError(Exception):
@@ -36,6 +37,9 @@ class Settings:
     settle_interval_seconds: float = 0.2
     idempotency_retention_hours: int = 24
     feed_ping_seconds: float = 15.0
+    # Chunk writes per second this process may spend on all its live feed subscribers together
+    # (server/services/feed_budget.py).
+    feed_fanout_per_second: float = DEFAULT_CHUNKS_PER_SECOND
     log_level: str = "INFO"
     log_format: str = "text"
     # None: no metrics endpoint; 0: any free port (tests read it back from the running server).
@@ -125,6 +129,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS", 24, MIN_IDEMPOTENCY_RETENTION_HOURS, 24 * 365
         ),
         feed_ping_seconds=_float(env, "LIVECHAT_FEED_PING_SECONDS", 15.0, 0.05, 15.0),
+        feed_fanout_per_second=_float(
+            env, "LIVECHAT_FEED_FANOUT_PER_SECOND", DEFAULT_CHUNKS_PER_SECOND, 100.0, 1_000_000.0
+        ),
         log_level=log_level,
         log_format=log_format,
         metrics_port=metrics_port,
