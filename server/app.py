@@ -149,7 +149,8 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
     )
     superlikes = SuperlikeService(storage.superlikes)
     history = HistoryService(storage.history)
-    feed_hub = FeedHub(storage.history, budget=FanoutBudget(settings.feed_fanout_per_second))
+    fanout_budget = FanoutBudget(settings.feed_fanout_per_second)
+    feed_hub = FeedHub(storage.history, budget=fanout_budget)
     storage.advances.subscribe(feed_hub.advanced)
     servicer = LiveStreamChatServicer(
         superlikes,
@@ -187,6 +188,7 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
             name="settlement",
         ),
         asyncio.create_task(storage.watch_advances(feed_hub.resync), name="feed-wakeups"),
+        asyncio.create_task(fanout_budget.follow_loop(), name="feed-fanout-budget"),
     ]
     log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
     if instruments.metrics_port is not None:

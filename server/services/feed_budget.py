@@ -12,6 +12,13 @@ tick carries everything committed since the previous one. The cost then follows 
 the send rate: 1,000 subscribers at a 5,000 writes/s budget get a chunk every 0.2 s however many
 superlikes arrive (latency grows with subscribers per process, bounded by subscribers / budget).
 
+The configured rate assumes the process gets its core. When it does not (a crowded machine, or
+other work), the event loop runs late, and so does every call waiting for it: grpc.aio takes each
+new call through several turns of the loop, so SendSuperlike's answers wait in line. `follow_loop`
+measures how late a timer fires; while it is late the budget shrinks (to a tenth at least), and it
+grows back while the loop keeps time. Subscribers then get their chunks less often; sends keep
+their turns.
+
 A virtual schedule (the "generic cell rate" algorithm): `_paid_until` is when every write booked
 so far will have been paid for at the budget's rate; a booking waits for the schedule to come
 within `burst_seconds` of now. Bookings are served in the order they are made, so every followed
@@ -29,6 +36,14 @@ from collections.abc import Callable
 DEFAULT_CHUNKS_PER_SECOND = 5000.0
 # Writes that may go at once before spacing starts (at the default rate: 100 chunks).
 DEFAULT_BURST_SECONDS = 0.02
+# How often the event loop is probed, and how late a timer may fire before the loop counts as late.
+PROBE_SECONDS = 0.025
+LATE_SECONDS = 0.010
+# Per late probe the rate is multiplied by SHRINK, never below FLOOR of the configured rate; per
+# timely probe it grows back by RECOVERY of the configured rate (from the floor to full in ~1 s).
+SHRINK = 0.8
+FLOOR = 0.1
+RECOVERY = 0.025
 
 
 class FanoutBudget:
@@ -41,7 +56,8 @@ class FanoutBudget:
     ) -> None:
         if chunks_per_second <= 0:
             raise ValueError("chunks_per_second must be positive")
-        self._seconds_per_chunk = 1.0 / chunks_per_second
+        self.full_rate = chunks_per_second
+        self.rate = chunks_per_second
         self._burst_seconds = burst_seconds
         self._clock = clock
         self._paid_until = float("-inf")
@@ -51,7 +67,7 @@ class FanoutBudget:
         before making them (0.0: at once)."""
         now = self._clock()
         starts = max(self._paid_until, now)
-        self._paid_until = starts + chunks * self._seconds_per_chunk
+        self._paid_until = starts + chunks / self.rate
         return max(0.0, starts - now - self._burst_seconds)
 
     async def turn(self, chunks: int) -> None:
@@ -59,3 +75,18 @@ class FanoutBudget:
         delay = self.book(chunks)
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def observe_loop(self, late_seconds: float) -> None:
+        """A timer fired this much later than asked: shrink while the loop is late, else recover."""
+        if late_seconds > LATE_SECONDS:
+            self.rate = max(self.full_rate * FLOOR, self.rate * SHRINK)
+        else:
+            self.rate = min(self.full_rate, self.rate + self.full_rate * RECOVERY)
+
+    async def follow_loop(self) -> None:
+        """Probes the running event loop until cancelled (a background task of the server)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + PROBE_SECONDS
+            await asyncio.sleep(PROBE_SECONDS)
+            self.observe_loop(loop.time() - asked)

@@ -1,11 +1,12 @@
 """What keeps the live feed's fan-out within the process's means (server/services/feed_budget.py,
-feed_hub.py, feed_subscription.py): the chunk-write budget and its ticks, one write per subscriber
-per tick holding everything new, catching up from memory before storage, and storage catch-ups
-that never take the whole connection pool."""
+feed_hub.py, feed_subscription.py): the chunk-write budget, its ticks, and how it shrinks while the
+event loop runs late; one write per subscriber per tick holding everything new; catching up from
+memory before storage, and storage catch-ups that never take the whole connection pool."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -60,6 +61,45 @@ def test_a_quiet_spell_gives_back_the_whole_budget() -> None:
     budget.book(5000)
     clock.now += 1.0
     assert budget.book(100) == 0.0
+
+
+def test_while_the_event_loop_runs_late_the_budget_shrinks_to_a_tenth_and_then_grows_back() -> None:
+    budget = FanoutBudget(5000)
+    budget.observe_loop(0.004)
+    assert budget.rate == 5000  # on time: never above the configured rate
+    budget.observe_loop(0.030)
+    assert budget.rate == pytest.approx(4000)
+    for _ in range(20):
+        budget.observe_loop(0.030)
+    assert budget.rate == pytest.approx(500)  # the floor
+    budget.observe_loop(0.001)
+    assert budget.rate == pytest.approx(625)
+    for _ in range(40):
+        budget.observe_loop(0.001)
+    assert budget.rate == 5000
+
+
+def test_a_shrunk_budget_spaces_ticks_further_apart() -> None:
+    clock = FakeClock()
+    budget = FanoutBudget(5000, burst_seconds=0.0, clock=clock)
+    for _ in range(3):
+        budget.observe_loop(0.050)
+    assert budget.rate == pytest.approx(2560)
+    budget.book(1000)
+    assert budget.book(1000) == pytest.approx(1000 / 2560)
+
+
+async def test_the_budget_notices_a_blocked_event_loop() -> None:
+    budget = FanoutBudget(5000)
+    following = asyncio.create_task(budget.follow_loop())
+    await asyncio.sleep(0.01)  # its first timer is armed
+    time.sleep(0.06)  # the loop is held, as a busy or starved process holds it
+    for _ in range(100):
+        if budget.rate < 5000:
+            break
+        await asyncio.sleep(0.005)
+    following.cancel()
+    assert budget.rate < 5000
 
 
 def test_a_budget_must_allow_some_writes() -> None:
