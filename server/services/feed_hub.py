@@ -50,8 +50,9 @@ READS_PER_TICK = BUFFER_CHUNKS // 2
 RECENT_SUPERLIKES = 1000
 # Catch-up reads from storage at once in the process (the database pool holds 10 by default).
 STORAGE_CATCH_UPS = 4
-# Subscribers woken per turn of the event loop.
-OFFER_SLICE = 100
+# Subscribers woken per turn of the event loop (~2 ms of writes): grpc.aio takes each new call, a
+# SendSuperlike too, through several turns, so turns must stay short while a tick goes out.
+OFFER_SLICE = 50
 
 
 class _StreamFanout:
