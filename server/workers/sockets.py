@@ -39,6 +39,8 @@ def prepare_socket_dir(directory: str | Path) -> Path:
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = path.stat()
+    except FileExistsError:
+        raise SocketUnusable(f"LIVECHAT_EDGE_SOCKET_DIR={path} is not a directory") from None
     except OSError as error:
         raise SocketUnusable(f"LIVECHAT_EDGE_SOCKET_DIR={path}: {error.strerror}") from None
     if not stat.S_ISDIR(info.st_mode):
