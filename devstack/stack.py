@@ -217,6 +217,10 @@ class Stack:
             )
         self._wait_for_envoy(timeout, wait_for_healthy_upstream)
 
+    def wait_until_upstream_healthy(self, timeout: float = 30.0) -> None:
+        """Until Envoy's health checks pass on every upstream endpoint (e.g. a restarted worker)."""
+        self._wait_for_envoy(timeout, healthy_upstream=True)
+
     def _endpoints(self) -> int:
         """How many endpoints Envoy's upstream cluster has: the workers' sockets (or the TCP port) and replicas."""
         return max(len(self.config.worker_sockets()), 1) + len(self.config.replica_grpc_ports)
