@@ -7,6 +7,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -271,7 +272,14 @@ class Stack:
                     if line.startswith("livestream_chat::") and line.endswith("::health_flags::healthy")
                 ]
                 if "livestream_chat::" in clusters and (not healthy_upstream or len(healthy) >= self._endpoints()):
-                    return
+                    # ...and the listener takes connections: a STATIC cluster of sockets is checked
+                    # healthy before Envoy has started its listener (its server state is LIVE after).
+                    live_url = f"http://127.0.0.1:{self.config.admin_port}/ready"
+                    with urllib.request.urlopen(live_url, timeout=1) as response:
+                        live = response.read().decode().strip() == "LIVE"
+                    if live:
+                        socket.create_connection(("127.0.0.1", self.config.http_port), timeout=1).close()
+                        return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)

@@ -22,8 +22,6 @@ from server.auth.jwks import JwksKeySet
 from server.auth.tokens import TokenPolicy, TokenVerifier
 from server.domain.errors import Unauthenticated
 
-# PyJWT reads the real clock: the cases are built around it (each check takes well under a second).
-NOW = int(time.time())
 ISSUER, AUDIENCE, SUBJECT = "https://issuer.test", "livechat", "65a0000000000000000000aa"
 SECRET = "s" * 32
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -55,8 +53,8 @@ def verifier(tmp_path: Path) -> TokenVerifier:
     return TokenVerifier(policy, JwksKeySet(str(path)))
 
 
-def _claims(**overrides: object) -> dict:
-    claims: dict = {"sub": SUBJECT, "iss": ISSUER, "aud": AUDIENCE, "iat": NOW, "nbf": NOW, "exp": NOW + 600}
+def _claims(now: int, **overrides: object) -> dict:
+    claims: dict = {"sub": SUBJECT, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 600}
     claims.update(overrides)
     return {name: value for name, value in claims.items() if value is not ...}
 
@@ -75,40 +73,48 @@ async def _decision(check: object) -> str:
         return "refused"
 
 
-# case -> (token, what the full verification says, what the vouched path says)
+# case -> (token at a time, what the full verification says, what the vouched path says)
 CASES = {
-    "valid": (_signed(_claims()), SUBJECT, SUBJECT),
-    "valid ES256": (_signed(_claims(), EC_KEY, "ES256", "ec"), SUBJECT, SUBJECT),
-    "audience in a list": (_signed(_claims(aud=["other", AUDIENCE])), SUBJECT, SUBJECT),
-    "expired within the leeway": (_signed(_claims(exp=NOW - 25)), SUBJECT, SUBJECT),
-    "expired past the leeway": (_signed(_claims(exp=NOW - 31)), "refused", "refused"),
-    "not yet valid within the leeway": (_signed(_claims(nbf=NOW + 25)), SUBJECT, SUBJECT),
-    "not yet valid past the leeway": (_signed(_claims(nbf=NOW + 35)), "refused", "refused"),
-    "issued in the future": (_signed(_claims(iat=NOW + 35)), "refused", "refused"),
-    "iat not a number": (_signed(_claims(iat="yesterday")), "refused", "refused"),
-    "exp a numeric string": (_signed(_claims(exp=str(NOW + 600))), SUBJECT, "refused"),
-    "exp a boolean": (_signed(_claims(exp=True)), "refused", "refused"),
-    "no exp": (_signed(_claims(exp=...)), "refused", "refused"),
-    "null exp": (_signed(_claims(exp=None)), "refused", "refused"),
-    "wrong issuer": (_signed(_claims(iss="https://evil.test")), "refused", "refused"),
-    "issuer not a string": (_signed(_claims(iss=["https://issuer.test"])), "refused", "refused"),
-    "no issuer": (_signed(_claims(iss=...)), "refused", "refused"),
-    "wrong audience": (_signed(_claims(aud="other")), "refused", "refused"),
-    "audience list with a number": (_signed(_claims(aud=[AUDIENCE, 7])), "refused", "refused"),
-    "empty audience list": (_signed(_claims(aud=[])), "refused", "refused"),
-    "no audience": (_signed(_claims(aud=...)), "refused", "refused"),
-    "no subject": (_signed(_claims(sub=...)), "refused", "refused"),
-    "empty subject": (_signed(_claims(sub="")), "refused", "refused"),
-    "numeric subject": (_signed(_claims(sub=123)), "refused", "refused"),
-    "jti not a string": (_signed(_claims(jti=5)), "refused", "refused"),
-    "RS384 with a key published without alg": (_signed(_claims(), alg="RS384", kid="bare"), "refused", "refused"),
-    "PS256 with a key published without alg": (_signed(_claims(), alg="PS256", kid="bare"), "refused", "refused"),
-    "a kid the key set does not have": (_signed(_claims(), kid="rotated-away"), "refused", "refused"),
+    "valid": (lambda now: _signed(_claims(now)), SUBJECT, SUBJECT),
+    "valid ES256": (lambda now: _signed(_claims(now), EC_KEY, "ES256", "ec"), SUBJECT, SUBJECT),
+    "audience in a list": (lambda now: _signed(_claims(now, aud=["other", AUDIENCE])), SUBJECT, SUBJECT),
+    "expired within the leeway": (lambda now: _signed(_claims(now, exp=now - 25)), SUBJECT, SUBJECT),
+    "expired past the leeway": (lambda now: _signed(_claims(now, exp=now - 31)), "refused", "refused"),
+    "not yet valid within the leeway": (lambda now: _signed(_claims(now, nbf=now + 25)), SUBJECT, SUBJECT),
+    "not yet valid past the leeway": (lambda now: _signed(_claims(now, nbf=now + 35)), "refused", "refused"),
+    "issued in the future": (lambda now: _signed(_claims(now, iat=now + 35)), "refused", "refused"),
+    "iat not a number": (lambda now: _signed(_claims(now, iat="yesterday")), "refused", "refused"),
+    "exp a numeric string": (lambda now: _signed(_claims(now, exp=str(now + 600))), SUBJECT, "refused"),
+    "exp a boolean": (lambda now: _signed(_claims(now, exp=True)), "refused", "refused"),
+    "no exp": (lambda now: _signed(_claims(now, exp=...)), "refused", "refused"),
+    "null exp": (lambda now: _signed(_claims(now, exp=None)), "refused", "refused"),
+    "wrong issuer": (lambda now: _signed(_claims(now, iss="https://evil.test")), "refused", "refused"),
+    "issuer not a string": (lambda now: _signed(_claims(now, iss=["https://issuer.test"])), "refused", "refused"),
+    "no issuer": (lambda now: _signed(_claims(now, iss=...)), "refused", "refused"),
+    "wrong audience": (lambda now: _signed(_claims(now, aud="other")), "refused", "refused"),
+    "audience list with a number": (lambda now: _signed(_claims(now, aud=[AUDIENCE, 7])), "refused", "refused"),
+    "empty audience list": (lambda now: _signed(_claims(now, aud=[])), "refused", "refused"),
+    "no audience": (lambda now: _signed(_claims(now, aud=...)), "refused", "refused"),
+    "no subject": (lambda now: _signed(_claims(now, sub=...)), "refused", "refused"),
+    "empty subject": (lambda now: _signed(_claims(now, sub="")), "refused", "refused"),
+    "numeric subject": (lambda now: _signed(_claims(now, sub=123)), "refused", "refused"),
+    "jti not a string": (lambda now: _signed(_claims(now, jti=5)), "refused", "refused"),
+    "RS384 with a key published without alg": (
+        lambda now: _signed(_claims(now), alg="RS384", kid="bare"),
+        "refused",
+        "refused",
+    ),
+    "PS256 with a key published without alg": (
+        lambda now: _signed(_claims(now), alg="PS256", kid="bare"),
+        "refused",
+        "refused",
+    ),
+    "a kid the key set does not have": (lambda now: _signed(_claims(now), kid="rotated-away"), "refused", "refused"),
     # The server's own shared secret: Envoy holds no such key, so the vouched path verifies it in full.
-    "HS256 with the configured secret": (_signed(_claims(), SECRET, "HS256", None), SUBJECT, SUBJECT),
-    "HS256 with another secret": (_signed(_claims(), "t" * 32, "HS256", None), "refused", "refused"),
+    "HS256 with the configured secret": (lambda now: _signed(_claims(now), SECRET, "HS256", None), SUBJECT, SUBJECT),
+    "HS256 with another secret": (lambda now: _signed(_claims(now), "t" * 32, "HS256", None), "refused", "refused"),
     # Only the full path checks the signature: on the socket, that is Envoy's job.
-    "signed by a key not in the set": (_signed(_claims(), OTHER_KEY), "refused", SUBJECT),
+    "signed by a key not in the set": (lambda now: _signed(_claims(now), OTHER_KEY), "refused", SUBJECT),
 }
 
 
@@ -116,14 +122,16 @@ CASES = {
 async def test_the_vouched_path_decides_like_the_full_verification_but_for_the_signature(
     verifier: TokenVerifier, case: str
 ) -> None:
-    token, full, vouched = CASES[case]
+    make, full, vouched = CASES[case]
+    # PyJWT reads the real clock: each case is built from it when it runs (and takes well under a second).
+    token = make(int(time.time()))
     assert await _decision(verifier.subject_of(token)) == full
     assert await _decision(verifier.subject_vouched_for(token, SUBJECT)) == vouched
 
 
 async def test_the_subject_envoy_vouched_for_must_be_the_tokens(verifier: TokenVerifier) -> None:
     with pytest.raises(Unauthenticated):
-        await verifier.subject_vouched_for(_signed(_claims()), "65a0000000000000000000bb")
+        await verifier.subject_vouched_for(_signed(_claims(int(time.time()))), "65a0000000000000000000bb")
 
 
 def _segment(document: object) -> str:
@@ -137,9 +145,9 @@ def _segment(document: object) -> str:
         "a.b",
         "a.b.c.d",
         f"{_segment({'alg': 'RS256', 'kid': 'rsa'})}.{_segment(['not', 'an', 'object'])}.sig",
-        f"{_segment({'alg': 'RS256', 'kid': 'rsa'})}.{_segment(_claims())}+.sig",  # not base64url
-        f"{_segment({'alg': 'RS256', 'kid': 7})}.{_segment(_claims())}.sig",
-        f"{_segment({'alg': 'none'})}.{_segment(_claims())}.",
+        f"{_segment({'alg': 'RS256', 'kid': 'rsa'})}.{_segment(_claims(2_000_000_000))}+.sig",  # not base64url
+        f"{_segment({'alg': 'RS256', 'kid': 7})}.{_segment(_claims(2_000_000_000))}.sig",
+        f"{_segment({'alg': 'none'})}.{_segment(_claims(2_000_000_000))}.",
     ],
 )
 async def test_malformed_tokens_are_refused_on_the_vouched_path(verifier: TokenVerifier, token: str) -> None:
