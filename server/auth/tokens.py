@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import jwt
 
 from server.auth.jwks import JwksKeySet
-from server.auth.vouched import checked_subject, unverified_parts
+from server.auth.vouched import checked_subject, key_id, unverified_parts
 from server.domain.errors import Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,11 @@ class TokenVerifier:
         server's key set, and Envoy's subject must be the token's. A token whose algorithm the server
         keeps to itself (HS256 with a shared secret, which Envoy does not hold) is verified in full."""
         header, claims = unverified_parts(token)
-        alg, kid = header.get("alg"), header.get("kid")
+        alg = header.get("alg")
         if alg not in _ASYMMETRIC:
             return await self.subject_of(token)
-        if not isinstance(kid, str | None) or not await self._keys.candidates(kid, alg):
+        kid = key_id(header)
+        if not await self._keys.candidates(kid, alg):
             log.info("rejected edge-verified token: no %s key with kid %r", alg, kid)
             raise Unauthenticated()
         policy = self._policy

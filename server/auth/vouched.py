@@ -45,6 +45,19 @@ def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return _json_segment(parts[0]), _json_segment(parts[1])
 
 
+def key_id(header: dict[str, Any]) -> str | None:
+    """The header's `kid`, refusing what PyJWT refuses of a header: a `kid` that is not a string (null
+    included), and critical extensions (`crit`, `b64`), which no token of ours carries."""
+    if "crit" in header or "b64" in header:
+        raise Unauthenticated()
+    if "kid" not in header:
+        return None
+    kid = header["kid"]
+    if not isinstance(kid, str):
+        raise Unauthenticated()
+    return kid
+
+
 def _seconds(claims: dict[str, Any], name: str) -> int:
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float):

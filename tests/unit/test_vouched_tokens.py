@@ -2,8 +2,8 @@
 
 Each case is decided twice by the same TokenVerifier: in full (PyJWT, signature included; TCP callers)
 and as vouched for by Envoy (server/auth/vouched.py; calls on the server's Unix socket). The two must
-give the same answer, except where the vouched path is stricter (a numeric string as a time: PyJWT
-reads it, Envoy's jwt_authn refuses it too). The signature is what only the full path checks.
+give the same answer, except where the vouched path is stricter (a numeric string as a time, which
+Envoy's jwt_authn refuses too; a critical header extension, which no token of ours carries). The signature is what only the full path checks.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from server.auth.jwks import JwksKeySet
@@ -66,6 +67,17 @@ def _signed(claims: dict, key: object = RSA_KEY, alg: str = "RS256", kid: str | 
     return jwt.api_jws.encode(payload, key, algorithm=alg, headers={"typ": "JWT", **({"kid": kid} if kid else {})})
 
 
+def _segment(document: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).rstrip(b"=").decode()
+
+
+def _signed_with_header(claims: dict, header: dict) -> str:
+    """RS256 with exactly this JOSE header (PyJWT's encode would rewrite some of it)."""
+    signing_input = f"{_segment({'alg': 'RS256', 'typ': 'JWT', **header})}.{_segment(claims)}"
+    signature = RSA_KEY.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
 async def _decision(check: object) -> str:
     try:
         return await check  # type: ignore[misc]
@@ -109,6 +121,12 @@ CASES = {
         "refused",
         "refused",
     ),
+    "a null kid": (lambda now: _signed_with_header(_claims(now), {"kid": None}), "refused", "refused"),
+    "a critical extension": (
+        lambda now: _signed_with_header(_claims(now), {"kid": "rsa", "crit": ["b64"], "b64": True}),
+        SUBJECT,
+        "refused",
+    ),
     "a kid the key set does not have": (lambda now: _signed(_claims(now), kid="rotated-away"), "refused", "refused"),
     # The server's own shared secret: Envoy holds no such key, so the vouched path verifies it in full.
     "HS256 with the configured secret": (lambda now: _signed(_claims(now), SECRET, "HS256", None), SUBJECT, SUBJECT),
@@ -134,10 +152,6 @@ async def test_the_subject_envoy_vouched_for_must_be_the_tokens(verifier: TokenV
         await verifier.subject_vouched_for(_signed(_claims(int(time.time()))), "65a0000000000000000000bb")
 
 
-def _segment(document: object) -> str:
-    return base64.urlsafe_b64encode(json.dumps(document).encode()).rstrip(b"=").decode()
-
-
 @pytest.mark.parametrize(
     "token",
     [
@@ -148,6 +162,8 @@ def _segment(document: object) -> str:
         f"{_segment({'alg': 'RS256', 'kid': 'rsa'})}.{_segment(_claims(2_000_000_000))}+.sig",  # not base64url
         f"{_segment({'alg': 'RS256', 'kid': 7})}.{_segment(_claims(2_000_000_000))}.sig",
         f"{_segment({'alg': 'none'})}.{_segment(_claims(2_000_000_000))}.",
+        f"{_segment({'alg': 'RS256', 'kid': None})}.{_segment(_claims(2_000_000_000))}.sig",
+        f"{_segment({'alg': 'RS256', 'kid': 'rsa', 'crit': ['b64'], 'b64': True})}.{_segment(_claims(2_000_000_000))}.sig",
     ],
 )
 async def test_malformed_tokens_are_refused_on_the_vouched_path(verifier: TokenVerifier, token: str) -> None:
