@@ -15,9 +15,10 @@ superlikes arrive (latency grows with subscribers per process, bounded by subscr
 The configured rate assumes the process gets its core. When it does not (a crowded machine, or
 other work), the event loop runs late, and so does every call waiting for it: grpc.aio takes each
 new call through several turns of the loop, so SendSuperlike's answers wait in line. `follow_loop`
-measures how late a timer fires; while it is late the budget shrinks (to a tenth at least), and it
-grows back while the loop keeps time. Subscribers then get their chunks less often; sends keep
-their turns.
+measures how late a timer fires; while the loop is late (the median of the last few probes, so that
+a lone pause, a garbage collection or a scheduling hiccup, changes nothing) the budget shrinks (to a
+tenth at least), and it grows back while the loop keeps time. Subscribers then get their chunks
+less often; sends keep their turns.
 
 A virtual schedule (the "generic cell rate" algorithm): `_paid_until` is when every write booked
 so far will have been paid for at the budget's rate; a booking waits for the schedule to come
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 
 # Chunk writes per second for the whole process: ~0.2 of a core of the event loop plus ~0.1 of
@@ -36,8 +38,10 @@ from collections.abc import Callable
 DEFAULT_CHUNKS_PER_SECOND = 5000.0
 # Writes that may go at once before spacing starts (at the default rate: 100 chunks).
 DEFAULT_BURST_SECONDS = 0.02
-# How often the event loop is probed, and how late a timer may fire before the loop counts as late.
+# How often the event loop is probed; the loop is late when the median lateness of the last
+# PROBES_JUDGED probes (0.2 s) exceeds LATE_SECONDS.
 PROBE_SECONDS = 0.025
+PROBES_JUDGED = 8
 LATE_SECONDS = 0.010
 # Per late probe the rate is multiplied by SHRINK, never below FLOOR of the configured rate; per
 # timely probe it grows back by RECOVERY of the configured rate (from the floor to full in ~1 s).
@@ -61,6 +65,7 @@ class FanoutBudget:
         self._burst_seconds = burst_seconds
         self._clock = clock
         self._paid_until = float("-inf")
+        self._lateness: deque[float] = deque(maxlen=PROBES_JUDGED)
 
     def book(self, chunks: int) -> float:
         """Books a fan-out of `chunks` writes (one per subscriber); returns the seconds to wait
@@ -78,7 +83,8 @@ class FanoutBudget:
 
     def observe_loop(self, late_seconds: float) -> None:
         """A timer fired this much later than asked: shrink while the loop is late, else recover."""
-        if late_seconds > LATE_SECONDS:
+        self._lateness.append(late_seconds)
+        if sorted(self._lateness)[len(self._lateness) // 2] > LATE_SECONDS:
             self.rate = max(self.full_rate * FLOOR, self.rate * SHRINK)
         else:
             self.rate = min(self.full_rate, self.rate + self.full_rate * RECOVERY)

@@ -96,7 +96,9 @@ class _StreamFanout:
             await self._tick()
 
     async def _tick(self) -> None:
-        """Reads what is new (READS_PER_TICK reads at most; the rest in the next tick) and offers it."""
+        """Reads what storage holds past the live position and offers it. A read that comes back
+        full means more was waiting: the tick reads on, READS_PER_TICK reads at most. What is
+        committed while the tick goes out waits for the next tick (its wake-up is kept)."""
         for read in range(READS_PER_TICK):
             if not (self._reread or self.live_position < self._known_position):
                 return
@@ -118,6 +120,8 @@ class _StreamFanout:
             self._known_position = max(self._known_position, batch.last_position)
             self._remember(chunk)
             await self._offer(chunk)
+            if len(chunk) < self._hub.read_limit:
+                break
         if self._reread or self.live_position < self._known_position:
             self._wake.set()
 

@@ -4,6 +4,7 @@ stream's committed superlikes behind the read port, and a fan-out budget the tes
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from server.domain.history import FeedBatch, HistoryPage, PostedSuperlike, SupporterTotal
 from server.domain.superlike import SenderSnapshot
@@ -19,6 +20,8 @@ class FakeStreamStore:
     def __init__(self) -> None:
         self.superlikes: list[PostedSuperlike] = []
         self.reads = 0
+        # Called right after a read has taken its superlikes (e.g. to commit more meanwhile).
+        self.after_read: Callable[[], None] | None = None
         self.in_flight = 0
         self.most_in_flight = 0
         self.gate = asyncio.Event()
@@ -42,7 +45,10 @@ class FakeStreamStore:
             self.in_flight -= 1
         if stream_id != STREAM:
             return None
-        return FeedBatch([s for s in self.superlikes if s.position > after][:limit], len(self.superlikes))
+        batch = FeedBatch([s for s in self.superlikes if s.position > after][:limit], len(self.superlikes))
+        if self.after_read is not None:
+            self.after_read()
+        return batch
 
     async def page(self, stream_id: str, before: int, limit: int) -> HistoryPage | None:
         raise NotImplementedError
