@@ -159,7 +159,7 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier, 
     )
     superlikes = SuperlikeService(storage.superlikes)
     history = HistoryService(storage.history)
-    fanout_budget = FanoutBudget(settings.feed_fanout_per_second)
+    fanout_budget = FanoutBudget(settings.feed_fanout_per_second, floor=settings.feed_fanout_floor)
     feed_hub = FeedHub(storage.history, budget=fanout_budget)
     storage.advances.subscribe(feed_hub.advanced)
     servicer = LiveStreamChatServicer(

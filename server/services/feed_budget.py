@@ -17,7 +17,7 @@ other work), the event loop runs late, and so does every call waiting for it: gr
 new call through several turns of the loop, so SendSuperlike's answers wait in line. `follow_loop`
 measures how late a timer fires; while the loop is late (the median of the last few probes, so that
 a lone pause, a garbage collection or a scheduling hiccup, changes nothing) the budget shrinks (to a
-tenth at least), and it grows back while the loop keeps time. Subscribers then get their chunks
+tenth by default, LIVECHAT_FEED_FANOUT_FLOOR), and it grows back while the loop keeps time. Subscribers then get their chunks
 less often; sends keep their turns.
 
 A virtual schedule (the "generic cell rate" algorithm): `_paid_until` is when every write booked
@@ -43,10 +43,11 @@ DEFAULT_BURST_SECONDS = 0.02
 PROBE_SECONDS = 0.025
 PROBES_JUDGED = 8
 LATE_SECONDS = 0.010
-# Per late probe the rate is multiplied by SHRINK, never below FLOOR of the configured rate; per
-# timely probe it grows back by RECOVERY of the configured rate (from the floor to full in ~1 s).
+# Per late probe the rate is multiplied by SHRINK, never below a floor (DEFAULT_FLOOR of the
+# configured rate); per timely probe it grows back by RECOVERY of the configured rate (from a tenth
+# to full in ~1 s).
 SHRINK = 0.8
-FLOOR = 0.1
+DEFAULT_FLOOR = 0.1
 RECOVERY = 0.025
 
 
@@ -55,13 +56,19 @@ class FanoutBudget:
         self,
         chunks_per_second: float = DEFAULT_CHUNKS_PER_SECOND,
         *,
+        floor: float = DEFAULT_FLOOR,
         burst_seconds: float = DEFAULT_BURST_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`floor`: the share of `chunks_per_second` kept however late the loop runs (1.0: a fixed
+        budget)."""
         if chunks_per_second <= 0:
             raise ValueError("chunks_per_second must be positive")
+        if not 0 < floor <= 1:
+            raise ValueError("floor must be above 0 and at most 1")
         self.full_rate = chunks_per_second
         self.rate = chunks_per_second
+        self._floor_rate = chunks_per_second * floor
         self._burst_seconds = burst_seconds
         self._clock = clock
         self._paid_until = float("-inf")
@@ -85,7 +92,7 @@ class FanoutBudget:
         """A timer fired this much later than asked: shrink while the loop is late, else recover."""
         self._lateness.append(late_seconds)
         if sorted(self._lateness)[len(self._lateness) // 2] > LATE_SECONDS:
-            self.rate = max(self.full_rate * FLOOR, self.rate * SHRINK)
+            self.rate = max(self._floor_rate, self.rate * SHRINK)
         else:
             self.rate = min(self.full_rate, self.rate + self.full_rate * RECOVERY)
 

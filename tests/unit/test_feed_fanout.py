@@ -113,9 +113,18 @@ async def test_the_budget_notices_a_busy_event_loop() -> None:
     assert budget.rate < 5000
 
 
+def test_a_floor_of_one_keeps_the_budget_fixed() -> None:
+    budget = FanoutBudget(5000, floor=1.0)
+    for _ in range(10):
+        budget.observe_loop(0.100)
+    assert budget.rate == 5000
+
+
 def test_a_budget_must_allow_some_writes() -> None:
     with pytest.raises(ValueError, match="chunks_per_second must be positive"):
         FanoutBudget(0)
+    with pytest.raises(ValueError, match="floor must be above 0 and at most 1"):
+        FanoutBudget(5000, floor=0)
 
 
 async def test_batches_committed_while_a_tick_waits_go_out_as_one_chunk_per_subscriber_from_one_read() -> None:
