@@ -27,6 +27,7 @@ from server.auth.jwks import JwksKeySet
 from server.auth.tokens import TokenPolicy, TokenVerifier
 from server.config import Settings
 from server.domain.errors import StorageUnavailable
+from server.garbage_collection import settle_startup_heap
 from server.observability.wiring import Instruments, instrument
 from server.services.feed import FeedService
 from server.services.feed_hub import FeedHub
@@ -206,6 +207,7 @@ async def serve(settings: Settings, role: WorkerRole | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     role = role or WorkerRole()
     running = await start_server(settings, role)
+    settle_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
