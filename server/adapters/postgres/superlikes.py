@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.adapters.postgres.autocommit import KeptConnections
 from server.adapters.postgres.failures import BUSY_ERRORS, is_key_taken
 from server.adapters.postgres.statements import READ_FACTS_SQL, SEND_BATCH_SQL
-from server.adapters.rows import facts_from_row, new_superlike, prior_from_row
+from server.adapters.rows import charged_from_row, facts_from_row, prior_from_row
 from server.adapters.send_batcher import BatchedWriter, BatchResult, PendingSend
 from server.adapters.stream_advances import StreamAdvances, highest_positions
 from server.domain.errors import OutcomeUnknown, StorageUnavailable
@@ -143,12 +143,10 @@ def _outcomes_from_rows(rows: Sequence[Any], batch: Sequence[PendingSend]) -> li
         prior = prior_from_row(row, pending.request.sender_id)
         if prior is not None:
             outcomes.append(Replayed(prior))
-            continue
-        facts = facts_from_row(row)
-        if row["balance_after"] is not None:
-            outcomes.append(Charged(new_superlike(row, facts, int(row["balance_after"]))))
+        elif row["balance_after"] is not None:
+            outcomes.append(Charged(charged_from_row(row)))
         else:
-            outcomes.append(not_charged(facts))
+            outcomes.append(not_charged(facts_from_row(row)))
     return outcomes
 
 
