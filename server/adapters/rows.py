@@ -51,8 +51,9 @@ def prior_from_row(row: Any, sender_id: str) -> Superlike | None:
 
 
 def charged_from_row(row: Any) -> Superlike:
-    """The superlike a charge just stored, from a facts row that has its `balance_after`: the same
-    superlike new_superlike makes from the row's facts, without making the facts first."""
+    """The superlike a charge just stored, from its facts row with the debit's `balance_after`: the
+    sender's live profile and the stream's price as the facts read them (the rules' facts themselves
+    are only needed to refuse)."""
     return Superlike(
         superlike_id=row["superlike_id"],
         stream_id=row["stream_id"],
@@ -60,19 +61,6 @@ def charged_from_row(row: Any) -> Superlike:
         price=row["superlike_price"],
         created_at_ms=row["created_at_ms"],
         sender_balance_after=int(row["balance_after"]),
-    )
-
-
-def new_superlike(row: Any, facts: SuperlikeFacts, balance_after: int) -> Superlike:
-    """The superlike a charge just stored, from its facts row."""
-    assert facts.sender is not None and facts.stream_price is not None
-    return Superlike(
-        superlike_id=row["superlike_id"],
-        stream_id=row["stream_id"],
-        sender=facts.sender,
-        price=facts.stream_price,
-        created_at_ms=row["created_at_ms"],
-        sender_balance_after=balance_after,
     )
 
 
