@@ -11,6 +11,7 @@ from server.adapters.audit import audit_database
 from server.adapters.storage import Storage
 from server.domain import errors
 from server.domain.superlike import StreamState, Superlike
+from server.services.superlikes import SuperlikeService
 from tests.support import (
     as_operator,
     balance_of,
@@ -233,3 +234,27 @@ async def test_a_request_that_fails_inside_a_sqlite_batch_leaves_its_neighbours_
         )
         assert await balance_of(storage, world.viewer_id) == 100
         assert (await audit_database(storage)).problems == []
+
+
+async def test_a_postgres_writer_keeps_its_connection_while_requests_wait_and_returns_it_when_none_do(
+    postgres_url: str,
+) -> None:
+    """Under load each batch goes out on the connection the previous one used (no check-out and
+    check-in per batch); once nothing waits the connection is back in the pool, so a quiet server
+    holds none."""
+    async with migrated_storage(postgres_url) as storage:
+        world = await build_world(storage, coins=1000, price=10)
+        senders = [await create_user(storage, coins=1000) for _ in range(3)]
+        in_use_when_batches_start: list[int] = []
+        writer = storage.new_superlike_writer()
+        writer.observe_batches(lambda size: in_use_when_batches_start.append(storage.pool_in_use()))
+        # Every sender sends twice at once: a sender's second request waits for a batch after its
+        # first one's, so the first batch ends with requests waiting and the second one follows it.
+        outcomes = await asyncio.gather(
+            *(SuperlikeService(writer).send(world.stream_id, sender["id"], None) for sender in senders for _ in "12")
+        )
+
+        assert sorted(outcome.sender_balance_after for outcome in outcomes) == [980, 980, 980, 990, 990, 990]
+        # The first batch checked a connection out; the second went out on it, kept.
+        assert in_use_when_batches_start == [0, 1]
+        assert storage.pool_in_use() == 0

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from server.adapters.rows import facts_from_row, new_superlike, prior_from_row
+from server.adapters.rows import charged_from_row, facts_from_row, prior_from_row
 from server.adapters.send_batcher import BatchedWriter, BatchResult, PendingSend
 from server.adapters.sqlite.failures import is_unavailable
 from server.adapters.sqlite.worker import SqliteWorker
@@ -187,12 +187,11 @@ def _send_with_cursor(
     prior = prior_from_row(row, request.sender_id)
     if prior is not None:
         return Replayed(prior)
-    facts = facts_from_row(row)
     if row["refusal"] is not None:
-        return not_charged(facts)
+        return not_charged(facts_from_row(row))
     debited = cursor.execute(_DEBIT_SQL, row).fetchone()
     if debited is None:
-        return not_charged(facts)
+        return not_charged(facts_from_row(row))
     row["balance_after"] = int(debited[0])
     position = advanced.get(request.stream_id, row["stream_last_position"]) + 1
     row["stream_position"] = position
@@ -208,4 +207,4 @@ def _send_with_cursor(
             "position": position,
         }
     )
-    return Charged(new_superlike(row, facts, row["balance_after"]))
+    return Charged(charged_from_row(row))
