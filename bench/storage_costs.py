@@ -3,18 +3,21 @@ row versions and HOT updates, buffers touched, and the plans behind them.
 
     .venv/bin/python bench/storage_costs.py --postgres-url postgresql://postgres@127.0.0.1:5432/livechat_storage_costs
 
-Seeds 100,000 senders who each sent one superlike on a hot stream (so it ranks 100,000 supporters),
-plus 128 quiet streams, then on PostgreSQL:
-- ListTopSupporters' statement: its plan with EXPLAIN (ANALYZE, BUFFERS) and its median execution time;
-- batches of 128 superlikes written by the server's own writer, `hot` (one stream, senders already on
-  it: their running totals are updated) and `spread` (128 streams), settling every second batch as the
-  server does under load, each phase measured right after a CHECKPOINT: WAL bytes and records per
-  batch (pg_current_wal_lsn, and pg_stat_statements when the server preloads it), row versions per
-  table (n_tup_ins, n_tup_upd, n_tup_hot_upd);
-- the batch statement under EXPLAIN (ANALYZE, BUFFERS, WAL): buffers and median execution time.
-On SQLite, the top-supporters plan (EXPLAIN QUERY PLAN) and its median time. The database in the URL
-(and the SQLite file) is dropped and recreated. Timings are medians of repeated runs and still move
-with the machine's load; the counts do not.
+Seeds 100,000 senders who each sent one superlike on a hot stream (so it ranks 100,000 supporters: 50
+big spenders, then everyone tied on 10 coins), plus 128 quiet streams, then on PostgreSQL:
+- ListTopSupporters' statement (top 10 and top 100): ranking entries read, sorts, buffers, plan, and
+  median execution time;
+- for batches of 128 and of 16 superlikes (about what c64 makes), written by the server's own writer,
+  `hot` (one stream, senders already on it: their running totals are updated) and `spread` (a stream
+  each), settling after every second batch as the server does under load, each phase measured right
+  after a CHECKPOINT: WAL bytes per batch (pg_current_wal_lsn; other writers on the same server count
+  too), row versions per table (n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del), and per statement
+  (pg_stat_statements, if the server preloads it) calls, time, buffers, WAL records, full-page images
+  and bytes; with --waldump, pg_waldump's totals per record type;
+- the batch statement under EXPLAIN ANALYZE: median execution time and its foreign-key checks.
+On SQLite, the top-supporters plan (EXPLAIN QUERY PLAN) and its time. The database in the URL (and the
+SQLite file) is dropped and recreated. Timings are medians of repeated runs and still move with the
+machine's load; the counts do not.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +51,6 @@ from server.domain.superlike import SuperlikeRequest  # noqa: E402
 
 SENDERS = 100_000
 QUIET_STREAMS = 128
-BATCH = 128
 HOT_STREAM, HOT_HOST = "ab" * 12, "cd" * 12
 TABLES = ("wallets", "live_streams", "superlikes", "ledger_entries", "stream_supporters")
 TOP_SQL = top_supporters_sql({"stream_id": "$1::varchar(24)", "limit": "$2::int"}.__getitem__)
@@ -58,7 +61,9 @@ def _id(kind: int, i: int) -> str:
 
 
 def _price(i: int) -> int:
-    return 1 + (i * 7919) % 1000  # totals spread over 1..1000 coins, with ties
+    # A few big spenders with totals of their own, then everyone else on one superlike of 10 coins:
+    # the top 10 are distinct, the 100th is tied with 99,950 others (a stream's usual long tail).
+    return 10 * (51 - i) if i < 50 else 10
 
 
 async def seed(url: str) -> None:
@@ -138,14 +143,28 @@ def _entry(user_id: str, amount: int, kind: str, superlike_id: str | None) -> di
     return {"user_id": user_id, "amount": amount, "kind": kind, "superlike_id": superlike_id, "created_at_ms": 0}
 
 
-def batch_requests(kind: str, rng: random.Random) -> list[SuperlikeRequest]:
-    senders = rng.sample(range(SENDERS), BATCH)
-    if kind == "hot":
-        return [SuperlikeRequest(HOT_STREAM, _id(1, s), None) for s in senders]
-    return [SuperlikeRequest(_id(2, n), _id(1, s), f"spread-{rng.getrandbits(64)}") for n, s in enumerate(senders)]
+@dataclass(frozen=True)
+class Phase:
+    kind: str  # "hot" or "spread"
+    size: int  # superlikes per batch
+    batches: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}_b{self.size}"
+
+    def requests(self, rng: random.Random) -> list[SuperlikeRequest]:
+        senders = rng.sample(range(SENDERS), self.size)
+        if self.kind == "hot":
+            return [SuperlikeRequest(HOT_STREAM, _id(1, s), None) for s in senders]
+        streams = rng.sample(range(QUIET_STREAMS), self.size)
+        return [
+            SuperlikeRequest(_id(2, n), _id(1, s), f"k{rng.getrandbits(64)}")
+            for n, s in zip(streams, senders, strict=True)
+        ]
 
 
-async def write_batches(url: str, kind: str, batches: int, rng: random.Random) -> None:
+async def write_batches(url: str, phase: Phase, batches: int, rng: random.Random) -> None:
     """`batches` batches through the server's writer (all of one batch queued in one loop turn),
     settling after every second one (the server settles every 0.2 s)."""
     async with open_storage(url, pool_size=2) as storage:
@@ -153,13 +172,13 @@ async def write_batches(url: str, kind: str, batches: int, rng: random.Random) -
         storage.superlikes.observe_batches(sizes.append)
         for number in range(batches):
             now = int(time.time() * 1000)
-            sends = [storage.superlikes.send(r, new_object_id(now), now) for r in batch_requests(kind, rng)]
+            sends = [storage.superlikes.send(r, new_object_id(now), now) for r in phase.requests(rng)]
             outcomes = await asyncio.gather(*sends)
             assert all(type(o).__name__ == "Charged" for o in outcomes), outcomes[:3]
             if number % 2:
                 await storage.settle()
         await storage.settle()
-        assert set(sizes) == {BATCH}, f"batches of {sorted(set(sizes))}, not {BATCH}"
+        assert set(sizes) == {phase.size}, f"batches of {sorted(set(sizes))}, not {phase.size}"
 
 
 async def table_counters(admin: asyncpg.Connection) -> dict[str, dict[str, int]]:
@@ -206,19 +225,19 @@ async def statement_costs(admin: asyncpg.Connection) -> list[dict[str, Any]]:
 
 
 async def measure_phase(
-    url: str, admin: asyncpg.Connection, kind: str, batches: int, statements: bool, waldump: list[str] | None
+    url: str, admin: asyncpg.Connection, phase: Phase, statements: bool, waldump: list[str] | None
 ) -> dict[str, Any]:
-    rng = random.Random(kind)
-    await write_batches(url, kind, 10, rng)  # warm-up: caches, prepared statements, first versions
+    rng = random.Random(phase.name)
+    await write_batches(url, phase, 10, rng)  # warm-up: caches, prepared statements, first versions
     await asyncio.sleep(1.0)  # the writer's backends report their counters as they exit
     await admin.execute("CHECKPOINT")
     if statements:
         await admin.execute("SELECT pg_stat_statements_reset()")
-    before, lsn = await table_counters(admin), await admin.fetchval("SELECT pg_current_wal_lsn()")
-    await write_batches(url, kind, batches, rng)
+    before, lsn = await table_counters(admin), await admin.fetchval("SELECT pg_current_wal_lsn()::text")
+    await write_batches(url, phase, phase.batches, rng)
     await asyncio.sleep(1.0)
-    end = await admin.fetchval("SELECT pg_current_wal_lsn()")
-    wal = await admin.fetchval("SELECT $1::pg_lsn - $2::pg_lsn", end, lsn)
+    end = await admin.fetchval("SELECT pg_current_wal_lsn()::text")
+    wal = await admin.fetchval("SELECT $1::text::pg_lsn - $2::text::pg_lsn", end, lsn)
     after = await table_counters(admin)
     tables = {
         name: {k: after[name][k] - before[name][k] for k in after[name]}
@@ -231,12 +250,17 @@ async def measure_phase(
         }
         for name in TABLES
     }
-    result: dict[str, Any] = {"batches": batches, "wal_bytes_per_batch": round(float(wal) / batches), "tables": tables}
+    result: dict[str, Any] = {
+        "batches": phase.batches,
+        "batch_size": phase.size,
+        "wal_bytes_per_batch": round(float(wal) / phase.batches),
+        "tables": tables,
+    }
     if statements:
         result["statements"] = await statement_costs(admin)
     if waldump:
         result["wal_records"] = wal_record_stats(waldump, str(lsn), str(end))
-    result["explain"] = await explain_batches(admin, kind, rng)
+    result["explain"] = await explain_batches(admin, phase, rng)
     return result
 
 
@@ -251,13 +275,17 @@ def wal_record_stats(waldump: list[str], start: str, end: str) -> list[str]:
     return [line for line in totals.stdout.splitlines() if line.strip() and not line.startswith("---")]
 
 
-async def explain_batches(admin: asyncpg.Connection, kind: str, rng: random.Random, runs: int = 15) -> dict[str, Any]:
-    """The batch statement itself, as PostgresSuperlikes runs it, under EXPLAIN (ANALYZE, BUFFERS, WAL)."""
+async def explain_batches(
+    admin: asyncpg.Connection, phase: Phase, rng: random.Random, runs: int = 15
+) -> dict[str, Any]:
+    """The batch statement itself, as PostgresSuperlikes runs it, under EXPLAIN ANALYZE: its median
+    execution time and the foreign-key checks it fires. (EXPLAIN's own buffer and WAL totals leave out
+    the data-modifying CTEs and the triggers; pg_stat_statements counts them.)"""
     times: list[float] = []
-    plan: dict[str, Any] = {}
+    triggers: dict[str, int] = {}
     for _ in range(runs):
         now = int(time.time() * 1000)
-        requests = batch_requests(kind, rng)
+        requests = phase.requests(rng)
         args = (
             [r.stream_id for r in requests],
             [r.sender_id for r in requests],
@@ -265,39 +293,60 @@ async def explain_batches(admin: asyncpg.Connection, kind: str, rng: random.Rand
             [new_object_id(now) for _ in requests],
             [now] * len(requests),
         )
-        (explained,) = json.loads(
-            await admin.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT JSON) {SEND_BATCH_SQL}", *args)
-        )
+        (explained,) = json.loads(await admin.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {SEND_BATCH_SQL}", *args))
         times.append(explained["Execution Time"])
-        plan = explained["Plan"]
-    keys = ("Shared Hit Blocks", "Shared Read Blocks", "Shared Dirtied Blocks", "WAL Records", "WAL FPI", "WAL Bytes")
-    return {"median_execution_ms": round(statistics.median(times), 3), "last_run": {k: plan.get(k) for k in keys}}
+        triggers = {trigger["Trigger Name"]: trigger["Calls"] for trigger in explained.get("Triggers", [])}
+    return {"median_execution_ms": round(statistics.median(times), 3), "fk_checks_per_batch": triggers}
 
 
 async def explain_top(admin: asyncpg.Connection, limit: int, runs: int = 200) -> dict[str, Any]:
-    text_plan = await admin.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {TOP_SQL}", HOT_STREAM, limit)
+    """ListTopSupporters' statement: how many ranking entries it reads, in which direction, whether it
+    sorts them, the buffers it touches, and its median execution time."""
+    sql = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {TOP_SQL}"
     times = []
     for _ in range(runs):
-        (explained,) = json.loads(await admin.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {TOP_SQL}", HOT_STREAM, limit))
+        (explained,) = json.loads(await admin.fetchval(sql, HOT_STREAM, limit))
         times.append(explained["Execution Time"])
-    return {"median_execution_ms": round(statistics.median(times), 3), "plan": [row[0] for row in text_plan]}
+    nodes = list(_plan_nodes(explained["Plan"]))
+    ranking = next(node for node in nodes if node.get("Index Name") == "ix_stream_supporters_ranking")
+    return {
+        "median_execution_ms": round(statistics.median(times), 3),
+        "ranking_entries_read": ranking["Actual Rows"],
+        "ranking_scan": ranking["Scan Direction"],
+        "sorts": [node["Node Type"] for node in nodes if "Sort" in node["Node Type"]],
+        "buffers": explained["Plan"]["Shared Hit Blocks"] + explained["Plan"]["Shared Read Blocks"],
+        "plan": [
+            row[0] for row in await admin.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {TOP_SQL}", HOT_STREAM, limit)
+        ],
+    }
 
 
-async def sqlite_top(url: str, path: Path, limit: int, runs: int = 200) -> dict[str, Any]:
+def _plan_nodes(node: dict[str, Any]) -> Any:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def sqlite_top(path: Path, limit: int, runs: int = 300) -> dict[str, Any]:
+    """The same on SQLite, on a connection of its own (no thread hand-off in the figure)."""
+    sql = top_supporters_sql(lambda name: f":{name}")
+    params = {"stream_id": HOT_STREAM, "limit": limit}
     with sqlite3.connect(path) as connection:
-        sql = top_supporters_sql(lambda name: f":{name}")
-        plan = connection.execute(f"EXPLAIN QUERY PLAN {sql}", {"stream_id": HOT_STREAM, "limit": limit}).fetchall()
-    async with open_storage(url) as storage:
+        plan = connection.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
         times = []
         for _ in range(runs):
             start = time.perf_counter()
-            await storage.history.top_supporters(HOT_STREAM, limit)
+            connection.execute(sql, params).fetchall()
             times.append((time.perf_counter() - start) * 1000)
-    return {"median_ms": round(statistics.median(times), 3), "plan": [row[-1] for row in plan]}
+    return {
+        "median_ms": round(statistics.median(times), 3),
+        "min_ms": round(min(times), 3),
+        "plan": [row[-1] for row in plan],
+    }
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {"senders": SENDERS, "batch": BATCH}
+    results: dict[str, Any] = {"senders": SENDERS}
     url = await reset_postgres(args.postgres_url, args.postgres_admin_db)
     await seed(url)
     admin = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
@@ -305,16 +354,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         statements = await has_statements(admin)
         results["postgres"] = {"top_10": await explain_top(admin, 10), "top_100": await explain_top(admin, 100)}
         for kind in ("hot", "spread"):
-            results["postgres"][kind] = await measure_phase(url, admin, kind, args.batches, statements, args.waldump)
+            for size in args.batch_sizes:
+                phase = Phase(kind, size, max(1, args.superlikes // size))
+                results["postgres"][phase.name] = await measure_phase(url, admin, phase, statements, args.waldump)
     finally:
         await admin.close()
     path = Path(args.sqlite_path)
     sqlite_url = reset_sqlite(path)
     await seed(sqlite_url)
-    results["sqlite"] = {
-        "top_10": await sqlite_top(sqlite_url, path, 10),
-        "top_100": await sqlite_top(sqlite_url, path, 100),
-    }
+    results["sqlite"] = {"top_10": sqlite_top(path, 10), "top_100": sqlite_top(path, 100)}
     return results
 
 
@@ -323,7 +371,10 @@ def main() -> None:
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/livechat_storage_costs")
     parser.add_argument("--postgres-admin-db", default="postgres")
     parser.add_argument("--sqlite-path", default=".local/bench/storage-costs.db")
-    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--superlikes", type=int, default=12_800, help="per measured phase")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[128, 16], help="the largest batch, and about what c64 makes"
+    )
     parser.add_argument(
         "--waldump",
         type=shlex.split,
