@@ -311,7 +311,7 @@ async def explain_top(admin: asyncpg.Connection, limit: int, runs: int = 200) ->
     ranking = next(node for node in nodes if node.get("Index Name") == "ix_stream_supporters_ranking")
     return {
         "median_execution_ms": round(statistics.median(times), 3),
-        "ranking_entries_read": ranking["Actual Rows"],
+        "ranking_entries_read": ranking["Actual Rows"] * ranking["Actual Loops"],  # loops: parallel workers
         "ranking_scan": ranking["Scan Direction"],
         "sorts": [node["Node Type"] for node in nodes if "Sort" in node["Node Type"]],
         "buffers": explained["Plan"]["Shared Hit Blocks"] + explained["Plan"]["Shared Read Blocks"],
