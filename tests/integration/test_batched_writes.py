@@ -4,13 +4,20 @@ requests, and each one still gets exactly the outcome it would have had alone.""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
 
 from server.adapters.audit import audit_database
+from server.adapters.sqlite.superlikes import SqliteSuperlikes
+from server.adapters.sqlite.worker import SqliteWorker
 from server.adapters.storage import Storage
 from server.domain import errors
 from server.domain.superlike import StreamState, Superlike
+from server.services.superlikes import SuperlikeService
 from tests.support import (
     as_operator,
     balance_of,
@@ -21,6 +28,8 @@ from tests.support import (
     superlike_service,
     wait_until_a_postgres_lock_is_awaited,
 )
+
+T = TypeVar("T")
 
 
 async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(storage: Storage) -> None:
@@ -231,5 +240,77 @@ async def test_a_request_that_fails_inside_a_sqlite_batch_leaves_its_neighbours_
         assert sorted(tuple(row) for row in totals) == sorted(
             [(senders[0], 20, 2, 2), (senders[1], 10, 1, 3), (senders[2], 10, 1, 4)]
         )
+        assert await balance_of(storage, world.viewer_id) == 100
+        assert (await audit_database(storage)).problems == []
+
+
+class _LockedByAnotherProcessFromWrite:
+    """The SQLite thread (worker.py) of a server whose database file another process locks for writing
+    just before the server's `nth` transaction: that one, and any after it, waits out the busy timeout
+    and finds the database locked. Counts the transactions the server attempts."""
+
+    def __init__(self, worker: SqliteWorker, path: str, nth: int) -> None:
+        self._worker = worker
+        self._path = path
+        self._nth = nth
+        self._holder: sqlite3.Connection | None = None
+        self.writes = 0
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        self.writes += 1
+        if self.writes == self._nth:
+            self._holder = sqlite3.connect(self._path, isolation_level=None)
+            self._holder.execute("BEGIN IMMEDIATE")
+        return await self._worker.write(work)
+
+    def release(self) -> None:
+        if self._holder is not None:
+            self._holder.rollback()
+            self._holder.close()
+
+
+async def test_a_sqlite_database_locked_while_a_batch_is_written_one_by_one_stops_the_rest(
+    sqlite_url: str, separate_database
+) -> None:
+    """A batch fails for one request's own fault and is written one by one; then another process
+    holds the database locked past the busy timeout. The request that found it locked and the ones
+    not tried yet are STORAGE_UNAVAILABLE, as on PostgreSQL: the SQLite thread waits out the timeout
+    once, not once per remaining request (up to 127 x 5 s)."""
+    url = separate_database(sqlite_url)
+    async with migrated_storage(url) as storage:
+        world = await build_world(storage, coins=100, price=10)
+        others = [await create_user(storage, coins=100) for _ in range(3)]
+        async with storage.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "CREATE TRIGGER refuse_viewer BEFORE INSERT ON superlikes "
+                    f"WHEN NEW.sender_id = '{world.viewer_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        # Transactions: 1 the batch (undone by the viewer's request), 2 others[0] alone, 3 the viewer
+        # alone; the lock is taken before the 4th, others[1] alone.
+        worker = SqliteWorker(url, connect_timeout_s=0.2)
+        locked = _LockedByAnotherProcessFromWrite(worker, make_url(url).database or "", nth=4)
+        try:
+            superlikes = SuperlikeService(SqliteSuperlikes(locked))
+            outcomes = await asyncio.gather(
+                superlikes.send(world.stream_id, others[0]["id"], None),
+                superlikes.send(world.stream_id, world.viewer_id, None),
+                superlikes.send(world.stream_id, others[1]["id"], None),
+                superlikes.send(world.stream_id, others[2]["id"], None),
+                return_exceptions=True,
+            )
+        finally:
+            locked.release()
+            await worker.close()
+
+        assert [type(outcome).__name__ for outcome in outcomes] == [
+            "Superlike",
+            "IntegrityError",
+            "StorageUnavailable",
+            "StorageUnavailable",
+        ]
+        assert locked.writes == 4  # others[2] was never tried
+        assert [await balance_of(storage, user["id"]) for user in others] == [90, 100, 100]
         assert await balance_of(storage, world.viewer_id) == 100
         assert (await audit_database(storage)).problems == []

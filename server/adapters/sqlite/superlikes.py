@@ -111,7 +111,7 @@ class SqliteSuperlikes(BatchedWriter):
             # One request's failure undid the whole transaction; one at a time, only it fails.
             log.warning("superlike batch failed, writing it one by one: %s", error)
         results: list[SendOutcome | BaseException] = []
-        for pending in batch:
+        for index, pending in enumerate(batch):
             own_advance: dict[str, int] = {}
             try:
                 (outcome,) = await self._worker.write(
@@ -120,7 +120,15 @@ class SqliteSuperlikes(BatchedWriter):
                 results.append(outcome)
                 self._advances.publish(own_advance)
             except Exception as error:
-                results.append(_storage_error(error))
+                failure = _storage_error(error)
+                results.append(failure)
+                if isinstance(failure, StorageUnavailable):
+                    # The database itself cannot serve: locked by another process past the busy
+                    # timeout, unreachable, full (or the commit's outcome is unknown). That is no
+                    # request's own fault, and every later one would wait out the same timeout on
+                    # this thread: the requests not tried yet were not sent at all, as on PostgreSQL.
+                    results.extend(StorageUnavailable() for _ in batch[index + 1 :])
+                    break
         return results
 
 
