@@ -4,12 +4,16 @@ requests, and each one still gets exactly the outcome it would have had alone.""
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
+import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.adapters.audit import audit_database
 from server.adapters.sqlite.superlikes import SqliteSuperlikes
@@ -19,6 +23,7 @@ from server.domain import errors
 from server.domain.superlike import StreamState, Superlike
 from server.services.superlikes import SuperlikeService
 from tests.support import (
+    World,
     as_operator,
     balance_of,
     build_world,
@@ -80,6 +85,55 @@ async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(stora
     assert (await audit_database(storage)).problems == []
 
 
+async def _write_another_servers_superlike(other_server: AsyncConnection, world: World, key: str) -> str:
+    """Another server's superlike from the world's viewer, with `key`: its stream position, ledger
+    entries, pending host credit, the viewer's first running total on the stream and the debit, in
+    `other_server`'s transaction (not committed). Returns the superlike's id."""
+    superlike_id = secrets.token_hex(12)
+    position = (
+        await other_server.execute(
+            text(
+                "UPDATE live_streams SET last_position = last_position + 1 WHERE id = :stream RETURNING last_position"
+            ),
+            {"stream": world.stream_id},
+        )
+    ).scalar_one()
+    await other_server.execute(
+        text("""
+            INSERT INTO superlikes (id, stream_id, sender_id, sender_username, sender_name,
+                                    sender_surname, sender_profile_photo, price,
+                                    sender_balance_after, created_at_ms, idempotency_key, stream_position)
+            SELECT :id, :stream, u.id, u.username, u.name, u.surname,
+                   u.profile_photo, 10, 90, 1700000000000, :key, :position
+            FROM users u WHERE u.id = :sender
+        """),
+        {"id": superlike_id, "stream": world.stream_id, "sender": world.viewer_id, "position": position, "key": key},
+    )
+    await other_server.execute(
+        text("""
+            INSERT INTO stream_supporters (stream_id, sender_id, coins, superlikes, reached_at_position)
+            VALUES (:stream, :sender, 10, 1, :position)
+        """),
+        {"stream": world.stream_id, "sender": world.viewer_id, "position": position},
+    )
+    await other_server.execute(
+        text("""
+            INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms)
+            VALUES (:sender, -10, 'superlike_debit', :id, 1700000000000),
+                   (:host, 10, 'superlike_credit', :id, 1700000000000)
+        """),
+        {"id": superlike_id, "sender": world.viewer_id, "host": world.host_id},
+    )
+    await other_server.execute(
+        text("INSERT INTO pending_credits (user_id, amount, entries) VALUES (:host, 10, 1)"),
+        {"host": world.host_id},
+    )
+    await other_server.execute(
+        text("UPDATE wallets SET balance = balance - 10 WHERE user_id = :sender"), {"sender": world.viewer_id}
+    )
+    return superlike_id
+
+
 async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_request(postgres_url: str) -> None:
     """Another server commits a superlike with a key this batch also carries, after the batch read
     and before it wrote: the unique index undoes the whole statement, and the batch is written again
@@ -91,45 +145,7 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
         neighbours = [await create_user(storage, coins=100) for _ in range(2)]
         other_server = await engine.connect()
         other_transaction = await other_server.begin()
-        # The other server's superlike, with its stream position, ledger entries, supporter total and
-        # the debit, not yet committed.
-        position = (
-            await other_server.execute(
-                text(
-                    "UPDATE live_streams SET last_position = last_position + 1 WHERE id = :stream RETURNING last_position"
-                ),
-                {"stream": world.stream_id},
-            )
-        ).scalar_one()
-        await other_server.execute(
-            text("""
-                INSERT INTO superlikes (id, stream_id, sender_id, sender_username, sender_name,
-                                        sender_surname, sender_profile_photo, price,
-                                        sender_balance_after, created_at_ms, idempotency_key, stream_position)
-                SELECT 'abcdefabcdefabcdefabcdef', :stream, u.id, u.username, u.name, u.surname,
-                       u.profile_photo, 10, 90, 1700000000000, 'contended', :position
-                FROM users u WHERE u.id = :sender
-            """),
-            {"stream": world.stream_id, "sender": world.viewer_id, "position": position},
-        )
-        await other_server.execute(
-            text("""
-                INSERT INTO stream_supporters (stream_id, sender_id, coins, superlikes, reached_at_position)
-                VALUES (:stream, :sender, 10, 1, :position)
-            """),
-            {"stream": world.stream_id, "sender": world.viewer_id, "position": position},
-        )
-        await other_server.execute(
-            text("""
-                INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms, applied)
-                VALUES (:sender, -10, 'superlike_debit', 'abcdefabcdefabcdefabcdef', 1700000000000, TRUE),
-                       (:host, 10, 'superlike_credit', 'abcdefabcdefabcdefabcdef', 1700000000000, FALSE)
-            """),
-            {"sender": world.viewer_id, "host": world.host_id},
-        )
-        await other_server.execute(
-            text("UPDATE wallets SET balance = balance - 10 WHERE user_id = :sender"), {"sender": world.viewer_id}
-        )
+        theirs = await _write_another_servers_superlike(other_server, world, "contended")
         superlikes = superlike_service(storage)
         batch = asyncio.gather(
             superlikes.send(world.stream_id, world.viewer_id, "contended"),
@@ -140,11 +156,53 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
         await other_server.close()
         contended, *charged = await asyncio.wait_for(batch, timeout=10)
 
-        assert contended.superlike_id == "abcdefabcdefabcdefabcdef"
+        assert contended.superlike_id == theirs
         assert (contended.price, contended.sender_balance_after) == (10, 90)
         assert [superlike.sender_balance_after for superlike in charged] == [90, 90]
         assert await balance_of(storage, world.viewer_id) == 90
         assert [await balance_of(storage, user["id"]) for user in neighbours] == [90, 90]
+        assert (await audit_database(storage)).problems == []
+
+
+async def test_a_running_total_another_server_starts_mid_batch_is_added_to(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another server commits the viewer's first superlike on the stream (and with it the viewer's
+    running total) while this batch, holding another superlike of the viewer, waits for the viewer's
+    wallet. The batch's snapshot predates that total; its INSERT meets it and adds to it (ON
+    CONFLICT): one total of both superlikes, never a refused batch or a lost one."""
+    caplog.set_level(logging.INFO, logger="server.adapters.postgres.superlikes")
+    async with migrated_storage(postgres_url) as storage:
+        engine = storage.engine
+        world = await build_world(storage, coins=100, price=10)
+        neighbour = await create_user(storage, coins=100)
+        other_server = await engine.connect()
+        other_transaction = await other_server.begin()
+        await _write_another_servers_superlike(other_server, world, "theirs")
+        superlikes = superlike_service(storage)
+        batch = asyncio.gather(
+            superlikes.send(world.stream_id, world.viewer_id, "mine"),
+            superlikes.send(world.stream_id, neighbour["id"], None),
+        )
+        await wait_until_a_postgres_lock_is_awaited(engine)
+        await other_transaction.commit()
+        await other_server.close()
+        mine, neighbours = await asyncio.wait_for(batch, timeout=10)
+
+        assert (mine.sender_balance_after, neighbours.sender_balance_after) == (80, 90)
+        async with engine.connect() as connection:
+            totals = (
+                await connection.execute(
+                    text(
+                        "SELECT sender_id, coins, superlikes, reached_at_position FROM stream_supporters"
+                        " WHERE stream_id = :stream ORDER BY reached_at_position"
+                    ),
+                    {"stream": world.stream_id},
+                )
+            ).all()
+        # Positions: the other server's superlike 1, then the batch's in its order, 2 and 3.
+        assert [tuple(row) for row in totals] == [(world.viewer_id, 20, 2, 2), (neighbour["id"], 10, 1, 3)]
+        assert "superlike batch refused" not in caplog.text  # written by the one statement, not again
         assert (await audit_database(storage)).problems == []
 
 

@@ -2,6 +2,11 @@
 
 - `ix_stream_supporters_ranking` becomes (stream_id, coins DESC, reached_at_position): the order
   ListTopSupporters reads, so the top N are the index's first N entries.
+- Pending host credits move from a flag on their ledger entries (`applied`, in the predicate of a
+  partial index, so settling rewrote every credit entry and its three index entries) to a queue,
+  `pending_credits`, of one row per host and write: settling deletes those rows. Credits pending at
+  the upgrade are queued as one row per host. The ledger is insert-only from here on.
+- PostgreSQL only: autovacuum visits the queue after every thousand deleted rows.
 
 Revision ID: 0005
 Revises: 0004
@@ -18,6 +23,9 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
+# Frozen here rather than imported: a migration must keep doing what it did when it was written.
+PENDING_CREDITS_STORAGE = {"autovacuum_vacuum_scale_factor": 0, "autovacuum_vacuum_threshold": 1000}
+
 
 def upgrade() -> None:
     op.drop_index("ix_stream_supporters_ranking", table_name="stream_supporters")
@@ -27,7 +35,42 @@ def upgrade() -> None:
         ["stream_id", sa.desc(sa.column("coins")), "reached_at_position"],
     )
 
+    op.create_table(
+        "pending_credits",
+        sa.Column("user_id", sa.String(24), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("entries", sa.Integer(), nullable=False),
+        sa.CheckConstraint("amount >= 0 AND entries > 0", name="ck_pending_credits_counts_positive"),
+        postgresql_with=PENDING_CREDITS_STORAGE,
+    )
+    op.execute(
+        "INSERT INTO pending_credits (user_id, amount, entries)"
+        " SELECT user_id, SUM(amount), COUNT(*) FROM ledger_entries WHERE NOT applied GROUP BY user_id"
+    )
+    op.drop_index("ix_ledger_entries_pending_user_id", table_name="ledger_entries")
+    with op.batch_alter_table("ledger_entries") as batch:
+        batch.drop_constraint("ck_ledger_entries_only_credits_pending", type_="check")
+        batch.drop_column("applied")
+
 
 def downgrade() -> None:
+    # Which entries were pending is not kept, only how much each host is owed: settle it all, so
+    # every entry is applied, as the `applied` column says when it comes back.
+    op.execute(
+        "UPDATE wallets SET balance = balance + (SELECT SUM(amount) FROM pending_credits p"
+        " WHERE p.user_id = wallets.user_id) WHERE user_id IN (SELECT user_id FROM pending_credits)"
+    )
+    with op.batch_alter_table("ledger_entries") as batch:
+        batch.add_column(sa.Column("applied", sa.Boolean(), server_default=sa.true(), nullable=False))
+        batch.create_check_constraint("ck_ledger_entries_only_credits_pending", "applied OR kind = 'superlike_credit'")
+    op.create_index(
+        "ix_ledger_entries_pending_user_id",
+        "ledger_entries",
+        ["user_id"],
+        postgresql_where=sa.text("NOT applied"),
+        sqlite_where=sa.text("NOT applied"),
+    )
+    op.drop_table("pending_credits")
+
     op.drop_index("ix_stream_supporters_ranking", table_name="stream_supporters")
     op.create_index("ix_stream_supporters_ranking", "stream_supporters", ["stream_id", "coins", "reached_at_position"])
