@@ -24,6 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from server.domain.streams import MAX_SUPERLIKE_PRICE, MIN_SUPERLIKE_PRICE
 
+# Room left free on each wallets page for new row versions (PostgreSQL), so balance updates stay HOT.
+WALLETS_FILLFACTOR = 85
 # pending_credits is a queue, inserted into and deleted from all day: autovacuum should visit it after
 # every thousand deleted rows rather than after 20 % of the table (its default, made for tables that
 # mostly grow). The settlement vacuums it too (postgres/settlement.py).
@@ -59,10 +61,17 @@ class User(Base):
 
 
 class Wallet(Base):
-    """One coin wallet per user. The CHECK is the last line of defence against overdrafts."""
+    """One coin wallet per user. The CHECK is the last line of defence against overdrafts.
+
+    Every superlike updates its sender's wallet. `balance` is in no index, so PostgreSQL can write the
+    new row version on the same page without touching the index (a HOT update) - when the page has
+    room, which the fill factor keeps (migration 0005)."""
 
     __tablename__ = "wallets"
-    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+    __table_args__ = (
+        CheckConstraint("balance >= 0", name="balance_not_negative"),
+        {"postgresql_with": {"fillfactor": WALLETS_FILLFACTOR}},
+    )
 
     user_id: Mapped[str] = mapped_column(ObjectId, ForeignKey("users.id"), primary_key=True)
     balance: Mapped[int] = mapped_column(BigInteger)
@@ -99,12 +108,28 @@ class SuperlikeRecord(Base):
     """A superlike as sent: the sender's snapshot and the price are copied, never joined later.
 
     `idempotency_key` is unique per sender while retained; the purge sets it to NULL after the
-    retention window, which frees the key without touching the superlike itself.
+    retention window, which frees the key without touching the superlike itself. The two indexes
+    on keys hold only the superlikes that have one: a superlike sent without a key (or whose key was
+    purged) is looked up by neither, and costs no entry in them.
     """
 
     __tablename__ = "superlikes"
     __table_args__ = (
-        UniqueConstraint("sender_id", "idempotency_key", name="uq_superlikes_sender_key"),
+        Index(
+            "uq_superlikes_sender_key",
+            "sender_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+        # The purge finds the keys past the retention window by age.
+        Index(
+            "ix_superlikes_keyed_created_at_ms",
+            "created_at_ms",
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
         # History pages and the live feed walk a stream's superlikes by this key.
         UniqueConstraint("stream_id", "stream_position", name="uq_superlikes_stream_id"),
     )
@@ -118,7 +143,7 @@ class SuperlikeRecord(Base):
     sender_profile_photo: Mapped[str] = mapped_column(String(512))
     price: Mapped[int] = mapped_column(Integer)
     sender_balance_after: Mapped[int] = mapped_column(BigInteger)
-    created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # 1, 2, 3, ... per stream in commit order (see LiveStream.last_position).
     stream_position: Mapped[int] = mapped_column(BigInteger)

@@ -7,6 +7,10 @@
   `pending_credits`, of one row per host and write: settling deletes those rows. Credits pending at
   the upgrade are queued as one row per host. The ledger is insert-only from here on.
 - PostgreSQL only: autovacuum visits the queue after every thousand deleted rows.
+- The superlikes' two indexes on idempotency keys (sender and key, unique; age, for the purge) hold
+  only superlikes that have a key: a superlike sent without one no longer writes an entry in either.
+- PostgreSQL only: wallets keep room on each page (fill factor 85) for HOT balance updates. The table
+  is rebuilt, so the pages it already has get that room too.
 
 Revision ID: 0005
 Revises: 0004
@@ -24,7 +28,9 @@ branch_labels = None
 depends_on = None
 
 # Frozen here rather than imported: a migration must keep doing what it did when it was written.
+WALLETS_FILLFACTOR = 85
 PENDING_CREDITS_STORAGE = {"autovacuum_vacuum_scale_factor": 0, "autovacuum_vacuum_threshold": 1000}
+_KEYED = "idempotency_key IS NOT NULL"
 
 
 def upgrade() -> None:
@@ -33,6 +39,25 @@ def upgrade() -> None:
         "ix_stream_supporters_ranking",
         "stream_supporters",
         ["stream_id", sa.desc(sa.column("coins")), "reached_at_position"],
+    )
+
+    with op.batch_alter_table("superlikes") as batch:
+        batch.drop_constraint("uq_superlikes_sender_key", type_="unique")
+    op.create_index(
+        "uq_superlikes_sender_key",
+        "superlikes",
+        ["sender_id", "idempotency_key"],
+        unique=True,
+        postgresql_where=sa.text(_KEYED),
+        sqlite_where=sa.text(_KEYED),
+    )
+    op.drop_index("ix_superlikes_created_at_ms", table_name="superlikes")
+    op.create_index(
+        "ix_superlikes_keyed_created_at_ms",
+        "superlikes",
+        ["created_at_ms"],
+        postgresql_where=sa.text(_KEYED),
+        sqlite_where=sa.text(_KEYED),
     )
 
     op.create_table(
@@ -52,8 +77,18 @@ def upgrade() -> None:
         batch.drop_constraint("ck_ledger_entries_only_credits_pending", type_="check")
         batch.drop_column("applied")
 
+    # Table options are declared per database, like the partial indexes of 0002: SQLite has no fill
+    # factor and rebuilds the table all the same.
+    with op.batch_alter_table(
+        "wallets", recreate="always", table_kwargs={"postgresql_with": {"fillfactor": WALLETS_FILLFACTOR}}
+    ):
+        pass
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("wallets", recreate="always", table_kwargs={"postgresql_with": {}}):
+        pass
+
     # Which entries were pending is not kept, only how much each host is owed: settle it all, so
     # every entry is applied, as the `applied` column says when it comes back.
     op.execute(
@@ -71,6 +106,12 @@ def downgrade() -> None:
         sqlite_where=sa.text("NOT applied"),
     )
     op.drop_table("pending_credits")
+
+    op.drop_index("ix_superlikes_keyed_created_at_ms", table_name="superlikes")
+    op.create_index("ix_superlikes_created_at_ms", "superlikes", ["created_at_ms"])
+    op.drop_index("uq_superlikes_sender_key", table_name="superlikes")
+    with op.batch_alter_table("superlikes") as batch:
+        batch.create_unique_constraint("uq_superlikes_sender_key", ["sender_id", "idempotency_key"])
 
     op.drop_index("ix_stream_supporters_ranking", table_name="stream_supporters")
     op.create_index("ix_stream_supporters_ranking", "stream_supporters", ["stream_id", "coins", "reached_at_position"])
