@@ -152,7 +152,7 @@ def _history(
     world: World, users: list[dict[str, Any]], now: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
     """HISTORY_PER_SENDER settled superlikes per sender on the spread streams, half of them with an
-    idempotency key, each with its applied debit and credit ledger entries (the audit's invariants
+    idempotency key, each with its debit and credit ledger entries, settled (the audit's invariants
     hold); returns the superlikes, the ledger entries and each host's earnings."""
     superlikes: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
@@ -189,7 +189,6 @@ def _history(
                     "kind": "superlike_debit",
                     "superlike_id": superlike_id,
                     "created_at_ms": created_at_ms,
-                    "applied": True,
                 }
             )
             entries.append(
@@ -199,7 +198,6 @@ def _history(
                     "kind": "superlike_credit",
                     "superlike_id": superlike_id,
                     "created_at_ms": created_at_ms,
-                    "applied": True,
                 }
             )
             earned[host] = earned.get(host, 0) + SUPERLIKE_PRICE
