@@ -7,9 +7,10 @@
 -- ASCII without percent-escapes, no Authorization or one that starts with "Bearer "; for gRPC: POST
 -- over HTTP/2 with such an Authorization). Everything else keeps this filter, and so do the routes
 -- Envoy answers itself and requests refused before a route is picked. What every request needs is
--- Envoy configuration (envoy.yaml): forgeable headers are dropped before routing, header names are
--- checked by header_guard.lua, gRPC metadata is kept out of REST requests and answers by
--- header_mutation, and the server's errors become the envelope through custom_response.
+-- Envoy configuration (envoy.yaml): forgeable headers are dropped before routing, and so are header
+-- names that are not gRPC metadata keys (such a request is routed here to be refused), gRPC metadata
+-- is kept out of REST requests and answers by header_mutation, and the server's errors become the
+-- envelope through custom_response.
 --
 -- A request is a gRPC call exactly when Envoy itself says so (Grpc::Common::isGrpcRequestHeaders,
 -- which the transcoder and the local-reply code use): method POST and content-type
@@ -223,6 +224,12 @@ local function refuse(handle, status)
 end
 
 function envoy_on_request(request_handle)
+  -- The route has decided already (e.g. a header name that is not a gRPC metadata key, envoy.yaml):
+  -- refused here so that the answer takes the way of every refusal of this filter.
+  local refuse_with = request_handle:metadata():get("refuse_with")
+  if refuse_with ~= nil then
+    return refuse(request_handle, refuse_with)
+  end
   local headers = request_handle:headers()
   normalise_bearer(headers)
 

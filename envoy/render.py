@@ -27,7 +27,7 @@ callers a status with the same google.rpc.Status in grpc-status-details-bin as t
 texts the server's errors may show REST callers (custom_response's matcher) and the texts
 error_envelope.lua may pass on (route metadata). Also added on every render: the fast twins of the
 routes to the server (fast_routes: those routes without error_envelope.lua, for the requests it would
-leave alone) and header_guard.lua, inline. envoy.yaml alone runs, but without them.
+leave alone). envoy.yaml alone runs, but without them.
 
 Needs PyYAML and the server's packages (run it from the repository root with the venv, or in the
 server image).
@@ -65,8 +65,6 @@ OVERLAY_ROUTE = "overlay"
 JWKS_CLUSTER = "jwks"
 JWT_PROVIDER = "allmine"
 LUA_FILTER = "envoy.filters.http.lua"
-HEADER_GUARD_FILTER = "header_guard"  # a second Lua filter: header_guard.lua, on every request
-HEADER_GUARD = Path(__file__).resolve().parent / "header_guard.lua"
 CUSTOM_RESPONSE_FILTER = "envoy.filters.http.custom_response"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
@@ -566,7 +564,8 @@ def _render_error_table(hcm: dict[str, Any]) -> None:
     matcher = upstream_error_matcher()
     for virtual_host in hcm["route_config"]["virtual_hosts"]:
         for route in virtual_host["routes"]:
-            route.setdefault("metadata", {}).setdefault("filter_metadata", {})[LUA_FILTER] = table
+            lua_metadata = route.setdefault("metadata", {}).setdefault("filter_metadata", {})
+            lua_metadata[LUA_FILTER] = {**lua_metadata.get(LUA_FILTER, {}), **table}  # e.g. refuse_with
             custom_response = route.get("typed_per_filter_config", {}).get(CUSTOM_RESPONSE_FILTER)
             if custom_response is not None:
                 custom_response["custom_response_matcher"] = matcher
@@ -661,12 +660,6 @@ def fast_routes(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rendered.extend(twins.get(index, []))
         rendered.append(route)
     return rendered
-
-
-def _render_header_guard(http_filters: list[dict[str, Any]]) -> None:
-    """header_guard.lua inline: Envoy needs no file of it (deployments mount error_envelope.lua only)."""
-    guard = _find(http_filters, "name", HEADER_GUARD_FILTER, "http filter")["typed_config"]
-    guard["default_source_code"] = {"inline_string": HEADER_GUARD.read_text(encoding="utf-8")}
 
 
 def _render_upstream(
@@ -765,7 +758,6 @@ def render(
         _serve_file(routes, OPENAPI_ROUTE, _existing_file("--openapi", openapi, check_files))
     _render_error_table(hcm)
     routes[:] = fast_routes(routes)
-    _render_header_guard(http_filters)
     _render_send_rate_limit(http_filters, _send_rate_limit(send_burst, send_per_second, rate_limited_callers))
 
     if descriptor is not None:

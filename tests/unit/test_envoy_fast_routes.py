@@ -37,6 +37,7 @@ def is_twin(route: dict[str, Any]) -> bool:
 
 def test_every_route_to_the_server_has_its_fast_twins_right_before_it() -> None:
     assert [route["name"] for route in rendered_routes()] == [
+        "illegal-header-name",
         "grpc-on-rest-path",
         "rest-live-feed (fast: GET /api/v1/live-stream/{stream_id}/chat/superlikes/events)",
         "rest-live-feed",
@@ -108,12 +109,29 @@ def test_the_rest_routes_to_the_server_drop_grpc_metadata_and_render_the_servers
         ]
 
 
-def test_the_header_guard_is_inlined_and_has_no_response_function() -> None:
-    guard = next(f for f in _hcm(renderer.render())["http_filters"] if f["name"] == renderer.HEADER_GUARD_FILTER)
-    source = guard["typed_config"]["default_source_code"]["inline_string"]
-    assert source == renderer.HEADER_GUARD.read_text()
-    assert "function envoy_on_request(" in source and "function envoy_on_response(" not in source
-    assert not any(renderer.HEADER_GUARD_FILTER in r.get("typed_per_filter_config", {}) for r in rendered_routes())
+def test_header_names_that_are_not_metadata_keys_are_dropped_before_routing_and_the_request_refused() -> None:
+    config = renderer.render()
+    mutations = _hcm(config)["early_header_mutation_extensions"][0]["typed_config"]["mutations"]
+    counted, dropped, marked = (
+        next(i for i, m in enumerate(mutations) if "x-envoy-livechat-headers" in str(m)),
+        next(i for i, m in enumerate(mutations) if "safe_regex" in str(m)),
+        next(i for i, m in enumerate(mutations) if "x-envoy-livechat-illegal-header-name" in str(m)),
+    )
+    assert counted + 1 == dropped == marked - 1  # nothing else changes the headers in between
+    illegal = re.compile(mutations[dropped]["remove_on_match"]["key_matcher"]["safe_regex"]["regex"])
+    for name in ["x-foo!", "&q", "x-foo#", "x{y}", "a|b", "x~", "x*", "'", "`x", "x^y", "x-caf\xe9"]:
+        assert illegal.fullmatch(name), name
+    for name in [":path", ":authority", "authorization", "idempotency-key", "x-foo-bin", "x.y_z-0", "te"]:
+        assert not illegal.fullmatch(name), name
+    refusal = rendered_routes()[0]
+    assert refusal["name"] == "illegal-header-name"
+    assert refusal["match"] == {
+        "prefix": "/",
+        "headers": [{"name": "x-envoy-livechat-illegal-header-name", "string_match": {"exact": "true"}}],
+    }
+    assert refusal["direct_response"] == {"status": 400}
+    assert refusal["metadata"]["filter_metadata"][LUA]["refuse_with"] == 400
+    assert not is_twin(refusal)  # error_envelope.lua refuses it, for every kind of caller alike
 
 
 # --- a model of Envoy's route choice and of error_envelope.lua's request function --------------------
