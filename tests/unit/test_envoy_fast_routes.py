@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from devstack.stack import load_envoy_renderer
+from server.api import status_codes
 from server.api.rest_routes import rest_routes
 
 renderer = load_envoy_renderer()
@@ -107,6 +108,19 @@ def test_the_rest_routes_to_the_server_drop_grpc_metadata_and_render_the_servers
             {"prefix": "grpc-"},
             {"prefix": "x-envoy-"},
         ]
+
+
+def test_custom_response_can_read_every_text_of_the_table_from_grpc_message() -> None:
+    # gRPC percent-encodes grpc-message outside printable ASCII and "%": the table's texts travel
+    # verbatim, so custom_response's exact match on the header sees them as the server wrote them.
+    matcher = renderer.upstream_error_matcher()
+    by_text = matcher["matcher_list"]["matchers"][0]["on_match"]["matcher"]["matcher_tree"]
+    assert by_text["input"]["typed_config"]["header_name"] == "grpc-message"
+    texts = by_text["exact_match_map"]["map"]
+    assert list(texts) == status_codes.client_messages()
+    for text, answer in texts.items():
+        assert re.fullmatch(r"[ -$&-~]+", text), text
+        assert answer["action"]["typed_config"]["body"] == {"inline_string": text}
 
 
 def test_header_names_that_are_not_metadata_keys_are_dropped_before_routing_and_the_request_refused() -> None:
