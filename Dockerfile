@@ -11,8 +11,11 @@ COPY pyproject.toml README.md ./
 COPY server ./server
 COPY gen ./gen
 COPY envoy ./envoy
+# /run/livechat: where the workers' Unix sockets for Envoy go (LIVECHAT_EDGE_SOCKET_DIR in
+# docker-compose.yml); the server refuses a socket directory anyone else could write to.
 RUN pip install . \
-    && useradd --system --uid 10001 --no-create-home livechat
+    && useradd --system --uid 10001 --no-create-home livechat \
+    && install -d -o livechat -g livechat -m 0700 /run/livechat
 
 USER livechat
 EXPOSE 50051

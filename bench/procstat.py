@@ -22,6 +22,34 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants: `livechat serve --workers N` is a supervisor and N worker processes."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        current = tree[index]
+        index += 1
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as handle:
+                    tree.extend(int(child) for child in handle.read().split())
+        except OSError:
+            continue
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of a process and its living descendants (a worker that died takes its own along)."""
+    if cpu_seconds(pid) is None:
+        return None
+    return sum(seconds for member in process_tree(pid) if (seconds := cpu_seconds(member)) is not None)
+
+
+def tree_rss_kb(pid: int) -> int | None:
+    if rss_kb(pid) is None:
+        return None
+    return sum(kb for member in process_tree(pid) if (kb := rss_kb(member)) is not None)
+
+
 def rss_kb(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
@@ -71,7 +99,7 @@ def snapshot(server_pid: int | None, envoy_pid: int | None, count_postgres: bool
                 postgres[pid] = seconds
     return CpuSnapshot(
         at=time.monotonic(),
-        server=cpu_seconds(server_pid) if server_pid else None,
+        server=tree_cpu_seconds(server_pid) if server_pid else None,
         envoy=cpu_seconds(envoy_pid) if envoy_pid else None,
         postgres=postgres,
         load_tool=children_cpu_seconds(),
@@ -122,7 +150,7 @@ class RssSampler:
 
     def _sample(self) -> None:
         envoy = rss_kb(self.envoy_pid) if self.envoy_pid else None
-        self.samples.append((round(self.now(), 2), rss_kb(self.server_pid), envoy))
+        self.samples.append((round(self.now(), 2), tree_rss_kb(self.server_pid), envoy))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -1,5 +1,9 @@
 """`make run`: the whole product on an embedded SQLite database, Envoy in front, ready to curl.
 
+Envoy reaches the server on its Unix socket (.local/run/sockets/worker-0.sock) as in production, so
+REST calls rely on Envoy's token verification; direct gRPC callers on LIVECHAT_GRPC_PORT have their
+tokens verified by the server. One worker: SQLite is served by one process.
+
 Settings (environment): LIVECHAT_HTTP_PORT (8080), LIVECHAT_GRPC_PORT (50051), LIVECHAT_ADMIN_PORT
 (9901, Envoy admin on 127.0.0.1), LIVECHAT_METRICS_PORT (9464, the server's Prometheus metrics),
 DATABASE_URL (the default of every `livechat` command, sqlite:///.local/livechat.db), RESET=1 (`make run RESET=1`: delete that SQLite database first and
@@ -79,6 +83,7 @@ Allmine live-stream chat is running.
   REST (Envoy)       http://127.0.0.1:{config.http_port}
   gRPC (via Envoy)   127.0.0.1:{config.http_port}
   gRPC (direct)      127.0.0.1:{config.grpc_port}
+  Envoy -> server    unix:{config.worker_sockets()[0]}
   Envoy admin        http://127.0.0.1:{config.admin_port}
   OpenAPI            http://127.0.0.1:{config.http_port}/api/v1/openapi.json
   metrics            http://127.0.0.1:{config.extra_server_env["LIVECHAT_METRICS_PORT"]}/metrics (server), http://127.0.0.1:{config.admin_port}/stats/prometheus (Envoy)

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,8 @@ from types import ModuleType
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from server.workers.sockets import worker_socket_path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVOY_DIR = ROOT / "envoy"
@@ -60,14 +63,32 @@ class StackConfig:
     issuer: str = DEFAULT_ISSUER
     audience: str = DEFAULT_AUDIENCE
     extra_server_env: dict[str, str] = field(default_factory=dict)
-    # More server processes (replicas) on the same database, behind the same Envoy.
+    # More server processes (replicas) on the same database, behind the same Envoy (over TCP).
     replica_grpc_ports: tuple[int, ...] = ()
+    # `livechat serve --workers N` (more than one needs PostgreSQL).
+    workers: int = 1
+    # Envoy reaches the server's workers on their Unix sockets, as in production (the calls may then
+    # rely on Envoy's token check); False: over TCP, e.g. an Envoy in front of a server started
+    # elsewhere. socket_dir: where the sockets are (default: <workdir>/sockets).
+    edge_over_unix_socket: bool = True
+    socket_dir: Path | None = None
     # More envoy/render.py parameters (e.g. upstream_keepalive_seconds for a test).
     envoy_overrides: dict[str, object] = field(default_factory=dict)
     # Tests set this: if the test runner is killed before it can stop the stack, the kernel stops it.
     die_with_parent: bool = False
 
+    @property
+    def edge_socket_dir(self) -> Path | None:
+        if not self.edge_over_unix_socket:
+            return None
+        return self.socket_dir if self.socket_dir is not None else self.workdir / "sockets"
+
+    def worker_sockets(self) -> list[Path]:
+        directory = self.edge_socket_dir
+        return [] if directory is None else [worker_socket_path(directory, i) for i in range(self.workers)]
+
     def server_env(self, grpc_port: int | None = None) -> dict[str, str]:
+        """The main server's environment, or (grpc_port) a replica's: replicas are reached over TCP."""
         env = dict(os.environ)
         env.update(
             {
@@ -78,8 +99,12 @@ class StackConfig:
                 "LIVECHAT_JWT_ISSUER": self.issuer,
                 "LIVECHAT_JWT_AUDIENCE": self.audience,
                 "PYTHONUNBUFFERED": "1",
+                "LIVECHAT_WORKERS": str(self.workers if grpc_port is None else 1),
             }
         )
+        env.pop("LIVECHAT_EDGE_SOCKET_DIR", None)
+        if grpc_port is None and self.edge_socket_dir is not None:
+            env["LIVECHAT_EDGE_SOCKET_DIR"] = str(self.edge_socket_dir)
         env.update(self.extra_server_env)
         return env
 
@@ -122,7 +147,9 @@ class Stack:
                 start_new_session=True,
                 preexec_fn=_die_with_parent if self.config.die_with_parent else None,
             )
-        self._wait_for_health(f"127.0.0.1:{self.config.grpc_port}", self.server, self.server_log, timeout)
+        targets = [f"127.0.0.1:{self.config.grpc_port}", *(f"unix:{path}" for path in self.config.worker_sockets())]
+        for target in targets:
+            self._wait_for_health(target, self.server, self.server_log, timeout)
 
     def start_replica(self, grpc_port: int, timeout: float = 30.0) -> None:
         """Another `livechat serve` on the same database (a second replica), listening on grpc_port."""
@@ -148,7 +175,10 @@ class Stack:
 
     def start_envoy(self, timeout: float = 30.0, *, wait_for_healthy_upstream: bool = True) -> None:
         renderer = load_envoy_renderer()
+        socket_dir = self.config.edge_socket_dir
         rendered = renderer.render(
+            upstream_socket_dir=None if socket_dir is None else str(socket_dir.resolve()),
+            upstream_workers=self.config.workers if socket_dir is not None else 1,
             listen_address="127.0.0.1",
             listen_port=self.config.http_port,
             admin_port=self.config.admin_port,
@@ -187,6 +217,14 @@ class Stack:
                 preexec_fn=_die_with_parent if self.config.die_with_parent else None,
             )
         self._wait_for_envoy(timeout, wait_for_healthy_upstream)
+
+    def wait_until_upstream_healthy(self, timeout: float = 30.0) -> None:
+        """Until Envoy's health checks pass on every upstream endpoint (e.g. a restarted worker)."""
+        self._wait_for_envoy(timeout, healthy_upstream=True)
+
+    def _endpoints(self) -> int:
+        """How many endpoints Envoy's upstream cluster has: the workers' sockets (or the TCP port) and replicas."""
+        return max(len(self.config.worker_sockets()), 1) + len(self.config.replica_grpc_ports)
 
     def stop(self) -> None:
         for process in (self.envoy, self.server, *self.replicas.values()):
@@ -227,9 +265,21 @@ class Stack:
             try:
                 with urllib.request.urlopen(ready_url, timeout=1) as response:
                     clusters = response.read().decode()
-                # Ready when the upstream passed Envoy's own grpc.health check.
-                if "livestream_chat::" in clusters and (not healthy_upstream or "health_flags::healthy" in clusters):
-                    return
+                # Ready when every upstream endpoint passed Envoy's own grpc.health check.
+                healthy = [
+                    line
+                    for line in clusters.splitlines()
+                    if line.startswith("livestream_chat::") and line.endswith("::health_flags::healthy")
+                ]
+                if "livestream_chat::" in clusters and (not healthy_upstream or len(healthy) >= self._endpoints()):
+                    # ...and the listener takes connections: a STATIC cluster of sockets is checked
+                    # healthy before Envoy has started its listener (its server state is LIVE after).
+                    live_url = f"http://127.0.0.1:{self.config.admin_port}/ready"
+                    with urllib.request.urlopen(live_url, timeout=1) as response:
+                        live = response.read().decode().strip() == "LIVE"
+                    if live:
+                        socket.create_connection(("127.0.0.1", self.config.http_port), timeout=1).close()
+                        return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)

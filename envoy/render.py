@@ -52,9 +52,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as `python envoy/render.py`: the server package is beside envoy/
 
 from server.api import status_codes  # noqa: E402
+from server.api.caller import EDGE_VERIFIED_SUBJECT_METADATA  # noqa: E402
 from server.api.rest_routes import rest_routes  # noqa: E402
 from server.auth.jwks_url import InsecureJwksUrl, check_jwks_url  # noqa: E402
 from server.domain.errors import DomainError  # noqa: E402
+from server.workers.sockets import MAX_SOCKET_PATH_BYTES, worker_socket_path  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parent / "envoy.yaml"
 
@@ -79,7 +81,12 @@ DEFAULT_SEND_PER_SECOND = 5.0
 DEFAULT_RATE_LIMITED_CALLERS = 100_000
 
 DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-JWKS_CACHE_DURATION = "600s"
+# No longer than the server keeps its key set (server/auth/jwks.py, 300 s): a key the identity
+# provider withdrew stops being honoured at the edge no later than at the server.
+JWKS_CACHE_DURATION = "300s"
+# The server's default LIVECHAT_JWT_LEEWAY_SECONDS: Envoy's clock skew must not be more lenient.
+DEFAULT_CLOCK_SKEW_SECONDS = 30
+EARLY_HEADER_MUTATION = "envoy.http.early_header_mutation.header_mutation"
 JWKS_FETCH_TIMEOUT = "5s"
 
 
@@ -668,32 +675,69 @@ def _render_upstream(
     port: int | None,
     keepalive_seconds: float | None,
     extra_ports: tuple[int, ...],
+    sockets: list[str],
 ) -> None:
-    """The servers' address (and more replicas on the same host: extra_ports) and keepalive."""
+    """The servers' address (and more replicas on the same host: extra_ports) and keepalive; with
+    `sockets`, the workers' Unix sockets first (a STATIC cluster: pipes need no name resolution)."""
     endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     upstream_addr = endpoints[0]["endpoint"]["address"]["socket_address"]
     if host is not None:
         upstream_addr["address"] = _host("--upstream-host", host)
     if port is not None:
         upstream_addr["port_value"] = _port("--upstream-port", port)
-    for extra in extra_ports:
-        endpoints.append(
-            {
-                "endpoint": {
-                    "address": {
-                        "socket_address": {
-                            "address": upstream_addr["address"],
-                            "port_value": _port("--extra-upstream-port", extra),
-                        }
-                    }
-                }
-            }
-        )
+    tcp = [
+        dict(upstream_addr),
+        *({"address": upstream_addr["address"], "port_value": _port("--extra-upstream-port", p)} for p in extra_ports),
+    ]
+    if sockets:
+        tcp = tcp[1:]  # the workers' sockets replace the server's TCP address; replicas stay on TCP
+        if tcp:
+            _ip("--upstream-host (with --upstream-socket-dir, replicas need an IP)", upstream_addr["address"])
+        cluster["type"] = "STATIC"
+        cluster.pop("dns_lookup_family", None)
+    endpoints[:] = [{"endpoint": {"address": {"pipe": {"path": path}}}} for path in sockets] + [
+        {"endpoint": {"address": {"socket_address": address}}} for address in tcp
+    ]
     if keepalive_seconds is not None:
         keepalive = cluster["typed_extension_protocol_options"][
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
         ]["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"]
         keepalive["interval"] = _seconds("--upstream-keepalive-seconds", keepalive_seconds)
+
+
+def worker_sockets(socket_dir: str | None, workers: int) -> list[str]:
+    """The Unix sockets of `workers` workers in socket_dir, as the server names them."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+        raise RenderError(f"--upstream-workers must be 1-64, got {workers!r}")
+    if socket_dir is None:
+        if workers != 1:
+            raise RenderError("--upstream-workers needs --upstream-socket-dir (workers are reached on their sockets)")
+        return []
+    if not Path(_text("--upstream-socket-dir", socket_dir)).is_absolute():
+        raise RenderError(f"--upstream-socket-dir must be an absolute path, got {socket_dir!r}")
+    paths = [str(worker_socket_path(socket_dir, index)) for index in range(workers)]
+    too_long = [path for path in paths if len(path.encode()) > MAX_SOCKET_PATH_BYTES]
+    if too_long:
+        raise RenderError(f"{too_long[0]} is longer than the {MAX_SOCKET_PATH_BYTES} bytes of a Unix socket path")
+    return paths
+
+
+def _render_token_checks(hcm: dict[str, Any], provider: dict[str, Any], clock_skew_seconds: Any) -> None:
+    """The header jwt_authn passes the verified `sub` in, stripped from clients first; the clock skew."""
+    if (
+        isinstance(clock_skew_seconds, bool)
+        or not isinstance(clock_skew_seconds, int)
+        or not 0 <= clock_skew_seconds <= 300
+    ):
+        raise RenderError(f"--clock-skew-seconds must be 0-300 (the server's leeway), got {clock_skew_seconds!r}")
+    # jwt_authn reads 0 as "the default", 60 s: one second is the strictest it can be told.
+    provider["clock_skew_seconds"] = max(clock_skew_seconds, 1)
+    provider["claim_to_headers"] = [{"header_name": EDGE_VERIFIED_SUBJECT_METADATA, "claim_name": "sub"}]
+    strip = _find(hcm["early_header_mutation_extensions"], "name", EARLY_HEADER_MUTATION, "early header mutation")
+    mutations = strip["typed_config"]["mutations"]
+    if "remove" not in mutations[0]:
+        raise RenderError("envoy.yaml: the early header mutation must start with the verified-sub header's removal")
+    mutations[0] = {"remove": EDGE_VERIFIED_SUBJECT_METADATA}  # the others: envoy.yaml's forgeable headers etc.
 
 
 def render(
@@ -712,6 +756,9 @@ def render(
     jwks_ca_file: str = DEFAULT_CA_BUNDLE,
     upstream_keepalive_seconds: float | None = None,
     extra_upstream_ports: tuple[int, ...] = (),
+    upstream_socket_dir: str | None = None,
+    upstream_workers: int = 1,
+    clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS,
     overlay: str | None = None,
     openapi: str | None = None,
     send_burst: int = DEFAULT_SEND_BURST,
@@ -743,6 +790,7 @@ def render(
     if admin_port is not None:
         config["admin"]["address"]["socket_address"]["port_value"] = _port("--admin-port", admin_port)
 
+    sockets = worker_sockets(upstream_socket_dir, upstream_workers)
     for cluster_name in (UPSTREAM_CLUSTER, FEED_CLUSTER):
         _render_upstream(
             _find(clusters, "name", cluster_name, "cluster"),
@@ -750,6 +798,7 @@ def render(
             upstream_port,
             upstream_keepalive_seconds,
             extra_upstream_ports,
+            sockets,
         )
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
     if overlay is not None:
@@ -768,6 +817,7 @@ def render(
         lua_filter["default_source_code"] = {"filename": _existing_file("--lua", lua, check_files)}
 
     provider = _find(http_filters, "name", JWT_FILTER, "http filter")["typed_config"]["providers"][JWT_PROVIDER]
+    _render_token_checks(hcm, provider, clock_skew_seconds)
     if issuer is not None:
         provider["issuer"] = _text("--issuer", issuer)
     if audience is not None:
@@ -815,9 +865,26 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="another server replica on the upstream host (repeatable)",
     )
+    p.add_argument(
+        "--upstream-socket-dir",
+        help="reach the server's workers on their Unix sockets in this directory (LIVECHAT_EDGE_SOCKET_DIR), "
+        "not on --upstream-host/--upstream-port",
+    )
+    p.add_argument(
+        "--upstream-workers",
+        type=int,
+        default=1,
+        help="how many workers' sockets (the server's LIVECHAT_WORKERS; default 1)",
+    )
     p.add_argument("--lua", help="error_envelope.lua path (default envoy/error_envelope.lua)")
     p.add_argument("--issuer", help="required JWT iss")
     p.add_argument("--audience", help="required JWT aud")
+    p.add_argument(
+        "--clock-skew-seconds",
+        type=int,
+        default=DEFAULT_CLOCK_SKEW_SECONDS,
+        help=f"leeway on exp/nbf: the server's LIVECHAT_JWT_LEEWAY_SECONDS (default {DEFAULT_CLOCK_SKEW_SECONDS})",
+    )
     jwks = p.add_mutually_exclusive_group()
     jwks.add_argument("--jwks-file", help="local JWKS file")
     jwks.add_argument("--jwks-url", help="remote JWKS URL (https; http only on loopback)")

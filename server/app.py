@@ -32,6 +32,10 @@ from server.services.feed import FeedService
 from server.services.feed_hub import FeedHub
 from server.services.history import HistoryService
 from server.services.superlikes import SuperlikeService
+from server.workers.listeners import Listening, PortInUse, listen, server_options
+from server.workers.role import WorkerRole
+
+__all__ = ["PortInUse", "RunningServer", "serve", "start_server"]
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +48,7 @@ CHAT_SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["LiveStreamChat"].full_
 MAX_METADATA_BYTES = 2 * 32 * 1024 + 16 * 1024
 
 SERVER_OPTIONS = [
-    # grpc enables SO_REUSEPORT by default: a second server on a taken port would silently share it.
-    ("grpc.so_reuseport", 0),
+    # SO_REUSEPORT: on only when workers share the port (server/workers/listeners.py).
     # Requests are tiny; refusing large ones early protects memory.
     ("grpc.max_receive_message_length", 64 * 1024),
     ("grpc.max_metadata_size", MAX_METADATA_BYTES),
@@ -61,10 +64,6 @@ SERVER_OPTIONS = [
 ]
 
 
-class PortInUse(Exception):
-    pass
-
-
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -77,6 +76,14 @@ class RunningServer:
     servicer: LiveStreamChatServicer | None = None
     # Metrics (and their endpoint when LIVECHAT_METRICS_PORT is set) and the RPC log line.
     instruments: Instruments | None = None
+    # The Unix socket Envoy reaches this server on (LIVECHAT_EDGE_SOCKET_DIR), None without one.
+    listening: Listening | None = None
+
+    @property
+    def edge_socket(self) -> str | None:
+        if self.listening is None or self.listening.edge_socket is None:
+            return None
+        return str(self.listening.edge_socket.path)
 
     @property
     def metrics_port(self) -> int | None:
@@ -103,6 +110,8 @@ class RunningServer:
         await self.storage.close()
         if self.instruments is not None:
             self.instruments.close()
+        if self.listening is not None:
+            self.listening.release()
 
 
 def build_verifier(settings: Settings) -> tuple[TokenVerifier, JwksKeySet]:
@@ -116,14 +125,15 @@ def build_verifier(settings: Settings) -> tuple[TokenVerifier, JwksKeySet]:
     return TokenVerifier(policy, keys), keys
 
 
-async def start_server(settings: Settings) -> RunningServer:
+async def start_server(settings: Settings, role: WorkerRole | None = None) -> RunningServer:
+    """A running server; `role`: which of several workers it is (default: the only one)."""
     settings.require_auth()
     verifier, keys = build_verifier(settings)
     await keys.load()  # fail at startup, not on the first request, when the JWKS is unusable
     storage = open_storage(settings)
     try:
         await _check_schema(storage)
-        return await _start(settings, storage, verifier)
+        return await _start(settings, storage, verifier, role or WorkerRole())
     except BaseException:
         await storage.close()
         raise
@@ -138,7 +148,7 @@ async def _check_schema(storage: Storage) -> None:
         log.warning("database unreachable at startup, schema not checked: %s", error.__cause__)
 
 
-async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) -> RunningServer:
+async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier, role: WorkerRole) -> RunningServer:
     health_servicer = health.aio.HealthServicer()
     storage_health = StorageHealth(
         health_servicer,
@@ -161,22 +171,19 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
 
     instruments = instrument(settings, storage)
     instruments.metrics.watch_feed_subscribers(feed_hub.total_subscribers)
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[instruments.interceptor])
+    server = grpc.aio.server(options=server_options(SERVER_OPTIONS, role), interceptors=[instruments.interceptor])
     chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [CHAT_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    address = f"{settings.grpc_host}:{settings.grpc_port}"
     try:
-        port = server.add_insecure_port(address)
-    except RuntimeError as error:
+        listening = listen(server, settings, role)
+    except BaseException:
         instruments.close()
-        raise PortInUse(f"cannot listen on {address}: the port is taken or the address is invalid") from error
-    if port == 0:
-        instruments.close()
-        raise PortInUse(f"cannot listen on {address}")
+        raise
+    port = listening.port
     await storage_health.check_now()
     await server.start()
     background = [
@@ -188,18 +195,22 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier) 
         asyncio.create_task(storage.watch_advances(feed_hub.resync), name="feed-wakeups"),
     ]
     log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
+    if listening.edge_socket is not None:
+        log.info("listening for Envoy on unix:%s", listening.edge_socket.path)
     if instruments.metrics_port is not None:
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, instruments.metrics_port)
-    return RunningServer(server, port, storage, health_servicer, feed_hub, background, servicer, instruments)
+    return RunningServer(server, port, storage, health_servicer, feed_hub, background, servicer, instruments, listening)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, role: WorkerRole | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
-    running = await start_server(settings)
+    role = role or WorkerRole()
+    running = await start_server(settings, role)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    role.announce_ready()
     try:
         await stop.wait()
         log.info("shutting down: finishing in-flight calls (grace %.1fs)", settings.shutdown_grace_seconds)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from server.adapters.storage import UnsupportedDatabase, check_database_url
+from server.adapters.storage import (
+    SingleProcessDatabase,
+    UnsupportedDatabase,
+    check_database_url,
+    check_several_processes,
+)
 
 
 class ConfigError(Exception):
@@ -17,6 +22,7 @@ class ConfigError(Exception):
 # (relative to the directory the command runs in: the repository root for `make run`).
 DEFAULT_DATABASE_URL = "sqlite:///.local/livechat.db"
 MIN_IDEMPOTENCY_RETENTION_HOURS = 24
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,11 @@ class Settings:
     # None: no metrics endpoint; 0: any free port (tests read it back from the running server).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # Server processes `livechat serve` runs (server/workers/supervisor.py); 1 runs in-process.
+    workers: int = 1
+    # Where each worker listens for Envoy on a Unix socket of its own (worker-<i>.sock); calls on it
+    # may rely on Envoy's token verification (server/api/caller.py). None: TCP only.
+    edge_socket_dir: str | None = None
 
     def require_auth(self) -> None:
         """The server cannot run without a way to verify tokens; admin commands can."""
@@ -55,6 +66,28 @@ class Settings:
         ]
         if missing:
             raise ConfigError(f"{', '.join(missing)} must be set to serve (see README: Configuration)")
+
+
+def with_workers(settings: Settings, workers: int) -> Settings:
+    """The settings for `workers` processes (`livechat serve --workers` overrides LIVECHAT_WORKERS).
+
+    Several workers share the public gRPC port, so it must be a fixed one, and each serves metrics on
+    a port of its own (LIVECHAT_METRICS_PORT + its index)."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"workers={workers} is out of range [1, {MAX_WORKERS}]")
+    if workers > 1:
+        try:
+            check_several_processes(settings.database_url)
+        except SingleProcessDatabase as error:
+            raise ConfigError(f"{workers} workers: {error}") from None
+        if settings.grpc_port == 0:
+            raise ConfigError(f"{workers} workers share one gRPC port: set LIVECHAT_GRPC_PORT to a port number, not 0")
+        if settings.metrics_port and settings.metrics_port + workers - 1 > 65535:
+            raise ConfigError(
+                f"LIVECHAT_METRICS_PORT={settings.metrics_port}: worker i serves metrics on that port + i, "
+                f"which passes 65535 with {workers} workers"
+            )
+    return replace(settings, workers=workers)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -107,7 +140,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"LIVECHAT_DB_BATCHES_IN_FLIGHT={batches_in_flight} must be below LIVECHAT_DB_POOL_SIZE={pool_size}"
         )
-    return Settings(
+    settings = Settings(
         database_url=database_url,
         grpc_host=env.get("LIVECHAT_GRPC_HOST") or "127.0.0.1",
         grpc_port=_int(env, "LIVECHAT_GRPC_PORT", 50051, 0, 65535),
@@ -129,4 +162,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         metrics_port=metrics_port,
         metrics_host=env.get("LIVECHAT_METRICS_HOST") or "127.0.0.1",
+        edge_socket_dir=env.get("LIVECHAT_EDGE_SOCKET_DIR") or None,
     )
+    return with_workers(settings, _int(env, "LIVECHAT_WORKERS", 1, 1, MAX_WORKERS))

@@ -18,6 +18,7 @@ from devstack.stack import load_envoy_renderer
 from server.adapters.storage import open_storage
 from server.cli.parser import build_parser
 from server.config import load_settings
+from server.workers.sockets import worker_socket_path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -52,6 +53,18 @@ def pinned_dev_dependency(name: str) -> str:
     raise AssertionError(f"{name} is not pinned in pyproject.toml")
 
 
+def mounts(service: dict) -> dict[str, tuple[str, bool]]:
+    """A service's mounts, short or long syntax: container path -> (source, read-only)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            found[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+        else:
+            parts = volume.split(":")
+            found[parts[1]] = (parts[0], parts[2:] == ["ro"])
+    return found
+
+
 def built_services() -> dict[str, dict]:
     return {name: service for name, service in SERVICES.items() if "build" in service}
 
@@ -71,8 +84,7 @@ def test_built_images_and_mounted_files_exist() -> None:
     for name, service in SERVICES.items():
         if "build" in service:
             assert service["build"] == "."  # and one image name: test_the_services_built_...
-        for volume in service.get("volumes", []):
-            source = volume.split(":")[0]
+        for source, _ in mounts(service).values():
             if source.startswith("./"):
                 assert (ROOT / source).is_file(), f"{name} mounts missing {source}"
 
@@ -85,17 +97,37 @@ def test_server_environment_is_what_the_server_reads_and_is_valid() -> None:
     assert settings.grpc_host == "0.0.0.0"
     assert settings.database_url == "postgresql://livechat@postgres:5432/livechat"
     assert f"{settings.grpc_port}" in SERVICES["server"]["expose"]
-    # Operators' view of every replica: metrics reachable on the compose network, logs as JSON.
-    assert (settings.metrics_host, f"{settings.metrics_port}") == ("0.0.0.0", "9464")
-    assert f"{settings.metrics_port}" in SERVICES["server"]["expose"]
+    # Operators' view of every worker: metrics reachable on the compose network, logs as JSON.
+    assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9464)
+    assert SERVICES["server"]["expose"] == ["50051", *(f"{9464 + i}" for i in range(settings.workers))]
     assert settings.log_format == "json"
 
 
-def test_two_server_replicas_share_the_one_database_and_only_the_server_is_replicated() -> None:
-    replicated = {name: service["deploy"]["replicas"] for name, service in SERVICES.items() if "deploy" in service}
-    assert replicated == {"server": 2}
-    # Replicas cannot share a published host port or a fixed container name.
+def test_one_server_container_runs_two_workers_and_nothing_is_replicated() -> None:
+    settings = load_settings({k: substitute(str(v)) for k, v in SERVICES["server"]["environment"].items()})
+    assert (settings.workers, settings.edge_socket_dir) == (2, "/run/livechat")
+    # Replicas would share the socket volume (and the server refuses a socket another one holds).
+    assert [name for name, service in SERVICES.items() if "deploy" in service] == []
+    # tini passes `docker compose stop`'s SIGTERM to the supervisor, which stops the workers gracefully.
+    assert SERVICES["server"]["init"] is True and SERVICES["server"]["command"] == ["livechat", "serve"]
     assert "ports" not in SERVICES["server"] and "container_name" not in SERVICES["server"]
+
+
+def test_only_the_server_and_envoy_mount_the_sockets_and_envoy_runs_as_the_server_user() -> None:
+    socket_dir = SERVICES["server"]["environment"]["LIVECHAT_EDGE_SOCKET_DIR"]
+    mounting = {name: mounts(service).get(socket_dir) for name, service in SERVICES.items()}
+    assert {name: mount for name, mount in mounting.items() if mount} == {
+        "server": ("server-sockets", False),
+        "envoy": ("server-sockets", True),  # connecting to a socket needs no write access
+    }
+    assert "server-sockets" in COMPOSE["volumes"]
+    envoy_mount = next(v for v in SERVICES["envoy"]["volumes"] if isinstance(v, dict))
+    assert envoy_mount["volume"] == {"nocopy": True}  # only the server image seeds the volume
+    # The sockets are 0600 in a 0700 directory of the image's livechat user: Envoy runs as that user.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    uid = re.search(r"useradd --system --uid (\d+) --no-create-home livechat", dockerfile)
+    assert uid is not None and SERVICES["envoy"]["user"] == f"{uid.group(1)}:{uid.group(1)}"
+    assert f"install -d -o livechat -g livechat -m 0700 {socket_dir}" in dockerfile
 
 
 def test_every_service_on_the_database_gets_the_same_url_and_the_password_outside_it() -> None:
@@ -217,17 +249,26 @@ def test_rendered_envoy_config_matches_the_services_and_mounts(tmp_path: Path) -
     assert renderer.main(["--out", str(out), *args[2:]]) == 0
     config = yaml.safe_load(out.read_text())
     text = yaml.safe_dump(config)
-    server_port = SERVICES["server"]["environment"]["LIVECHAT_GRPC_PORT"]
-    assert flags["--upstream-host"] == "server" and flags["--upstream-port"] == server_port
-    # Every replica behind the one service name: DNS discovery, each endpoint health-checked.
+    server = SERVICES["server"]["environment"]
+    assert "--upstream-host" not in flags and "--upstream-port" not in flags
+    # Every worker's socket, as the server names it, each endpoint health-checked on its own.
+    assert (flags["--upstream-socket-dir"], flags["--upstream-workers"]) == (
+        server["LIVECHAT_EDGE_SOCKET_DIR"],
+        server["LIVECHAT_WORKERS"],
+    )
+    assert flags["--clock-skew-seconds"] == server["LIVECHAT_JWT_LEEWAY_SECONDS"]
     upstream = next(c for c in config["static_resources"]["clusters"] if c["name"] == "livestream_chat")
-    assert upstream["type"] == "STRICT_DNS" and upstream["health_checks"][0]["grpc_health_check"] == {}
+    assert upstream["type"] == "STATIC" and upstream["health_checks"][0]["grpc_health_check"] == {}
+    endpoints = [e["endpoint"]["address"] for e in upstream["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+    socket_dir, workers = server["LIVECHAT_EDGE_SOCKET_DIR"], int(server["LIVECHAT_WORKERS"])
+    assert endpoints == [{"pipe": {"path": str(worker_socket_path(socket_dir, i))}} for i in range(workers)]
     published = SERVICES["envoy"]["ports"][0].split(":")
     assert published[1] == flags["--listen-port"]
-    mounts = {v.split(":")[1] for v in SERVICES["envoy"]["volumes"]}
-    assert {flags["--descriptor"], flags["--lua"], flags["--openapi"]} <= mounts
+    mounted = set(mounts(SERVICES["envoy"]))
+    assert socket_dir in mounted
+    assert {flags["--descriptor"], flags["--lua"], flags["--openapi"]} <= mounted
     # Envoy refuses a config naming a file it cannot open: each one is mounted (or ships in its image).
-    assert files_read_by(config) - mounts == {renderer.DEFAULT_CA_BUNDLE}
+    assert files_read_by(config) - mounted == {renderer.DEFAULT_CA_BUNDLE}
     assert flags["--descriptor"] in text and flags["--lua"] in text and flags["--openapi"] in text
     assert "https://auth.example.com/.well-known/jwks.json" in text
     assert SERVICES["envoy"]["command"][2] == "/rendered/envoy.yaml"

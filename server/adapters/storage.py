@@ -21,10 +21,12 @@ from server.adapters.storage_base import Storage
 
 __all__ = [
     "DatabaseMissing",
+    "SingleProcessDatabase",
     "Storage",
     "StorageSettings",
     "UnsupportedDatabase",
     "check_database_url",
+    "check_several_processes",
     "delete_local_database",
     "open_storage",
     "require_existing_database",
@@ -103,6 +105,19 @@ def open_storage(
 def check_database_url(url: str) -> None:
     """Raises UnsupportedDatabase unless open_storage can open `url`."""
     _is_sqlite(url)
+
+
+class SingleProcessDatabase(Exception):
+    """The database is served by one server process only."""
+
+
+def check_several_processes(url: str) -> None:
+    """Raises SingleProcessDatabase when several server processes cannot share this database."""
+    if _is_sqlite(url):
+        raise SingleProcessDatabase(
+            "SQLite is served by one process (its single writer and the live feed's in-process fan-out "
+            "live there): run one worker, or use PostgreSQL for more"
+        )
 
 
 def require_existing_database(settings_or_url: StorageSettings | str) -> None:

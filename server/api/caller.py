@@ -2,6 +2,13 @@
 
 Only the bearer token identifies the caller. Headers such as x-user-id are ignored however they
 arrive: anything a client can type is not an identity.
+
+One header is read, and only on calls that arrive over the server's Unix socket, which only Envoy can
+connect to (server/workers/sockets.py): the `sub` Envoy's jwt_authn passes on after it has verified
+the token itself (EDGE_VERIFIED_SUBJECT_METADATA). Envoy drops any copy a client sends before
+jwt_authn runs (envoy/render.py). With it, the server checks its own claim policy on the token but
+not its signature again (server/auth/vouched.py); every other call, TCP callers always, has its token
+verified in full, as does a socket call without the header (a route where Envoy verified nothing).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from server.auth.tokens import TokenVerifier
 from server.domain.errors import InvalidCursor, InvalidIdempotencyKey, Unauthenticated
 
 IDEMPOTENCY_KEY_METADATA = "idempotency-key"
+# envoy/render.py sets Envoy's jwt_authn claim_to_headers (and the strip before it) from this name.
+EDGE_VERIFIED_SUBJECT_METADATA = "x-livechat-verified-sub"
 
 
 def _metadata_values(context: grpc.aio.ServicerContext, name: str) -> list[str]:
@@ -39,11 +48,21 @@ def bearer_token(authorization: str) -> str:
     return match.group(1)
 
 
+def _arrived_over_unix_socket(context: grpc.aio.ServicerContext) -> bool:
+    # grpc names a Unix-socket peer "unix:<path>" (Envoy's client end has no path); TCP peers are
+    # "ipv4:..." or "ipv6:...".
+    return context.peer().startswith("unix:")
+
+
 async def authenticated_subject(context: grpc.aio.ServicerContext, verifier: TokenVerifier) -> str:
     headers = _metadata_values(context, "authorization")
     if len(headers) != 1:
         raise Unauthenticated()
-    subject = await verifier.subject_of(bearer_token(headers[0]))
+    token = bearer_token(headers[0])
+    vouched = _metadata_values(context, EDGE_VERIFIED_SUBJECT_METADATA) if _arrived_over_unix_socket(context) else []
+    if len(vouched) > 1:
+        raise Unauthenticated()
+    subject = await (verifier.subject_vouched_for(token, vouched[0]) if vouched else verifier.subject_of(token))
     note_caller(subject)
     return subject
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from server.cli.parser import USAGE_ERROR_STATUS, build_parser
 from server.cli.storage import CommandFailed, command_storage, require_database
-from server.config import ConfigError, Settings, load_settings
+from server.config import ConfigError, Settings, load_settings, with_workers
 from server.domain.errors import DomainError
 from server.observability.logs import configure_logging
 
@@ -60,22 +60,49 @@ def _dev(args: argparse.Namespace, settings: Settings) -> str:
     )
 
 
-def _serve(settings: Settings) -> int:
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from server.adapters.schema import SchemaNotCurrent
-    from server.app import PortInUse, serve
     from server.auth.jwks import JwksUnavailable
+    from server.workers.listeners import PortInUse
+    from server.workers.sockets import SocketUnusable
 
+    try:
+        if args.workers is not None:
+            settings = with_workers(settings, args.workers)
+    except ConfigError as error:
+        return _fail("CONFIG", str(error), USAGE_ERROR_STATUS)
     require_database(settings)
     try:
-        _run_event_loop(serve(settings))
-    except (PortInUse, JwksUnavailable, SchemaNotCurrent) as error:
+        if settings.workers > 1 and args.worker_index is None:
+            return _supervise(settings)
+        from server.app import serve
+        from server.workers.role import WorkerRole
+
+        role = WorkerRole(args.worker_index or 0, settings.workers, args.ready_fd)
+        _run_event_loop(serve(role.settings_for(settings), role))
+    except (PortInUse, SocketUnusable, JwksUnavailable, SchemaNotCurrent) as error:
         return _fail(type(error).__name__, str(error))
     return 0
 
 
+def _supervise(settings: Settings) -> int:
+    """The parent of `settings.workers` workers. It imports no grpc: it only spawns and waits."""
+    from server.workers.listeners import check_port_free
+    from server.workers.sockets import prepare_socket_dir
+    from server.workers.supervisor import Supervisor, worker_command
+
+    check_port_free(settings.grpc_host, settings.grpc_port)
+    if settings.edge_socket_dir is not None:
+        prepare_socket_dir(settings.edge_socket_dir)
+    supervisor = Supervisor(
+        worker_command(settings.workers), settings.workers, stop_grace_seconds=settings.shutdown_grace_seconds
+    )
+    return supervisor.run()
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
-        return _serve(settings)
+        return _serve(args, settings)
     if args.command == "health":
         from server.api.health import serving_status
 
@@ -102,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as error:
         return _fail("CONFIG", str(error), USAGE_ERROR_STATUS)
-    configure_logging(settings.log_level if args.command == "serve" else "WARNING", settings.log_format)
+    configure_logging(
+        settings.log_level if args.command == "serve" else "WARNING",
+        settings.log_format,
+        worker=getattr(args, "worker_index", None),
+    )
     try:
         return _run(args, settings)
     except DomainError as error:

@@ -25,7 +25,15 @@ class JsonErrorParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = JsonErrorParser(prog="livechat", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=JsonErrorParser)
-    commands.add_parser("serve", help="run the gRPC server (settings from the environment)")
+    serve = commands.add_parser("serve", help="run the gRPC server (settings from the environment)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes to run (default LIVECHAT_WORKERS, 1); more than one needs PostgreSQL",
+    )
+    # Set by the supervisor for the workers it starts (server/workers/supervisor.py), never by hand.
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     health = commands.add_parser("health", help="exit 0 when a server answers SERVING (container probes)")
     health.add_argument("--address", help="host:port (default: LIVECHAT_GRPC_HOST:LIVECHAT_GRPC_PORT)")
     health.add_argument("--timeout", type=float, default=2.0)

@@ -16,6 +16,8 @@ from typing import Any
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
+# With several workers (`livechat serve --workers N`) they share one output: every line says which.
+WORKER_TEXT_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s [worker %(worker)s] %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 # A JWT (three base64url parts, the first a JSON header: "eyJ"), a bearer credential, an
@@ -27,8 +29,8 @@ _SECRETS = (
     (re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.DOTALL), "[key material]"),
 )
 
-# Fields a record may carry (logging's `extra`) that belong in the JSON object.
-RPC_FIELDS = ("method", "code", "reason", "latency_ms", "request_id", "caller_id")
+# Fields a record may carry (the worker index, the RPC line's `extra`) that belong in the JSON object.
+RECORD_FIELDS = ("worker", "method", "code", "reason", "latency_ms", "request_id", "caller_id")
 
 
 def scrub(text: str) -> str:
@@ -53,7 +55,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in RPC_FIELDS:
+        for name in RECORD_FIELDS:
             if hasattr(record, name):
                 document[name] = getattr(record, name)
         if record.exc_info:
@@ -61,14 +63,28 @@ class JsonFormatter(logging.Formatter):
         return scrub(json.dumps(document, ensure_ascii=False))
 
 
-def configure_logging(level: str, log_format: str = "text") -> None:
-    """The root logger's one handler (stderr), in `log_format`; times in UTC."""
+class _WorkerTag(logging.Filter):
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
+def configure_logging(level: str, log_format: str = "text", worker: int | None = None) -> None:
+    """The root logger's one handler (stderr), in `log_format`; times in UTC. `worker`: the index
+    every line carries (a field of its own in JSON), for a worker among several."""
     handler = logging.StreamHandler()
+    text_format = TEXT_FORMAT if worker is None else WORKER_TEXT_FORMAT
     formatter: logging.Formatter = (
-        JsonFormatter() if log_format == "json" else ScrubbingTextFormatter(TEXT_FORMAT, DATE_FORMAT)
+        JsonFormatter() if log_format == "json" else ScrubbingTextFormatter(text_format, DATE_FORMAT)
     )
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
+    if worker is not None:
+        handler.addFilter(_WorkerTag(worker))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

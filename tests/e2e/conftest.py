@@ -50,6 +50,9 @@ def stack_config(workdir: Path, database_url: str, keys: SigningKeys) -> StackCo
         http_port=free_port(),
         admin_port=free_port(),
         extra_server_env={"LIVECHAT_HEALTH_INTERVAL_SECONDS": "0.5"},
+        # As in production: Envoy reaches the server on its Unix socket (<workdir>/sockets), so REST
+        # calls rely on Envoy's token check; the tests' direct gRPC calls use the TCP port.
+        edge_over_unix_socket=True,
         # These tests drive one caller far faster than a person can (races, retries, fuzzing): the
         # per-caller limit is raised out of their way. tests/e2e/test_rate_limit_edge.py runs the
         # product's own limit.

@@ -165,6 +165,7 @@ async def test_a_quiet_connection_through_envoy_outlives_many_keepalive_pings(
     # A second Envoy in front of the edge's server that pings its upstream connection every second.
     config = stack_config(tmp_path, database_url, signing_keys)
     config.grpc_port = edge.grpc_port
+    config.socket_dir = edge.stack.config.edge_socket_dir  # the connection it keeps is the socket's
     config.envoy_overrides = {"upstream_keepalive_seconds": 1}
     stack = Stack(config)
     stack.start_envoy()

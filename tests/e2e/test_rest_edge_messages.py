@@ -57,6 +57,7 @@ async def stand_in_edge(
     await server.start()
     config = stack_config(tmp_path_factory.mktemp("stand-in"), database_url, signing_keys)
     config.grpc_port = port
+    config.edge_over_unix_socket = False  # the stand-in listens on TCP only
     stack = Stack(config)
     try:
         # In a thread: the stand-in answers Envoy's health checks on this event loop meanwhile.

@@ -41,6 +41,9 @@ ALLOWED = {
         "server.config",
         "prometheus_client",
     ),
+    # Processes, sockets and listeners: the standard library and the settings. Never grpc (the
+    # supervisor forks; a worker's grpc server is built by the composition root and handed in).
+    "workers": ("server.config", "server.workers"),
 }
 
 
