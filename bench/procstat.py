@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import threading
 import time
@@ -33,18 +34,47 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def pids_named(comm: str) -> list[int]:
-    pids = []
+@dataclass(frozen=True)
+class PostgresScope:
+    """The PostgreSQL processes that work for the benchmark: the postmaster the benchmark's database
+    lives on and its children, except backends (and autovacuum workers) of other databases. A shared
+    machine may run other PostgreSQL servers and other databases' clients; every `postgres` process
+    would count their work too."""
+
+    postmaster: int
+    database: str
+
+
+# "postgres: [cluster: ]user database host(port) state", or "[local]" for a Unix socket.
+_BACKEND = re.compile(r"^(?:\S+/\S+: )?\S+ (\S+) (?:\S+\(\d+\)|\[local\])")
+_AUTOVACUUM = re.compile(r"^(?:\S+/\S+: )?autovacuum worker (\S+)")
+
+
+def postgres_pids(scope: PostgresScope) -> list[int]:
+    pids = [scope.postmaster]
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/comm", encoding="ascii", errors="replace") as handle:
-                if handle.read().strip() == comm:
-                    pids.append(int(entry))
-        except OSError:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                stat = handle.read()
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) != scope.postmaster:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                title = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):
             continue
+        if works_for(title, scope.database):
+            pids.append(int(entry))
     return pids
+
+
+def works_for(title: str, database: str) -> bool:
+    """Whether a postgres child with this process title works for `database`: a backend or autovacuum
+    worker of that database, or a process the whole server shares (WAL writer, checkpointer...)."""
+    title = title.removeprefix("postgres: ")
+    match = _BACKEND.match(title) or _AUTOVACUUM.match(title)
+    return match is None or match.group(1) == database
 
 
 def children_cpu_seconds() -> float:
@@ -62,10 +92,10 @@ class CpuSnapshot:
     load_tool: float
 
 
-def snapshot(server_pid: int | None, envoy_pid: int | None, count_postgres: bool) -> CpuSnapshot:
+def snapshot(server_pid: int | None, envoy_pid: int | None, postgres_scope: PostgresScope | None) -> CpuSnapshot:
     postgres: dict[int, float] = {}
-    if count_postgres:
-        for pid in pids_named("postgres"):
+    if postgres_scope is not None:
+        for pid in postgres_pids(postgres_scope):
             seconds = cpu_seconds(pid)
             if seconds is not None:
                 postgres[pid] = seconds

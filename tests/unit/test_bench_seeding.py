@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 import jwt
 import pytest
 
-from bench import seeding, tokens
+from bench import procstat, seeding, tokens
 from server.auth.local_keys import generate_keys
 
 NOW = 1_700_000_000_000
@@ -74,3 +74,20 @@ def test_tokens_are_signed_once_and_reused_while_they_stay_valid_long_enough(tmp
     claims = jwt.decode(longer.tokens[2], public, algorithms=["RS256"], audience="aud", issuer="iss")
     assert claims["sub"] == senders[2]
     assert claims["exp"] >= time.time() + tokens.TOKEN_LIFETIME_S + 7200
+
+
+@pytest.mark.parametrize(
+    ("title", "counts"),
+    [
+        ("postgres: 15/main: postgres livechat_bench 127.0.0.1(35676) INSERT", True),
+        ("postgres: 15/main: postgres livechat_other 127.0.0.1(35677) idle", False),
+        ("postgres: postgres livechat_other [local] idle", False),
+        ("postgres: 15/main: autovacuum worker livechat_other", False),
+        ("postgres: 15/main: autovacuum worker livechat_bench", True),
+        ("postgres: 15/main: walwriter", True),
+        ("postgres: 15/main: logical replication launcher", True),
+        ("postgres: checkpointer", True),
+    ],
+)
+def test_postgres_cpu_counts_the_benchmarks_backends_and_the_shared_processes_only(title, counts):
+    assert procstat.works_for(title, "livechat_bench") is counts
