@@ -6,12 +6,14 @@ Envoy's transcoder renders the same JSON body), without reading the token and wi
 Everything else the product's server does per call is left out on purpose: the difference between
 a superlike and this call through the same rendered Envoy config is the product's own work.
 
-It is started the way `livechat serve` is (bench/noop_stack.py): the same environment
+It is started the way `livechat serve` is (bench/bench_stack.py): the same environment
 (LIVECHAT_GRPC_HOST, LIVECHAT_GRPC_PORT, read by the server's own settings loader), the same gRPC
 server options, uvloop, and the gRPC health service Envoy's cluster checks. `--unix PATH` also
-listens on a Unix socket, so Envoy can be pointed at the place the server listens for it.
+listens on a Unix socket, so Envoy can be pointed at the place the server listens for it; `--workers
+N` runs N processes on the one TCP port (SO_REUSEPORT: the kernel spreads the connections), so the
+no-op can be measured with as many cores as the server is given.
 
-    python -m bench.noop_server [--unix PATH]
+    python -m bench.noop_server [--unix PATH] [--workers N]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,7 +83,7 @@ def _listen(server: object, address: str) -> None:
         raise SystemExit(f"noop server: cannot listen on {address}")
 
 
-async def serve(unix_path: str | None) -> None:
+async def serve(unix_path: str | None, reuse_port: bool = False) -> None:
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -89,7 +92,9 @@ async def serve(unix_path: str | None) -> None:
     from server.config import load_settings
 
     settings = load_settings()
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    # The server refuses to share its port (so_reuseport 0); the no-op's workers share it on purpose.
+    options = [(key, 1 if key == "grpc.so_reuseport" and reuse_port else value) for key, value in SERVER_OPTIONS]
+    server = grpc.aio.server(options=options)
     chat_grpc.add_LiveStreamChatServicer_to_server(build_servicer(constant_reply()), server)
     health_servicer = health.aio.HealthServicer()
     for service in ("", CHAT_SERVICE_NAME):
@@ -115,18 +120,39 @@ async def serve(unix_path: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unix", metavar="PATH", help="also listen on this Unix socket (for Envoy)")
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the TCP port (1)")
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
     args = parser.parse_args(argv)
+    if args.workers < 1 or (args.workers > 1 and args.unix):
+        parser.error("--workers must be >= 1; a Unix socket cannot be shared by several workers")
     from server.config import load_settings
     from server.observability.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    from devstack.stack import _die_with_parent
+
+    # The other workers are children of this one: stopping this process stops them all, and if it
+    # is killed outright the kernel stops them (PR_SET_PDEATHSIG).
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.noop_server", "--reuse-port"], cwd=ROOT, preexec_fn=_die_with_parent
+        )
+        for _ in range(args.workers - 1)
+    ]
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(args.unix))
-    else:
-        uvloop.run(serve(args.unix))
+        run = serve(args.unix, reuse_port=args.reuse_port or args.workers > 1)
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(run)
+        else:
+            uvloop.run(run)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(10)
     return 0
 
 

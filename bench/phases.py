@@ -105,7 +105,8 @@ def run_noop_phase(ctx: Context, plan: list[tuple[str, list[Scenario]]]) -> None
     # The no-op reads no database, but the settings loader it shares with the server wants a URL.
     unused_database = f"sqlite:///{ctx.work / 'noop-unused.db'}"
     for edge, scenarios in plan:
-        stack = BenchStack(stack_config(ctx, f"noop-{edge}", unused_database), noop=True, edge=edge)
+        config = stack_config(ctx, f"noop-{edge}", unused_database)
+        stack = BenchStack(config, noop=True, edge=edge, server_args=ctx.args.noop_arg_list)
         phase["stacks"].append(run_on_stack(ctx, stack, scenarios, None))
 
 
@@ -144,7 +145,8 @@ def run_database_phase(ctx: Context, db: str, plan: list[tuple[str, list[Scenari
     ctx.results["databases"][db] = phase
     save(ctx)
     for edge, scenarios in plan:
-        stack = BenchStack(stack_config(ctx, f"{db}-{edge}", database_url), edge=edge)
+        config = stack_config(ctx, f"{db}-{edge}", database_url)
+        stack = BenchStack(config, edge=edge, server_args=ctx.args.server_arg_list)
         phase["stacks"].append(run_on_stack(ctx, stack, scenarios, counter))
     first = phase["stacks"][0]
     # The report's per-database lines: the full config's stack.
@@ -171,14 +173,12 @@ async def postgres_scope(database_url: str) -> procstat.PostgresScope | None:
     connection = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
     try:
         backend = await connection.fetchval("SELECT pg_backend_pid()")
+        # Read while the connection (and so the backend process) is still there.
+        postmaster = procstat.parent_of(backend)
     finally:
         await connection.close()
-    try:
-        with open(f"/proc/{backend}/stat", encoding="ascii") as handle:
-            stat = handle.read()
-    except OSError:
-        return None  # the server runs elsewhere: its CPU is not this machine's to measure
-    return procstat.PostgresScope(int(stat[stat.rindex(")") + 2 :].split()[1]), str(url.database))
+    # None: the server runs elsewhere, and its CPU is not this machine's to measure.
+    return None if postmaster is None else procstat.PostgresScope(postmaster, str(url.database))
 
 
 def audit(database_url: str) -> dict[str, Any]:

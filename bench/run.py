@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -141,6 +142,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra environment for `livechat serve` (and the no-op), e.g. LIVECHAT_DB_POOL_SIZE=20",
     )
+    parser.add_argument(
+        "--server-args",
+        default="",
+        help='arguments for `livechat serve` and the no-op alike, e.g. "--workers 2" (the no-op knows '
+        "--workers and --unix)",
+    )
+    parser.add_argument(
+        "--noop-args", default=None, help="the no-op's arguments when they must differ from --server-args"
+    )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -194,6 +204,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--server-env {item!r}: expected KEY=VALUE")
         server_env[key] = value
     args.server_env_map = server_env
+    args.server_arg_list = tuple(shlex.split(args.server_args))
+    args.noop_arg_list = args.server_arg_list if args.noop_args is None else tuple(shlex.split(args.noop_args))
     return args
 
 
@@ -358,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             "grpc_connections": args.grpc_connections,
             "rest_idempotency_keys": args.rest_keys,
             "server_env": args.server_env_map,
+            "server_args": list(args.server_arg_list),
+            "noop_args": list(args.noop_arg_list),
             "price": seeding.SUPERLIKE_PRICE,
             "sender_coins": seeding.SENDER_COINS,
             "estimated_minutes": round(estimate / 60),

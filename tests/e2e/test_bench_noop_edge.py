@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import loadgen
+from bench import loadgen, procstat
 from bench.bench_stack import BenchStack
 from bench.measure import SUPERLIKE_METHOD
 from devstack.ports import free_port
@@ -98,3 +98,16 @@ def test_the_grpc_load_generator_varies_the_sender_and_counts_every_call_behind_
         0,
         [],
     )
+
+
+def test_the_noop_runs_as_many_workers_as_asked_and_the_bench_counts_them_all(signing_keys, tmp_path):
+    stack = BenchStack(noop_stack(tmp_path, signing_keys, "full").config, noop=True, server_args=("--workers", "2"))
+    stack.start_server()
+    try:
+        tree = procstat.process_tree(stack.server.pid)
+        cpu = procstat.tree_cpu_seconds(stack.server.pid)
+    finally:
+        stack.stop()
+    assert len(tree) == 2
+    assert sorted(cpu) == sorted(tree)
+    assert [procstat.cpu_seconds(pid) for pid in tree] == [None, None]  # stopping the first stops both
