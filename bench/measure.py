@@ -54,18 +54,43 @@ class Context:
         return scenario.callers or self.args.callers_list[0]
 
 
-def wait_until_stable(counter: seeding.SuperlikeCounter | None, timeout: float = 5.0) -> int:
-    """The superlike count once the server has finished what was in flight when the tool stopped."""
+# How long the superlike count must stay unchanged before the calls wrk left in flight count as
+# finished: at least this, and at least the slowest call of the previous run (a server that stalls
+# for half a second finishes its calls half a second late), at most the cap. The gRPC tools return
+# only when every call they started has been answered, so nothing of theirs is in flight.
+QUIET_MIN_S = 0.2
+QUIET_MAX_S = 3.0
+
+
+def quiet_window(result: dict[str, Any] | None) -> float:
+    if result is None or result.get("tool") != "wrk":
+        return QUIET_MIN_S
+    slowest = result.get("latency_ms", {}).get("max") or 0.0
+    return min(QUIET_MAX_S, max(QUIET_MIN_S, slowest / 1000))
+
+
+def wait_until_stable(
+    counter: seeding.SuperlikeCounter | None,
+    quiet_s: float = QUIET_MIN_S,
+    timeout: float = 15.0,
+    key_prefix: str | None = None,
+) -> int:
+    """The superlike count (of those whose idempotency key starts with `key_prefix`, if given) once
+    the server has finished what was in flight when the tool stopped: the first count that stays the
+    same for `quiet_s`."""
     if counter is None:
         return 0
-    previous = counter.count()
-    deadline = time.monotonic() + timeout
+    count = counter.count if key_prefix is None else lambda: counter.count_with_key_prefix(key_prefix)
+    previous = count()
+    unchanged_since = time.monotonic()
+    deadline = unchanged_since + timeout
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        current = counter.count()
-        if current == previous:
+        current = count()
+        if current != previous:
+            previous, unchanged_since = current, time.monotonic()
+        elif time.monotonic() - unchanged_since >= quiet_s:
             return current
-        previous = current
     return previous
 
 
@@ -83,7 +108,7 @@ def drive(ctx: Context, scenario: Scenario, *, seconds: int, requests_per_slot: 
             mode = workload
             targets = inputs.hot_stream_file if mode == "hot" else inputs.spread_streams_file
             key_prefix = "-" if ctx.args.rest_keys == "none" else f"b{int(time.time())}i{ctx.invocation}"
-        return loadgen.run_wrk(
+        result = loadgen.run_wrk(
             ctx.tools["wrk"],
             url=stack.http_url,
             script=BENCH_DIR / "superlike.lua",
@@ -91,6 +116,11 @@ def drive(ctx: Context, scenario: Scenario, *, seconds: int, requests_per_slot: 
             connections=scenario.concurrency,
             duration_s=seconds,
         )
+        if key_prefix != "-":
+            # superlike.lua keys every request "<prefix>-<thread>-<n>": this run's superlikes are
+            # told apart from calls an earlier run left in flight.
+            result["key_prefix"] = f"{key_prefix}-"
+        return result
     port = stack.config.grpc_port if scenario.transport == "grpc-direct" else stack.config.http_port
     method = HEALTH_METHOD if workload == "health" else SUPERLIKE_METHOD
     # Every invocation moves on to other senders.
@@ -155,7 +185,11 @@ def rate_limited_so_far(stack: Any) -> int:
 
 
 def measure(
-    ctx: Context, scenario: Scenario, counter: seeding.SuperlikeCounter | None, rate: float | None
+    ctx: Context,
+    scenario: Scenario,
+    counter: seeding.SuperlikeCounter | None,
+    rate: float | None,
+    quiet_s: float = QUIET_MIN_S,
 ) -> dict[str, Any]:
     args, stack, sampler = ctx.args, ctx.stack, ctx.sampler
     assert sampler is not None
@@ -164,7 +198,7 @@ def measure(
         # A fixed request count, so every request completes and the DB count check is exact.
         per_slot = max(1, round((rate or 1.0) * args.duration / scenario.concurrency))
     # Settled first: calls cut off at the end of the warm-up (or of a wrk run) may still commit.
-    before = wait_until_stable(counter)
+    before = wait_until_stable(counter, quiet_s)
     window_start = sampler.now()
     postgres = ctx.postgres_scope if scenario.db == "postgres" else None
     cpu_before = procstat.snapshot(stack.server.pid, stack.envoy.pid, postgres)
@@ -177,7 +211,13 @@ def measure(
     result["edge_rate_limit"] = stack.config.envoy_overrides or "product default"
     result["callers"] = ctx.callers(scenario)
     window_end = sampler.now()
-    written = wait_until_stable(counter) - before
+    quiet_after = max(quiet_s, quiet_window(result))
+    if counter is not None and "key_prefix" in result:
+        # Exact whatever the server's stalls: a call the previous run left in flight may commit now,
+        # but it carries that run's keys.
+        written = wait_until_stable(counter, quiet_after, key_prefix=result["key_prefix"])
+    else:
+        written = wait_until_stable(counter, quiet_after) - before
     cpu = procstat.cpu_delta(cpu_before, cpu_after)
     result["cpu_s"] = cpu
     wall = cpu["wall_s"] or 1.0
@@ -226,14 +266,14 @@ def run_scenario(ctx: Context, scenario: Scenario, counter: seeding.SuperlikeCou
         problem = reads.probe(ctx.stack.http_url, scenario.workload, ctx.world.stream_ids[0], ctx.inputs.tokens[0])
         if problem:
             ctx.problems.append(f"{scenario.name}: {problem}")
-    rate = None
+    rate, previous = None, None
     if args.warmup:
-        warm = drive(ctx, scenario, seconds=args.warmup, requests_per_slot=None)
-        rate = warm["rps"]
+        previous = drive(ctx, scenario, seconds=args.warmup, requests_per_slot=None)
+        rate = previous["rps"]
     runs = []
     for index in range(args.runs):
-        run = measure(ctx, scenario, counter, rate)
-        rate = run["rps"] or rate
+        run = measure(ctx, scenario, counter, rate, quiet_window(previous))
+        rate, previous = run["rps"] or rate, run
         runs.append(run)
         lat, cores = run["latency_ms"], run["cpu_cores"]
         log(

@@ -303,6 +303,20 @@ class SuperlikeCounter:
 
         return asyncio.run(_count())
 
+    def count_with_key_prefix(self, prefix: str) -> int:
+        """Superlikes whose idempotency key starts with `prefix` (one REST run's, see superlike.lua)."""
+        query = text("SELECT count(*) FROM superlikes WHERE substr(idempotency_key, 1, :n) = :prefix")
+
+        async def _count() -> int:
+            async with open_storage(self._url, pool_size=1) as storage:
+                return int(
+                    await storage.read_snapshot(
+                        lambda connection: connection.execute(query, {"n": len(prefix), "prefix": prefix}).scalar_one()
+                    )
+                )
+
+        return asyncio.run(_count())
+
     def server_version(self) -> str:
         async def _version() -> str:
             async with open_storage(self._url, pool_size=1) as storage:
