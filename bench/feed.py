@@ -94,7 +94,9 @@ class Phase:
         log(f"{db}: seeding {len(world.sender_ids)} senders")
         asyncio.run(seeding.seed(self.url, world))
 
-    def stack(self, name: str, grpc_port: int, replicas: tuple[int, ...] = ()) -> Any:
+    def stack(self, name: str, grpc_port: int, replicas: tuple[int, ...] = (), **edge: Any) -> Any:
+        """`edge`: how its Envoy reaches the server (StackConfig's edge_over_unix_socket, socket_dir);
+        by default on the Unix socket of the server this stack starts."""
         from devstack.ports import free_port
         from devstack.stack import Stack, StackConfig
 
@@ -106,6 +108,7 @@ class Phase:
             http_port=free_port(),
             admin_port=free_port(),
             replica_grpc_ports=replicas,
+            **edge,
         )
         for old in config.workdir.glob("*.log"):
             old.unlink()
@@ -178,9 +181,11 @@ def part_replicas(phase: Phase, results: dict[str, Any]) -> None:
     main = phase.stack("a", port_a)  # server A + Envoy A (to A only): where every superlike is sent
     main.start()
     main.start_replica(port_b)
-    edge_b = phase.stack("b", port_b)  # Envoy B in front of replica B only
+    # Envoy B in front of replica B only: a replica listens on TCP only.
+    edge_b = phase.stack("b", port_b, edge_over_unix_socket=False)
     edge_b.start_envoy()
-    edge_both = phase.stack("both", port_a, (port_b,))  # one Envoy over both, as in production
+    # One Envoy over both, as in production: A on its Unix socket, B on TCP.
+    edge_both = phase.stack("both", port_a, (port_b,), socket_dir=main.config.edge_socket_dir)
     edge_both.start_envoy()
     replica_b = main.replicas[port_b]
     measured = {
@@ -217,7 +222,7 @@ def part_replicas(phase: Phase, results: dict[str, Any]) -> None:
         action=(args.kill_at, lambda: main.kill_replica(port_b)),
         token_offset=int(args.rate * args.replica_duration),
         extra={
-            "setup": f"subscribers via one Envoy over A and B (round robin); sends via Envoy A -> "
+            "setup": f"subscribers via one Envoy over A and B (least busy first); sends via Envoy A -> "
             f"server A; replica B SIGKILLed {args.kill_at:g} s after the first send"
         },
     )

@@ -31,6 +31,7 @@ from server.domain.errors import StorageUnavailable
 from server.garbage_collection import settle_startup_heap
 from server.observability.wiring import Instruments, instrument
 from server.services.feed import FeedService
+from server.services.feed_budget import FanoutBudget
 from server.services.feed_hub import FeedHub
 from server.services.history import HistoryService
 from server.services.superlikes import SuperlikeService
@@ -160,7 +161,8 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier, 
     )
     superlikes = SuperlikeService(storage.superlikes)
     history = HistoryService(storage.history)
-    feed_hub = FeedHub(storage.history)
+    fanout_budget = FanoutBudget(settings.feed_fanout_per_second, floor=settings.feed_fanout_floor)
+    feed_hub = FeedHub(storage.history, budget=fanout_budget)
     storage.advances.subscribe(feed_hub.advanced)
     servicer = LiveStreamChatServicer(
         superlikes,
@@ -195,6 +197,7 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier, 
             name="settlement",
         ),
         asyncio.create_task(storage.watch_advances(feed_hub.resync), name="feed-wakeups"),
+        asyncio.create_task(fanout_budget.follow_loop(), name="feed-fanout-budget"),
     ]
     log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
     if listening.edge_socket is not None:

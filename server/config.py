@@ -12,6 +12,7 @@ from server.adapters.storage import (
     check_database_url,
     check_several_processes,
 )
+from server.services.feed_budget import DEFAULT_CHUNKS_PER_SECOND, DEFAULT_FLOOR
 
 
 class ConfigError(Exception):
@@ -42,6 +43,11 @@ class Settings:
     settle_interval_seconds: float = 0.2
     idempotency_retention_hours: int = 24
     feed_ping_seconds: float = 15.0
+    # Chunk writes per second this process may spend on all its live feed subscribers together
+    # (server/services/feed_budget.py).
+    feed_fanout_per_second: float = DEFAULT_CHUNKS_PER_SECOND
+    # The share of it kept however late the event loop runs (1.0: never shrinks).
+    feed_fanout_floor: float = DEFAULT_FLOOR
     log_level: str = "INFO"
     log_format: str = "text"
     # None: no metrics endpoint; 0: any free port (tests read it back from the running server).
@@ -158,6 +164,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "LIVECHAT_IDEMPOTENCY_RETENTION_HOURS", 24, MIN_IDEMPOTENCY_RETENTION_HOURS, 24 * 365
         ),
         feed_ping_seconds=_float(env, "LIVECHAT_FEED_PING_SECONDS", 15.0, 0.05, 15.0),
+        feed_fanout_per_second=_float(
+            env, "LIVECHAT_FEED_FANOUT_PER_SECOND", DEFAULT_CHUNKS_PER_SECOND, 100.0, 1_000_000.0
+        ),
+        feed_fanout_floor=_float(env, "LIVECHAT_FEED_FANOUT_FLOOR", DEFAULT_FLOOR, 0.01, 1.0),
         log_level=log_level,
         log_format=log_format,
         metrics_port=metrics_port,

@@ -38,6 +38,7 @@ class FeedStreams:
         self._refuse = refuse
         self._ping_seconds = ping_seconds
         self._renderer: sse.EventRenderer | None = None
+        self._ping = httpbody_pb2.HttpBody(data=sse.PING)
 
     async def stream_superlikes(
         self, request: chat_pb2.StreamSuperlikesRequest, context: grpc.aio.ServicerContext
@@ -77,10 +78,11 @@ class FeedStreams:
             return
         try:
             # Response headers leave with the first message: send one now, not at the first superlike.
-            await context.write(httpbody_pb2.HttpBody(content_type=sse.CONTENT_TYPE, data=sse.OPENING))
+            opening = sse.opening(sse.spread_retry_ms())
+            await context.write(httpbody_pb2.HttpBody(content_type=sse.CONTENT_TYPE, data=opening))
             while True:
                 chunk = await subscription.next_chunk(self._ping_seconds)
-                await context.write(httpbody_pb2.HttpBody(data=renderer.chunk(chunk) if chunk else sse.PING))
+                await context.write(renderer.body(chunk) if chunk else self._ping)
         except asyncio.CancelledError:
             raise  # the client went away
         except Exception as error:

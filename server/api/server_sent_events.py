@@ -1,15 +1,21 @@
 """The live feed as Server-Sent Events (the text/event-stream format), chunk by chunk.
 
-Each superlike is rendered once however many subscribers receive it (a small cache by superlike id):
-its cursor is sealed and its JSON written once, then the same bytes go to every subscriber.
+Rendered once however many subscribers receive it: each superlike (its cursor sealed and its JSON
+written once, a small cache by superlike), and each chunk's HttpBody message (a small cache by the
+stream's positions it spans: a stream's superlikes never change, so the same span is the same bytes),
+which every subscriber of that tick is then written as it is.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import random
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
+from google.api import httpbody_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
@@ -20,9 +26,11 @@ from server.domain.positions import PositionSeal
 from server.services.feed import cursor_of
 
 CONTENT_TYPE = "text/event-stream"
-# What an EventSource waits before reconnecting after the stream ends (ms).
+# What an EventSource waits before reconnecting after the stream ends (ms), give or take
+# RETRY_SPREAD_MS: each stream is told its own delay, so the subscribers of a replica that went away
+# do not all reach the next one in the same instant.
 RETRY_MS = 1000
-OPENING = f"retry: {RETRY_MS}\n\n".encode()
+RETRY_SPREAD_MS = 250
 PING = b": ping\n\n"
 
 _INT64_TYPES = {
@@ -50,14 +58,37 @@ def message_json(message: Message) -> dict[str, Any]:
     return rendered
 
 
+def opening(retry_ms: int) -> bytes:
+    """The first message of every event stream: it carries the response headers, and the delay."""
+    return f"retry: {retry_ms}\n\n".encode()
+
+
+def spread_retry_ms() -> int:
+    return RETRY_MS + random.randint(-RETRY_SPREAD_MS, RETRY_SPREAD_MS)
+
+
 class EventRenderer:
-    def __init__(self, seal: PositionSeal, cache_size: int = 4096) -> None:
+    def __init__(self, seal: PositionSeal, cache_size: int = 4096, bodies_cached: int = 64) -> None:
         self._seal = seal
         self._event = functools.lru_cache(maxsize=cache_size)(self._render)
+        self._bodies: OrderedDict[tuple[str, int, int], httpbody_pb2.HttpBody] = OrderedDict()
+        self._bodies_cached = bodies_cached
 
-    def chunk(self, superlikes: list[PostedSuperlike] | tuple[PostedSuperlike, ...]) -> bytes:
+    def chunk(self, superlikes: Sequence[PostedSuperlike]) -> bytes:
         """One chunk holding every superlike given, in order."""
         return b"".join(self._event(superlike) for superlike in superlikes)
+
+    def body(self, superlikes: Sequence[PostedSuperlike]) -> httpbody_pb2.HttpBody:
+        """The message holding these superlikes' events: consecutive superlikes of one stream, as a
+        subscription hands them over (feed_subscription.py), so their first and last positions name
+        them. Built once per tick, then written to every subscriber as it is."""
+        key = (superlikes[0].stream_id, superlikes[0].position, superlikes[-1].position)
+        body = self._bodies.get(key)
+        if body is None:
+            body = self._bodies[key] = httpbody_pb2.HttpBody(data=self.chunk(superlikes))
+            if len(self._bodies) > self._bodies_cached:
+                self._bodies.popitem(last=False)
+        return body
 
     def _render(self, superlike: PostedSuperlike) -> bytes:
         data = json.dumps(message_json(posted_superlike(superlike)), separators=(",", ":"), ensure_ascii=False)

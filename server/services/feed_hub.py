@@ -6,7 +6,19 @@ PostgreSQL notification from any process): `advanced` is synchronous and cheap, 
 never waits for the feed. Each followed stream has one pump task that reads what is new once, by
 position (never from the wake-up itself), and offers it to every subscriber as one chunk:
 superlikes committed together reach each subscriber together. A subscriber that cannot take a
-chunk catches up from storage on its own (feed_subscription.py); the pump never waits for anyone.
+chunk catches up on its own (feed_subscription.py); the pump never waits for anyone.
+
+What keeps the process from drowning in its own fan-out (each chunk written to each subscriber
+costs the event loop that also serves SendSuperlike):
+- ticks: before each read the pump books one chunk per subscriber from the process's fan-out
+  budget (feed_budget.py) and waits what it says; whatever was committed meanwhile goes out in
+  that one tick, so the write rate follows the budget, not the send rate;
+- slices: a tick wakes its subscribers a slice at a time, so other work gets the loop in between;
+- memory before storage: the last RECENT_SUPERLIKES superlikes of each stream stay in memory, and a
+  subscriber catching up (cut from the live path, or just (re)connected with a recent cursor) reads
+  them from there; only older positions go to storage, STORAGE_CATCH_UPS reads at a time, so a
+  thousand subscribers catching up at once never take the connection pool from the pump and the
+  send path.
 
 Wake-ups are hints: a lost one is made good by the next one, or by `resync` after PostgreSQL's
 listener reconnects (it re-reads every followed stream).
@@ -15,11 +27,14 @@ listener reconnects (it re-reads every followed stream).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections.abc import Mapping
 
 from server.domain import errors
+from server.domain.history import PostedSuperlike
+from server.services.feed_budget import FanoutBudget
 from server.services.feed_subscription import Subscription
 from server.services.ports import SuperlikeReader
 
@@ -29,6 +44,15 @@ log = logging.getLogger(__name__)
 READ_LIMIT = 200
 # Chunks a subscriber may hold before it is cut from the live path.
 BUFFER_CHUNKS = 8
+# Reads (chunks) one tick may offer: half a subscriber's buffer, so a tick alone never overflows it.
+READS_PER_TICK = BUFFER_CHUNKS // 2
+# Superlikes each followed stream keeps in memory for subscribers catching up.
+RECENT_SUPERLIKES = 1000
+# Catch-up reads from storage at once in the process (the database pool holds 10 by default).
+STORAGE_CATCH_UPS = 4
+# Subscribers woken per turn of the event loop (~2 ms of writes): grpc.aio takes each new call, a
+# SendSuperlike too, through several turns, so turns must stay short while a tick goes out.
+OFFER_SLICE = 50
 
 
 class _StreamFanout:
@@ -39,6 +63,9 @@ class _StreamFanout:
         self._hub = hub
         self._known_position = live_position  # the highest position storage said it reached
         self._reread = False
+        # Every superlike after `_recent_from` up to `live_position`, in order.
+        self._recent: list[PostedSuperlike] = []
+        self._recent_from = live_position
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._pump(), name=f"feed-{stream_id}")
 
@@ -52,27 +79,67 @@ class _StreamFanout:
             return
         self._wake.set()
 
+    def recent_after(self, after: int, limit: int) -> list[PostedSuperlike] | None:
+        """At most `limit` superlikes following position `after`, from memory, up to the live
+        position (empty: nothing after it yet); None when memory does not reach back that far."""
+        if after < self._recent_from:
+            return None
+        start = bisect.bisect_right(self._recent, after, key=_position)
+        return self._recent[start : start + limit]
+
     async def _pump(self) -> None:
         while True:
             await self._wake.wait()
+            # Wake-ups while waiting only raise _known_position: the tick reads them all at once.
+            await self._hub.budget.turn(len(self.subscribers))
             self._wake.clear()
-            while self._reread or self.live_position < self._known_position:
-                self._reread = False
-                try:
-                    batch = await self._hub.reader.after(self.stream_id, self.live_position, self._hub.read_limit)
-                except Exception as error:  # storage down: the next read or wake-up delivers them
-                    log.warning("live feed of %s could not read: %s", self.stream_id, error)
-                    self._reread = True
-                    await asyncio.sleep(self._hub.retry_seconds)
-                    continue
-                if batch is None or not batch.superlikes:
-                    self._known_position = self.live_position
-                    break
-                chunk = tuple(batch.superlikes)
-                self.live_position = chunk[-1].position
-                self._known_position = max(self._known_position, batch.last_position)
-                for subscriber in list(self.subscribers):
-                    subscriber.offer(chunk)
+            await self._tick()
+
+    async def _tick(self) -> None:
+        """Reads what storage holds past the live position and offers it. A read that comes back
+        full means more was waiting: the tick reads on, READS_PER_TICK reads at most. What is
+        committed while the tick goes out waits for the next tick (its wake-up is kept)."""
+        for read in range(READS_PER_TICK):
+            if not (self._reread or self.live_position < self._known_position):
+                return
+            if read:  # a further chunk in the same tick is written to every subscriber too
+                self._hub.budget.book(len(self.subscribers))
+            self._reread = False
+            try:
+                batch = await self._hub.reader.after(self.stream_id, self.live_position, self._hub.read_limit)
+            except Exception as error:  # storage down: the next read or wake-up delivers them
+                log.warning("live feed of %s could not read: %s", self.stream_id, error)
+                self._reread = True
+                await asyncio.sleep(self._hub.retry_seconds)
+                continue
+            if batch is None or not batch.superlikes:
+                self._known_position = self.live_position
+                return
+            chunk = tuple(batch.superlikes)
+            self.live_position = chunk[-1].position
+            self._known_position = max(self._known_position, batch.last_position)
+            self._remember(chunk)
+            await self._offer(chunk)
+            if len(chunk) < self._hub.read_limit:
+                break
+        if self._reread or self.live_position < self._known_position:
+            self._wake.set()
+
+    def _remember(self, chunk: tuple[PostedSuperlike, ...]) -> None:
+        recent = self._recent
+        recent.extend(chunk)
+        if len(recent) > 2 * self._hub.recent_superlikes:  # trimmed now and then, not on every chunk
+            cut = len(recent) - self._hub.recent_superlikes
+            self._recent_from = recent[cut - 1].position
+            del recent[:cut]
+
+    async def _offer(self, chunk: tuple[PostedSuperlike, ...]) -> None:
+        subscribers = list(self.subscribers)
+        for start in range(0, len(subscribers), OFFER_SLICE):
+            if start:
+                await asyncio.sleep(0)  # the woken slice writes before the next one is woken
+            for subscriber in subscribers[start : start + OFFER_SLICE]:
+                subscriber.offer(chunk)
 
     def stop(self) -> None:
         self._task.cancel()
@@ -82,19 +149,29 @@ class _StreamFanout:
             await self._task
 
 
+def _position(superlike: PostedSuperlike) -> int:
+    return superlike.position
+
+
 class FeedHub:
     def __init__(
         self,
         reader: SuperlikeReader,
         *,
+        budget: FanoutBudget | None = None,
         read_limit: int = READ_LIMIT,
         buffer_chunks: int = BUFFER_CHUNKS,
+        recent_superlikes: int = RECENT_SUPERLIKES,
+        storage_catch_ups: int = STORAGE_CATCH_UPS,
         retry_seconds: float = 0.5,
     ) -> None:
         self.reader = reader
+        self.budget = budget if budget is not None else FanoutBudget()
         self.read_limit = read_limit
+        self.recent_superlikes = recent_superlikes
         self.retry_seconds = retry_seconds
         self._buffer_chunks = buffer_chunks
+        self._storage_reads = asyncio.Semaphore(storage_catch_ups)
         self._streams: dict[str, _StreamFanout] = {}
         self._closed = False
         # Kept as a number, not counted on demand: metrics read it from another thread.
@@ -127,6 +204,7 @@ class FeedHub:
             self.reader,
             buffer_chunks=self._buffer_chunks,
             read_limit=self.read_limit,
+            storage_reads=self._storage_reads,
             on_close=self._unsubscribe,
         )
         fanout.subscribers.add(subscription)

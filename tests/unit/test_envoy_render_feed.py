@@ -51,3 +51,25 @@ def test_the_access_log_records_paths_without_their_query() -> None:
     # No other field takes a path or a header a credential could travel in.
     others = " ".join(value for name, value in fields.items() if name != "path")
     assert "PATH" not in others and "AUTHORIZATION" not in others.upper()
+
+
+def test_feed_reconnects_are_retried_on_another_server_and_their_retries_are_not_capped_like_calls() -> None:
+    config = renderer.render(extra_upstream_ports=(6002,))
+    clusters = _clusters(config)
+    assert clusters["livestream_chat_feed"]["circuit_breakers"]["thresholds"][0]["max_retries"] == 100000
+    assert clusters["livestream_chat"]["circuit_breakers"]["thresholds"][0]["max_retries"] == 16
+    routes = {route["name"]: route for route in _hcm(config)["route_config"]["virtual_hosts"][0]["routes"]}
+    for name in ("rest-live-feed", "grpc-live-feed"):
+        assert routes[name]["route"]["retry_policy"] == {
+            "retry_on": "connect-failure,refused-stream,reset,unavailable",
+            "num_retries": 3,
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                    },
+                }
+            ],
+            "host_selection_retry_max_attempts": 5,
+        }

@@ -8,72 +8,27 @@ import asyncio
 import pytest
 
 from server.domain import errors
-from server.domain.history import FeedBatch, HistoryPage, PostedSuperlike, SupporterTotal
-from server.domain.superlike import SenderSnapshot
 from server.services.feed_hub import FeedHub
-
-STREAM = "64d15f9e2e6c8f4d5a123000"
-SENDER = SenderSnapshot("64d15f9e2e6c8f4d5a123456", "johndoe", "John", "Doe", "john.jpg")
-
-
-class FakeStreamStore:
-    """The read port over one stream's committed superlikes; counts the reads."""
-
-    def __init__(self) -> None:
-        self.superlikes: list[PostedSuperlike] = []
-        self.reads = 0
-
-    def commit(self, count: int) -> dict[str, int]:
-        """`count` superlikes committed together; returns the wake-up a writer would publish."""
-        for _ in range(count):
-            position = len(self.superlikes) + 1
-            self.superlikes.append(PostedSuperlike(f"{position:024x}", STREAM, SENDER, 10, 1_700_000_000_000, position))
-        return {STREAM: len(self.superlikes)}
-
-    async def after(self, stream_id: str, after: int, limit: int) -> FeedBatch | None:
-        self.reads += 1
-        await asyncio.sleep(0)  # a real read yields to the event loop
-        if stream_id != STREAM:
-            return None
-        return FeedBatch([s for s in self.superlikes if s.position > after][:limit], len(self.superlikes))
-
-    async def page(self, stream_id: str, before: int, limit: int) -> HistoryPage | None:
-        raise NotImplementedError
-
-    async def top_supporters(self, stream_id: str, limit: int) -> list[SupporterTotal] | None:
-        raise NotImplementedError
-
-    async def position_key(self) -> bytes:
-        return b"k" * 32
-
-
-async def _idle() -> None:
-    """Lets every ready task run until none is left (the fakes never wait for anything else)."""
-    for _ in range(50):
-        await asyncio.sleep(0)
+from tests.unit.feed_fakes import STREAM, FakeStreamStore, idle, positions
 
 
 async def _publish(hub: FeedHub, store: FakeStreamStore, count: int) -> None:
     """`count` superlikes committed, their wake-up published to the hub, and the fan-out run."""
     hub.advanced(store.commit(count))
-    await _idle()
-
-
-def _positions(chunk: object) -> list[int]:
-    return [superlike.position for superlike in chunk]  # type: ignore[attr-defined]
+    await idle()
 
 
 async def test_one_committed_batch_reaches_every_subscriber_as_one_chunk_read_once() -> None:
     store = FakeStreamStore()
     hub = FeedHub(store)
     first, second = hub.subscribe(STREAM, 0, 0), hub.subscribe(STREAM, 0, 0)
-    assert _positions(await first.next_chunk(0.01)) == [] and _positions(await second.next_chunk(0.01)) == []
+    assert positions(await first.next_chunk(0.01)) == [] and positions(await second.next_chunk(0.01)) == []
     reads_before = store.reads
 
     await _publish(hub, store, 3)
 
-    assert _positions(await first.next_chunk(1)) == [1, 2, 3]
-    assert _positions(await second.next_chunk(1)) == [1, 2, 3]
+    assert positions(await first.next_chunk(1)) == [1, 2, 3]
+    assert positions(await second.next_chunk(1)) == [1, 2, 3]
     assert store.reads - reads_before == 1  # one read for both subscribers
     await hub.close()
 
@@ -87,18 +42,18 @@ async def test_a_stalled_subscriber_is_cut_from_the_live_path_and_catches_up_exa
     delivered = []
     for _ in range(5):
         await _publish(hub, store, 1)
-        delivered += _positions(await reader.next_chunk(1))
+        delivered += positions(await reader.next_chunk(1))
 
     assert delivered == [1, 2, 3, 4, 5]
     assert stalled.catching_up  # its buffer held two chunks, the third cut it loose
     caught_up = []
     while len(caught_up) < 5:
-        caught_up += _positions(await stalled.next_chunk(1))
+        caught_up += positions(await stalled.next_chunk(1))
     assert caught_up == [1, 2, 3, 4, 5]
     assert not stalled.catching_up  # back on the live path
 
     await _publish(hub, store, 1)
-    assert _positions(await stalled.next_chunk(1)) == [6]
+    assert positions(await stalled.next_chunk(1)) == [6]
     await hub.close()
 
 
@@ -110,31 +65,32 @@ async def test_a_lost_wake_up_is_made_good_by_the_next_one_and_by_resync() -> No
 
     store.commit(2)  # committed elsewhere, its notification lost
     await _publish(hub, store, 1)
-    assert _positions(await subscription.next_chunk(1)) == [1, 2, 3]
+    assert positions(await subscription.next_chunk(1)) == [1, 2, 3]
 
     store.commit(1)  # lost again; the listener reconnects
     hub.resync()
-    await _idle()
-    assert _positions(await subscription.next_chunk(1)) == [4]
+    await idle()
+    assert positions(await subscription.next_chunk(1)) == [4]
     await hub.close()
 
 
 async def test_a_subscriber_joining_between_a_read_and_its_fan_out_gets_no_duplicate() -> None:
     store = FakeStreamStore()
+    store.commit(2)
     hub = FeedHub(store)
-    early = hub.subscribe(STREAM, 0, 0)
+    early = hub.subscribe(STREAM, 2, 2)
     await early.next_chunk(0.01)
     store.commit(2)
-    # The late subscriber read up to 2 from storage before the hub's own read is fanned out.
-    late = hub.subscribe(STREAM, 0, 0)
-    assert _positions(await late.next_chunk(1)) == [1, 2]
-    hub.advanced({STREAM: 2})
-    await _idle()
+    # The late subscriber starts before what the hub remembers, so it reads storage: up to 4, before
+    # the hub's own read of 3 and 4 is fanned out.
+    late = hub.subscribe(STREAM, 0, 4)
+    assert positions(await late.next_chunk(1)) == [1, 2, 3, 4]
+    hub.advanced({STREAM: 4})
+    await idle()
     await _publish(hub, store, 1)
 
-    assert _positions(await early.next_chunk(1)) == [1, 2]
-    assert _positions(await early.next_chunk(1)) == [3]
-    assert _positions(await late.next_chunk(1)) == [3]
+    assert positions(await early.next_chunk(1)) == [3, 4, 5]
+    assert positions(await late.next_chunk(1)) == [5]
     await hub.close()
 
 
@@ -143,8 +99,8 @@ async def test_a_subscriber_starting_after_a_position_replays_only_what_follows_
     store.commit(4)
     hub = FeedHub(store, read_limit=2)
     subscription = hub.subscribe(STREAM, 1, 4)
-    assert _positions(await subscription.next_chunk(1)) == [2, 3]  # read_limit per read
-    assert _positions(await subscription.next_chunk(1)) == [4]
+    assert positions(await subscription.next_chunk(1)) == [2, 3]  # read_limit per read
+    assert positions(await subscription.next_chunk(1)) == [4]
     await hub.close()
 
 
@@ -152,7 +108,7 @@ async def test_wake_ups_for_streams_nobody_follows_cost_nothing() -> None:
     store = FakeStreamStore()
     hub = FeedHub(store)
     hub.advanced({"64d15f9e2e6c8f4d5a1230ff": 7, **store.commit(1)})
-    await _idle()
+    await idle()
     assert store.reads == 0
     await hub.close()
 
@@ -173,7 +129,7 @@ async def test_close_interrupts_waiting_subscribers_and_refuses_new_ones() -> No
     subscription = hub.subscribe(STREAM, 0, 0)
     await subscription.next_chunk(0.01)
     waiting = asyncio.create_task(subscription.next_chunk(None))
-    await _idle()
+    await idle()
 
     await hub.close()
 
