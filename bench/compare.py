@@ -22,12 +22,14 @@ from typing import Any
 STACK = ("server", "envoy", "postgres")
 
 
-def _runs(files: list[Path]) -> dict[str, list[dict[str, Any]]]:
-    """Scenario name -> its measured runs over all files."""
+def _runs(files: list[Path], concurrency: set[int] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Scenario name -> its measured runs over all files (the references, db "baseline", left out)."""
     pooled: dict[str, list[dict[str, Any]]] = {}
     for path in files:
         results = json.loads(path.read_text())
         for scenario in results["scenarios"]:
+            if scenario["db"] == "baseline" or (concurrency and scenario["concurrency"] not in concurrency):
+                continue
             for run in scenario["runs"]:
                 pooled.setdefault(scenario["name"], []).append(
                     {
@@ -61,7 +63,7 @@ def _cpu_change(base: float | None, new: float | None) -> str:
 
 
 def table(base_files: list[Path], new_files: list[Path], concurrency: set[int] | None = None) -> str:
-    base, new = _runs(base_files), _runs(new_files)
+    base, new = _runs(base_files, concurrency), _runs(new_files, concurrency)
     lines = [
         f"Runs pooled per side: base {len(base_files)} file(s), new {len(new_files)} file(s); "
         "median [min–max] over every measured run.",
@@ -71,9 +73,7 @@ def table(base_files: list[Path], new_files: list[Path], concurrency: set[int] |
         "|---|---|---|---:|---|---|---:|---|",
     ]
     for name in base:
-        if name not in new or name.startswith("baseline/"):
-            continue
-        if concurrency and int(name.rsplit("/c", 1)[1]) not in concurrency:
+        if name not in new:
             continue
         b, n = base[name], new[name]
         cpu = " · ".join(_cpu_change(_median(b, p), _median(n, p)) for p in STACK)

@@ -1,6 +1,12 @@
-"""Drives wrk (REST, HTTP/1.1) and h2load (gRPC over h2c) and turns their output into one record.
+"""Drives wrk (REST, HTTP/1.1) and the gRPC load generators (bench/grpc_load.mjs, or h2load) and
+turns their output into one record.
 
-gRPC load: h2load sends the same body and headers on every request of one process, so each in-flight
+gRPC load (`--grpc-tool node`, the default): one Node.js process (bench/grpc_load.mjs) with a few
+HTTP/2 connections and `concurrency` streams in flight, another sender's token and (in spread)
+another stream on every call, each answer's grpc-status read; it stops by time and lets the calls
+in flight finish, so "superlikes written == calls answered OK" holds exactly.
+
+gRPC load (`--grpc-tool h2load`, kept to compare the two): h2load sends the same body and headers on every request of one process, so each in-flight
 slot is its own h2load process (-c1 -m1) with its own sender token and stream. The processes run a
 fixed number of requests (-n, sized from the previous run's rate to last about the scenario's
 duration), so every request finishes and "superlikes written == requests answered 200" can be checked
@@ -9,6 +15,7 @@ exactly: h2load only sees the HTTP status, a gRPC error travels in the grpc-stat
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -127,6 +134,80 @@ def run_wrk(
         },
         "tool_wall_s": round(elapsed, 3),
         "processes": 1,
+        "raw": raw,
+    }
+
+
+# ------------------------------------------------------------------------------------ grpc_load.mjs
+
+GRPC_LOAD_SCRIPT = Path(__file__).resolve().parent / "grpc_load.mjs"
+
+
+def write_frames(path: Path, frames: list[bytes]) -> Path:
+    """The frames file grpc_load.mjs takes: one base64 gRPC frame a line, used in turn."""
+    path.write_text("".join(base64.b64encode(frame).decode("ascii") + "\n" for frame in frames))
+    return path
+
+
+def run_grpc_load(
+    node: str,
+    *,
+    target: str,
+    method_path: str,
+    frames_file: Path,
+    tokens_file: Path | None,
+    token_offset: int,
+    concurrency: int,
+    connections: int,
+    duration_s: float,
+    config_file: Path,
+) -> dict[str, Any]:
+    """One grpc_load.mjs run for `duration_s`; every call it started has finished when it returns."""
+    config = {
+        "target": target,
+        "path": method_path,
+        "connections": connections,
+        "concurrency": concurrency,
+        "duration_s": duration_s,
+        "requests": None,
+        "timeout_s": 10,
+        "tokens_file": None if tokens_file is None else str(tokens_file),
+        "token_offset": token_offset,
+        "frames_file": str(frames_file),
+    }
+    config_file.write_text(json.dumps(config))
+    started = time.monotonic()
+    out, err, timed_out = _reap(_spawn([node, str(GRPC_LOAD_SCRIPT), str(config_file)]), started + duration_s + 40)
+    elapsed = time.monotonic() - started
+    match = re.search(r"^BENCH_JSON (\{.*\})$", out, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"grpc_load.mjs printed no result (timed out: {timed_out}):\n{out[-2000:]}\n{err[-2000:]}")
+    raw = json.loads(match.group(1))
+    duration = raw["duration_us"] / 1e6
+    grpc_errors = sum(raw["grpc_errors"].values())
+    problems = [f"gRPC errors {raw['grpc_errors']}: {raw['error_samples']}"] if grpc_errors else []
+    return {
+        "tool": "grpc_load.mjs",
+        "requests": raw["requests"],
+        "ok": raw["ok"],
+        # HTTP statuses other than 200 and gRPC statuses other than OK alike: the call failed.
+        "non_2xx": raw["http_non_200"] + grpc_errors,
+        "grpc_errors": raw["grpc_errors"],
+        "socket_errors": raw["stream_errors"] + raw["timeouts"],
+        "duration_s": round(duration, 3),
+        "rps": round(raw["requests"] / duration, 1) if duration else 0.0,
+        "latency_ms": {
+            "p50": _ms(raw["p50_us"]),
+            "p90": _ms(raw["p90_us"]),
+            "p99": _ms(raw["p99_us"]),
+            "max": _ms(raw["max_us"]),
+            "mean": None if raw["mean_us"] is None else round(raw["mean_us"] / 1000, 3),
+        },
+        "tool_wall_s": round(elapsed, 3),
+        "processes": 1,
+        "connections": raw["connections"],
+        "timed_out": timed_out,
+        "problems": problems,
         "raw": raw,
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import threading
 import time
@@ -61,18 +62,80 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def pids_named(comm: str) -> list[int]:
-    pids = []
+def parent_of(pid: int | str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+        return int(stat[stat.rindex(")") + 2 :].split()[1])
+    except (OSError, ValueError):
+        return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants: a server that runs worker processes is all of them."""
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if entry.isdigit():
+            parent = parent_of(entry)
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending += children.get(current, [])
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """utime + stime of every process of the tree, by pid (empty once the process is gone)."""
+    seconds = {member: cpu_seconds(member) for member in process_tree(pid)}
+    return {member: value for member, value in seconds.items() if value is not None}
+
+
+def tree_rss_kb(pid: int) -> int | None:
+    sizes = [rss_kb(member) for member in process_tree(pid)]
+    present = [size for size in sizes if size is not None]
+    return sum(present) if present else None
+
+
+@dataclass(frozen=True)
+class PostgresScope:
+    """The PostgreSQL processes that work for the benchmark: the postmaster the benchmark's database
+    lives on and its children, except backends (and autovacuum workers) of other databases. A shared
+    machine may run other PostgreSQL servers and other databases' clients; every `postgres` process
+    would count their work too."""
+
+    postmaster: int
+    database: str
+
+
+# "postgres: [cluster: ]user database host(port) state", or "[local]" for a Unix socket.
+_BACKEND = re.compile(r"^(?:\S+/\S+: )?\S+ (\S+) (?:\S+\(\d+\)|\[local\])")
+_AUTOVACUUM = re.compile(r"^(?:\S+/\S+: )?autovacuum worker (\S+)")
+
+
+def postgres_pids(scope: PostgresScope) -> list[int]:
+    pids = [scope.postmaster]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or parent_of(entry) != scope.postmaster:
             continue
         try:
-            with open(f"/proc/{entry}/comm", encoding="ascii", errors="replace") as handle:
-                if handle.read().strip() == comm:
-                    pids.append(int(entry))
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                title = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
+        if works_for(title, scope.database):
+            pids.append(int(entry))
     return pids
+
+
+def works_for(title: str, database: str) -> bool:
+    """Whether a postgres child with this process title works for `database`: a backend or autovacuum
+    worker of that database, or a process the whole server shares (WAL writer, checkpointer...)."""
+    title = title.removeprefix("postgres: ")
+    match = _BACKEND.match(title) or _AUTOVACUUM.match(title)
+    return match is None or match.group(1) == database
 
 
 def children_cpu_seconds() -> float:
@@ -84,16 +147,18 @@ def children_cpu_seconds() -> float:
 @dataclass
 class CpuSnapshot:
     at: float
-    server: float | None
+    server: dict[int, float] | None  # the server's process tree (workers included), by pid
     envoy: float | None
     postgres: dict[int, float]
     load_tool: float
 
 
-def snapshot(server_pid: int | None, envoy_pid: int | None, count_postgres: bool) -> CpuSnapshot:
+def snapshot(server_pid: int | None, envoy_pid: int | None, postgres_scope: PostgresScope | None) -> CpuSnapshot:
+    """CPU seconds so far of the server's process tree, Envoy, PostgreSQL (when in scope) and the
+    load tools this process has reaped."""
     postgres: dict[int, float] = {}
-    if count_postgres:
-        for pid in pids_named("postgres"):
+    if postgres_scope is not None:
+        for pid in postgres_pids(postgres_scope):
             seconds = cpu_seconds(pid)
             if seconds is not None:
                 postgres[pid] = seconds
@@ -110,12 +175,15 @@ def cpu_delta(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float | None
     def diff(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else round(b - a, 3)
 
-    # Backends that started during the window count from zero; the pool keeps its connections, so
-    # backends rarely come and go during a run.
+    # Processes that started during the window count from zero (backends, workers); the pool keeps
+    # its connections, so backends rarely come and go during a run.
     postgres = sum(seconds - before.postgres.get(pid, 0.0) for pid, seconds in after.postgres.items())
+    server = None
+    if before.server and after.server:
+        server = round(sum(seconds - before.server.get(pid, 0.0) for pid, seconds in after.server.items()), 3)
     return {
         "wall_s": round(after.at - before.at, 3),
-        "server": diff(before.server, after.server),
+        "server": server,
         "envoy": diff(before.envoy, after.envoy),
         "postgres": round(postgres, 3) if after.postgres else None,
         "load_tool": round(after.load_tool - before.load_tool, 3),
@@ -124,7 +192,8 @@ def cpu_delta(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float | None
 
 @dataclass
 class RssSampler:
-    """Samples VmRSS of the server and Envoy every `interval` seconds on a background thread."""
+    """Samples VmRSS of the server (its process tree) and Envoy every `interval` seconds on a
+    background thread."""
 
     server_pid: int
     envoy_pid: int | None

@@ -1,20 +1,27 @@
-"""The benchmark's world: thousands of rich senders, many live streams with their own hosts, one hot
-stream. Seeded with bulk INSERTs that keep the ledger invariants (every coin credit has its
-`coin_credit` ledger entry), so `livechat admin audit` passes before and after the load."""
+"""The benchmark's world: many rich senders, many live streams with their own hosts, one hot stream,
+and a history of settled superlikes. Bulk loaded (bench/bulk_load.py: PostgreSQL COPY, SQLite
+executemany in one transaction) with the ledger invariants kept (every coin credit has its
+`coin_credit` ledger entry, every history superlike its settled debit and credit), so
+`livechat admin audit` passes before and after the load.
+
+The rows are generated a slice of senders at a time, so a world of 100,000 senders and millions of
+history rows never sits in memory at once; everything a later row depends on (each stream's
+positions, each host's earnings) is worked out before the first row is written."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from server.adapters.storage import open_storage
-from server.adapters.tables import LedgerEntry, LiveStream, StreamSupporter, SuperlikeRecord, User, Wallet
 from server.auth.local_keys import mint_token
 from server.domain.clock import now_ms
 
@@ -25,12 +32,26 @@ SUPERLIKE_PRICE = 1
 # the idempotency-key and foreign-key lookups on `superlikes` as scans of a table it believed empty,
 # which stays that way until autovacuum's first ANALYZE - a start-up artefact, not the steady state.
 HISTORY_PER_SENDER = 25
+# Senders whose rows are generated and written together (memory stays flat whatever the world's size).
+SENDERS_PER_SLICE = 5_000
 
 
-def _object_id(label: str) -> str:
+def object_id(label: str) -> str:
     # Deterministic but spread over the id space: senders sort both below and above hosts, so both
     # lock orders of the charge are exercised.
     return hashlib.sha1(label.encode()).hexdigest()[:24]
+
+
+_object_id = object_id  # the name other bench modules used
+
+
+def sender_profile(index: int) -> dict[str, str]:
+    return {
+        "username": f"bench_s{index}",
+        "name": "Bench",
+        "surname": f"Sender{index}",
+        "profile_photo": f"s{index}.jpg",
+    }
 
 
 @dataclass(frozen=True)
@@ -44,17 +65,18 @@ class World:
     @classmethod
     def build(cls, senders: int, streams: int) -> World:
         return cls(
-            sender_ids=[_object_id(f"bench-sender-{i}") for i in range(senders)],
-            host_ids=[_object_id(f"bench-host-{i}") for i in range(streams)],
-            stream_ids=[_object_id(f"bench-stream-{i}") for i in range(streams)],
-            hot_host_id=_object_id("bench-hot-host"),
-            hot_stream_id=_object_id("bench-hot-stream"),
+            sender_ids=[object_id(f"bench-sender-{i}") for i in range(senders)],
+            host_ids=[object_id(f"bench-host-{i}") for i in range(streams)],
+            stream_ids=[object_id(f"bench-stream-{i}") for i in range(streams)],
+            hot_host_id=object_id("bench-hot-host"),
+            hot_stream_id=object_id("bench-hot-stream"),
         )
 
 
 def mint_tokens(private_key: Any, world: World, *, issuer: str, audience: str, ttl_seconds: int) -> list[str]:
-    """One RS256 token per sender. The key is passed loaded (PyJWT accepts a key object): re-parsing
-    the PEM for every token costs ~40 ms, which adds up over thousands of senders."""
+    """One RS256 token per sender, in this process (bench/tokens.py caches and parallelises this for
+    large worlds). The key is passed loaded (PyJWT accepts a key object): re-parsing the PEM for every
+    token costs ~40 ms, which adds up over thousands of senders."""
     return [
         mint_token(private_key, subject=sender, issuer=issuer, audience=audience, ttl_seconds=ttl_seconds)
         for sender in world.sender_ids
@@ -87,139 +109,181 @@ async def reset_postgres(url: str, admin_db: str) -> str:
     return url
 
 
-async def seed(database_url: str, world: World) -> dict[str, Any]:
+# ----------------------------------------------------------------------------------------- the rows
+
+
+# Every table the world is loaded into, parents before children.
+LOADED_TABLES = ("users", "wallets", "live_streams", "superlikes", "ledger_entries", "stream_supporters")
+USER_COLUMNS = ("id", "username", "name", "surname", "profile_photo", "created_at_ms")
+WALLET_COLUMNS = ("user_id", "balance")
+STREAM_COLUMNS = ("id", "host_id", "state", "superlike_price", "created_at_ms", "last_position")
+LEDGER_COLUMNS = ("user_id", "amount", "kind", "superlike_id", "created_at_ms")
+SUPERLIKE_COLUMNS = (
+    "id",
+    "stream_id",
+    "sender_id",
+    "sender_username",
+    "sender_name",
+    "sender_surname",
+    "sender_profile_photo",
+    "price",
+    "sender_balance_after",
+    "created_at_ms",
+    "idempotency_key",
+    "stream_position",
+)
+SUPPORTER_COLUMNS = ("stream_id", "sender_id", "coins", "superlikes", "reached_at_position")
+
+
+def history_counts(senders: int, streams: int, per_sender: int) -> list[int]:
+    """Superlikes each spread stream gets: sender i sends its j-th to stream (i + j) % streams."""
+    full_rounds, rest = divmod(per_sender, streams)
+    counts = [senders * full_rounds] * streams
+    # The remaining `rest` go to streams i .. i+rest-1 (mod streams): a difference array over them.
+    delta = [0] * (streams + 1)
+    for i in range(senders if rest else 0):
+        start = i % streams
+        end = start + rest
+        delta[start] += 1
+        if end <= streams:
+            delta[end] -= 1
+        else:
+            delta[streams] -= 1
+            delta[0] += 1
+            delta[end - streams] -= 1
+    running = 0
+    for s in range(streams):
+        running += delta[s]
+        counts[s] += running
+    return counts
+
+
+Chunk = tuple[str, tuple[str, ...], list[tuple[Any, ...]]]  # (table, columns, rows)
+
+
+def world_rows(world: World, now: int, per_sender: int) -> Iterator[Chunk]:
+    """The whole world as chunks of rows, in the order foreign keys need: users, wallets, coin
+    credits, streams, then the history a slice of senders at a time."""
+    hosts = [*world.host_ids, world.hot_host_id]
+    counts = history_counts(len(world.sender_ids), len(world.stream_ids), per_sender)
+    spent = per_sender * SUPERLIKE_PRICE
+    users = [(uid, *sender_profile(i).values(), now) for i, uid in enumerate(world.sender_ids)] + [
+        (uid, f"bench_h{i}", "Bench", f"Host{i}", f"h{i}.jpg", now) for i, uid in enumerate(hosts)
+    ]
+    yield "users", USER_COLUMNS, users
+    wallets = [(uid, SENDER_COINS - spent) for uid in world.sender_ids]
+    wallets += [(uid, counts[s] * SUPERLIKE_PRICE) for s, uid in enumerate(world.host_ids)]
+    wallets.append((world.hot_host_id, 0))
+    yield "wallets", WALLET_COLUMNS, wallets
+    yield (
+        "ledger_entries",
+        LEDGER_COLUMNS,
+        [(uid, SENDER_COINS, "coin_credit", None, now) for uid in world.sender_ids],
+    )
+    streams = [
+        (sid, host, "live", SUPERLIKE_PRICE, now, counts[s])
+        for s, (sid, host) in enumerate(zip(world.stream_ids, world.host_ids, strict=True))
+    ]
+    streams.append((world.hot_stream_id, world.hot_host_id, "live", SUPERLIKE_PRICE, now, 0))
+    yield "live_streams", STREAM_COLUMNS, streams
+    yield from HistorySlices(world, now, per_sender).chunks()
+
+
+class HistorySlices:
+    """The settled history, `per_sender` superlikes per sender on the spread streams (half of them
+    with an idempotency key), each with its settled debit and credit, and the running totals the
+    write path keeps (stream_supporters), generated SENDERS_PER_SLICE senders at a time."""
+
+    def __init__(self, world: World, now: int, per_sender: int) -> None:
+        self.world, self.now, self.per_sender = world, now, per_sender
+        self._positions = [0] * len(world.stream_ids)
+
+    def chunks(self) -> Iterator[Chunk]:
+        senders = len(self.world.sender_ids)
+        for first in range(0, senders if self.per_sender else 0, SENDERS_PER_SLICE):
+            superlikes, entries, supporters = self._slice(range(first, min(senders, first + SENDERS_PER_SLICE)))
+            yield "superlikes", SUPERLIKE_COLUMNS, superlikes
+            yield "ledger_entries", LEDGER_COLUMNS, entries
+            yield "stream_supporters", SUPPORTER_COLUMNS, supporters
+
+    def _slice(self, indexes: range) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        world, per_sender, price = self.world, self.per_sender, SUPERLIKE_PRICE
+        streams = len(world.stream_ids)
+        superlikes: list[tuple[Any, ...]] = []
+        entries: list[tuple[Any, ...]] = []
+        supporters: list[tuple[Any, ...]] = []
+        for i in indexes:
+            sender = world.sender_ids[i]
+            p = sender_profile(i)
+            totals: dict[int, list[int]] = {}  # stream index -> [coins, superlikes, last position]
+            for j in range(per_sender):
+                s = (i + j) % streams
+                self._positions[s] += 1
+                position = self._positions[s]
+                superlike_id = object_id(f"bench-history-{i}-{j}")
+                created_at_ms = self.now - (per_sender - j) * 60_000
+                superlikes.append(
+                    (
+                        superlike_id,
+                        world.stream_ids[s],
+                        sender,
+                        p["username"],
+                        p["name"],
+                        p["surname"],
+                        p["profile_photo"],
+                        price,
+                        SENDER_COINS - (j + 1) * price,
+                        created_at_ms,
+                        f"history-{j}" if j % 2 else None,
+                        position,
+                    )
+                )
+                entries.append((sender, -price, "superlike_debit", superlike_id, created_at_ms))
+                entries.append((world.host_ids[s], price, "superlike_credit", superlike_id, created_at_ms))
+                total = totals.setdefault(s, [0, 0, 0])
+                total[0] += price
+                total[1] += 1
+                total[2] = position
+            for s, (coins, count, reached) in totals.items():
+                supporters.append((world.stream_ids[s], sender, coins, count, reached))
+        return superlikes, entries, supporters
+
+
+# -------------------------------------------------------------------------------------- the loading
+
+
+async def seed(database_url: str, world: World, *, history_per_sender: int = HISTORY_PER_SENDER) -> dict[str, Any]:
+    """Migrates the database, bulk loads the world and refreshes the planner's statistics; returns
+    what was loaded and how long each step took."""
+    from bench import bulk_load
+
+    started = time.monotonic()
     async with open_storage(database_url, pool_size=1) as storage:
         await storage.upgrade()
-        now = now_ms()
-        hosts = [*world.host_ids, world.hot_host_id]
-        users = [
-            {
-                "id": uid,
-                "username": f"bench_s{i}",
-                "name": "Bench",
-                "surname": f"Sender{i}",
-                "profile_photo": f"s{i}.jpg",
-                "created_at_ms": now,
-            }
-            for i, uid in enumerate(world.sender_ids)
-        ] + [
-            {
-                "id": uid,
-                "username": f"bench_h{i}",
-                "name": "Bench",
-                "surname": f"Host{i}",
-                "profile_photo": f"h{i}.jpg",
-                "created_at_ms": now,
-            }
-            for i, uid in enumerate(hosts)
-        ]
-        credits = [
-            {"user_id": uid, "amount": SENDER_COINS, "kind": "coin_credit", "superlike_id": None, "created_at_ms": now}
-            for uid in world.sender_ids
-        ]
-        streams = [
-            {"id": sid, "host_id": host, "state": "live", "superlike_price": SUPERLIKE_PRICE, "created_at_ms": now}
-            for sid, host in zip([*world.stream_ids, world.hot_stream_id], hosts, strict=True)
-        ]
-        history, history_entries, earned = _history(world, users, now)
-        supporters, last_positions = _standings(history)
-        for stream in streams:
-            stream["last_position"] = last_positions.get(stream["id"], 0)
-        spent = HISTORY_PER_SENDER * SUPERLIKE_PRICE
-        wallets = [{"user_id": uid, "balance": SENDER_COINS - spent} for uid in world.sender_ids] + [
-            {"user_id": uid, "balance": earned.get(uid, 0)} for uid in hosts
-        ]
-        async with storage.engine.begin() as connection:
-            await connection.execute(insert(User), users)
-            await connection.execute(insert(Wallet), wallets)
-            await connection.execute(insert(LedgerEntry), credits)
-            await connection.execute(insert(LiveStream), streams)
-            await connection.execute(insert(SuperlikeRecord), history)
-            await connection.execute(insert(LedgerEntry), history_entries)
-            await connection.execute(insert(StreamSupporter), supporters)
+    migrated = time.monotonic()
+    tables = world_rows(world, now_ms(), history_per_sender)
+    rows = await bulk_load.load(database_url, tables)
+    loaded = time.monotonic()
+    async with open_storage(database_url, pool_size=1) as storage:
         await storage.refresh_statistics()
-        return {
-            "users": len(users),
-            "senders": len(world.sender_ids),
-            "streams": len(streams),
-            "sender_coins": SENDER_COINS,
-            "price": SUPERLIKE_PRICE,
-            "history_superlikes": len(history),
-        }
-
-
-def _history(
-    world: World, users: list[dict[str, Any]], now: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
-    """HISTORY_PER_SENDER settled superlikes per sender on the spread streams, half of them with an
-    idempotency key, each with its applied debit and credit ledger entries (the audit's invariants
-    hold); returns the superlikes, the ledger entries and each host's earnings."""
-    superlikes: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
-    earned: dict[str, int] = {}
-    positions: dict[str, int] = {}
-    for i, sender in enumerate(world.sender_ids):
-        profile = users[i]
-        for j in range(HISTORY_PER_SENDER):
-            stream = (i + j) % len(world.stream_ids)
-            host = world.host_ids[stream]
-            superlike_id = _object_id(f"bench-history-{i}-{j}")
-            created_at_ms = now - (HISTORY_PER_SENDER - j) * 60_000
-            positions[world.stream_ids[stream]] = position = positions.get(world.stream_ids[stream], 0) + 1
-            superlikes.append(
-                {
-                    "id": superlike_id,
-                    "stream_id": world.stream_ids[stream],
-                    "sender_id": sender,
-                    "sender_username": profile["username"],
-                    "sender_name": profile["name"],
-                    "sender_surname": profile["surname"],
-                    "sender_profile_photo": profile["profile_photo"],
-                    "price": SUPERLIKE_PRICE,
-                    "sender_balance_after": SENDER_COINS - (j + 1) * SUPERLIKE_PRICE,
-                    "created_at_ms": created_at_ms,
-                    "idempotency_key": f"history-{j}" if j % 2 else None,
-                    "stream_position": position,
-                }
-            )
-            entries.append(
-                {
-                    "user_id": sender,
-                    "amount": -SUPERLIKE_PRICE,
-                    "kind": "superlike_debit",
-                    "superlike_id": superlike_id,
-                    "created_at_ms": created_at_ms,
-                    "applied": True,
-                }
-            )
-            entries.append(
-                {
-                    "user_id": host,
-                    "amount": SUPERLIKE_PRICE,
-                    "kind": "superlike_credit",
-                    "superlike_id": superlike_id,
-                    "created_at_ms": created_at_ms,
-                    "applied": True,
-                }
-            )
-            earned[host] = earned.get(host, 0) + SUPERLIKE_PRICE
-    return superlikes, entries, earned
-
-
-def _standings(history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The running totals and last positions the write path would have kept for `history`."""
-    totals: dict[tuple[str, str], dict[str, Any]] = {}
-    last_positions: dict[str, int] = {}
-    for superlike in history:
-        key = (superlike["stream_id"], superlike["sender_id"])
-        total = totals.setdefault(
-            key, {"stream_id": key[0], "sender_id": key[1], "coins": 0, "superlikes": 0, "reached_at_position": 0}
-        )
-        total["coins"] += superlike["price"]
-        total["superlikes"] += 1
-        total["reached_at_position"] = max(total["reached_at_position"], superlike["stream_position"])
-        last_positions[key[0]] = max(last_positions.get(key[0], 0), superlike["stream_position"])
-    return list(totals.values()), last_positions
+    finished = time.monotonic()
+    return {
+        "users": len(world.sender_ids) + len(world.host_ids) + 1,
+        "senders": len(world.sender_ids),
+        "streams": len(world.stream_ids) + 1,
+        "sender_coins": SENDER_COINS,
+        "price": SUPERLIKE_PRICE,
+        "history_per_sender": history_per_sender,
+        "history_superlikes": len(world.sender_ids) * history_per_sender,
+        "rows": rows,
+        "method": bulk_load.method(database_url),
+        "seconds": {
+            "migrate": round(migrated - started, 2),
+            "load": round(loaded - migrated, 2),
+            "statistics": round(finished - loaded, 2),
+            "total": round(finished - started, 2),
+        },
+    }
 
 
 _COUNT = text("SELECT count(*) FROM superlikes")
@@ -236,6 +300,20 @@ class SuperlikeCounter:
             # A read snapshot: it never takes SQLite's write lock from the server under test.
             async with open_storage(self._url, pool_size=1) as storage:
                 return int(await storage.read_snapshot(lambda connection: connection.execute(_COUNT).scalar_one()))
+
+        return asyncio.run(_count())
+
+    def count_with_key_prefix(self, prefix: str) -> int:
+        """Superlikes whose idempotency key starts with `prefix` (one REST run's, see superlike.lua)."""
+        query = text("SELECT count(*) FROM superlikes WHERE substr(idempotency_key, 1, :n) = :prefix")
+
+        async def _count() -> int:
+            async with open_storage(self._url, pool_size=1) as storage:
+                return int(
+                    await storage.read_snapshot(
+                        lambda connection: connection.execute(query, {"n": len(prefix), "prefix": prefix}).scalar_one()
+                    )
+                )
 
         return asyncio.run(_count())
 

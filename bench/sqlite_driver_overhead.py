@@ -25,8 +25,8 @@ USER = "a" * 24
 STATEMENTS = [
     f"SELECT balance FROM wallets WHERE user_id = '{USER}'",
     f"UPDATE wallets SET balance = balance - 1 WHERE user_id = '{USER}' RETURNING balance",
-    f"INSERT INTO ledger_entries (user_id, amount, kind, created_at_ms, applied) VALUES ('{USER}', 1, 'coin_credit', 0, 1)",
-    f"INSERT INTO ledger_entries (user_id, amount, kind, created_at_ms, applied) VALUES ('{USER}', -1, 'coin_credit', 0, 1)",
+    f"INSERT INTO ledger_entries (user_id, amount, kind, created_at_ms) VALUES ('{USER}', 1, 'coin_credit', 0)",
+    f"INSERT INTO ledger_entries (user_id, amount, kind, created_at_ms) VALUES ('{USER}', -1, 'coin_credit', 0)",
 ]
 CONCURRENCY = 64
 

@@ -39,6 +39,14 @@ def ensure_binary(name: str, package: str) -> str:
     return found
 
 
+def ensure_node() -> str:
+    """Node.js runs bench/grpc_load.mjs (built-in modules only); `make install` needs it already (npm)."""
+    found = shutil.which("node")
+    if not found:
+        raise ToolError("node is missing: install Node.js 18 or later (`make install` needs it too, for npm)")
+    return found
+
+
 def ensure_matplotlib() -> None:
     """matplotlib only draws the chart, so it is not a project dependency: installed into this venv on demand."""
     try:
@@ -72,7 +80,7 @@ def _envoy_version(envoy: str) -> str:
     return f"Envoy {match.group(1)}" if match else line
 
 
-def machine_info(*, envoy: str, wrk: str, h2load: str) -> dict[str, Any]:
+def machine_info(*, envoy: str, wrk: str, h2load: str, node: str | None = None) -> dict[str, Any]:
     cpu_model = "unknown"
     try:
         for line in open("/proc/cpuinfo", encoding="utf-8"):
@@ -106,4 +114,5 @@ def machine_info(*, envoy: str, wrk: str, h2load: str) -> dict[str, Any]:
         "envoy": _envoy_version(envoy),
         "wrk": _first_line([wrk, "-v"]),
         "h2load": _first_line([h2load, "--version"]),
+        **({"node": _first_line([node, "--version"])} if node else {}),
     }

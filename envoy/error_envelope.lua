@@ -1,19 +1,26 @@
 -- Edge glue for the LiveStreamChat transcoder (loaded by envoy.filters.http.lua, which sits before
 -- grpc_json_transcoder, so responses reach it after the transcoder).
 --
+-- It runs only where it has work to do: render.py gives every route to the server a fast twin with
+-- this filter disabled, for the requests on which the request function below would change nothing
+-- (a REST route's own method, a content type that is not gRPC, no query string, a path of plain
+-- ASCII without percent-escapes, no Authorization or one that starts with "Bearer "; for gRPC: POST
+-- over HTTP/2 with such an Authorization). Everything else keeps this filter, and so do the routes
+-- Envoy answers itself and requests refused before a route is picked. What every request needs is
+-- Envoy configuration (envoy.yaml): forgeable headers are dropped before routing, and so are header
+-- names that are not gRPC metadata keys (such a request is routed here to be refused), gRPC metadata
+-- is kept out of REST requests and answers by header_mutation, and the server's errors become the
+-- envelope through custom_response.
+--
 -- A request is a gRPC call exactly when Envoy itself says so (Grpc::Common::isGrpcRequestHeaders,
 -- which the transcoder and the local-reply code use): method POST and content-type
 -- "application/grpc" or "application/grpc+<subtype>", case-sensitive. Everything else is REST,
 -- e.g. application/grpc-web, APPLICATION/GRPC or a PATCH with application/grpc.
 --
--- Request path (all callers):
---   * removes identity-like and x-envoy-* headers a client could forge (this is the one list of
---     stripped headers: the only identity is the verified JWT);
---   * refuses header names that are not valid gRPC metadata keys ([0-9a-z_.-]) with 400;
---   * accepts the Authorization scheme in any case (RFC 7235), as jwt_authn wants "Bearer ".
+-- Request path (all callers): accepts the Authorization scheme in any case (RFC 7235), as
+-- jwt_authn wants "Bearer ".
 -- Request path (gRPC calls): over HTTP/1.x there is no gRPC (it needs HTTP/2): refused with 400.
 -- Request path (REST calls):
---   * drops grpc-* and *-bin headers (gRPC control and binary metadata are not part of REST);
 --   * keeps only the query parameters the route defines (the proto's HTTP annotations, rendered
 --     into the route metadata as rest_routes), refusing others with 400 on routes that take some and
 --     dropping the query string on routes that take none: the path is the only source of the stream
@@ -26,11 +33,10 @@
 -- Response path:
 --   * native gRPC responses to HTTP/2 callers are never touched: grpc-status, grpc-message and
 --     grpc-status-details-bin reach them as the server or Envoy's local reply set them;
---   * a gRPC-shaped answer to an HTTP/1.x caller (e.g. a refusal above) becomes the envelope;
---   * REST errors become {"isSuccess":false,"statusCode":<HTTP status>,"data":null,
---     "errors":["<message>"],"timestamp":"..."}; the message is kept only if it is one of the
---     service's own texts, otherwise it is the default text for the status;
---   * grpc-* and x-envoy-* response headers are dropped for REST callers.
+--   * a gRPC-shaped answer to an HTTP/1.x caller (Envoy shapes every local reply to a request with a
+--     gRPC content type so, e.g. a refusal above) becomes the envelope;
+--   * grpc-* and x-envoy-* response headers are dropped for REST callers (also for answers Envoy
+--     gives before any route is picked, which no route's header_mutation sees).
 --
 -- The service's texts come from the route metadata under "envoy.filters.http.lua" that
 -- envoy/render.py renders from the error table (server/domain/errors.py, server/api/status_codes.py):
@@ -38,11 +44,6 @@
 --   default_messages    HTTP status (string) -> text; "4xx" and "5xx" for the rest
 --   http_status_of_grpc gRPC code (string) -> HTTP status (the transcoder's mapping)
 --   rest_routes         {method, pattern (Lua), query = {JSON name -> "int32" | "string"}} per route
-
-local FORGEABLE_PREFIXES = {
-  "x-user", "x-auth", "x-jwt", "x-forwarded-user", "x-forwarded-email", "x-remote-user",
-  "x-authenticated", "x-sender", "x-caller", "x-envoy-",
-}
 
 local GRPC_TYPE = "application/grpc"
 -- Used only when envoy.yaml runs without render.py (no error table in the route metadata).
@@ -87,56 +88,10 @@ end
 
 local X = string.byte("x")
 local G = string.byte("g")
-local COLON = string.byte(":")
-
--- First bytes of the forgeable prefixes: most headers are ruled out by their first byte alone.
-local FORGEABLE_FIRST_BYTES = {}
-for _, prefix in ipairs(FORGEABLE_PREFIXES) do
-  FORGEABLE_FIRST_BYTES[string.byte(prefix, 1)] = true
-end
-
-local function is_forgeable(name)
-  if not FORGEABLE_FIRST_BYTES[string.byte(name, 1)] then
-    return false
-  end
-  for _, prefix in ipairs(FORGEABLE_PREFIXES) do
-    if starts_with(name, prefix) then
-      return true
-    end
-  end
-  return false
-end
-
--- gRPC metadata keys are [0-9a-z_.-]; the server fails a call carrying any other name (Envoy has
--- already lowercased the names). Pseudo-headers (":path") are not metadata.
-local function is_illegal_metadata_key(name)
-  return string.byte(name, 1) ~= COLON and string.find(name, "[^0-9a-z_.%-]") ~= nil
-end
-
-local function is_grpc_only_header(name)
-  return (string.byte(name, 1) == G and starts_with(name, "grpc-")) or string.sub(name, -4) == "-bin"
-end
 
 local function is_internal_response_header(name)
   return (string.byte(name, 1) == G and starts_with(name, "grpc-"))
       or (string.byte(name, 1) == X and starts_with(name, "x-envoy-"))
-end
-
--- One pass over the request headers: drops the forgeable ones, reports an illegal name.
-local function strip_forgeable(headers)
-  local doomed = {}
-  local illegal = false
-  for name, _ in pairs(headers) do
-    if is_forgeable(name) then
-      doomed[#doomed + 1] = name
-    elseif is_illegal_metadata_key(name) then
-      illegal = true
-    end
-  end
-  for _, name in ipairs(doomed) do
-    headers:remove(name)
-  end
-  return illegal
 end
 
 -- RFC 7235: the auth-scheme is case-insensitive; jwt_authn only matches "Bearer ".
@@ -269,10 +224,13 @@ local function refuse(handle, status)
 end
 
 function envoy_on_request(request_handle)
-  local headers = request_handle:headers()
-  if strip_forgeable(headers) then
-    return refuse(request_handle, 400)
+  -- The route has decided already (e.g. a header name that is not a gRPC metadata key, envoy.yaml):
+  -- refused here so that the answer takes the way of every refusal of this filter.
+  local refuse_with = request_handle:metadata():get("refuse_with")
+  if refuse_with ~= nil then
+    return refuse(request_handle, refuse_with)
   end
+  local headers = request_handle:headers()
   normalise_bearer(headers)
 
   if is_grpc_call(headers) then
@@ -281,17 +239,12 @@ function envoy_on_request(request_handle)
     end
     return
   end
-  -- A REST caller must not hand the server gRPC control metadata (e.g. grpc-timeout).
-  remove_matching(headers, is_grpc_only_header)
   local raw_path = headers:get(":path") or ""
   local path = string.match(raw_path, "^[^?]*")
   if not is_valid_path(path) then
     return refuse(request_handle, 400)
   end
   local method = headers:get(":method")
-  if method == "HEAD" then
-    request_handle:streamInfo():dynamicMetadata():set("envoy.filters.http.lua", "head", true)
-  end
   local route, allowed = rest_route(request_handle, path, method)
   if route == nil and allowed ~= nil then
     -- Remembered for the answer (as refuse does): a HEAD answer shaped as gRPC carries no rendered
@@ -357,15 +310,6 @@ local function json_escape(s)
   end))
 end
 
-local JSON_ESCAPES = {['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t"}
-
--- The transcoder's JSON string contents back to text (\uXXXX only for ASCII: every text of the
--- service's table is ASCII, anything else will not match it anyway).
-local function json_unescape(s)
-  s = string.gsub(s, "\\u00(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end)
-  return (string.gsub(s, "\\(.)", function(c) return JSON_ESCAPES[c] or c end))
-end
-
 local function utc_timestamp(handle)
   local ms = handle:timestamp(EnvoyTimestampResolution.MILLISECOND)
   local seconds = math.floor(ms / 1000)
@@ -375,73 +319,6 @@ end
 local function envelope(handle, status, message)
   return '{"isSuccess":false,"statusCode":' .. status .. ',"data":null,"errors":["'
       .. json_escape(message) .. '"],"timestamp":"' .. utc_timestamp(handle) .. '"}'
-end
-
--- Index just past the JSON string whose opening quote is at position i (nil if unterminated).
-local function skip_string(s, i)
-  local j = i + 1
-  while j <= #s do
-    local c = string.sub(s, j, j)
-    if c == "\\" then
-      j = j + 2
-    elseif c == '"' then
-      return j + 1
-    else
-      j = j + 1
-    end
-  end
-  return nil
-end
-
--- Reads the top-level "message" (raw, still JSON-escaped string contents) of a google.rpc.Status
--- rendered as JSON. Nested values (e.g. inside "details") are skipped, so a "message" key in an
--- error detail is never mistaken for the top-level one.
-local function status_message(body)
-  local i = string.find(body, "%S")
-  if i == nil or string.sub(body, i, i) ~= "{" then
-    return nil
-  end
-  i = i + 1
-  local depth = 1
-  local expecting_key = true
-  local key
-  while i <= #body and depth > 0 do
-    local c = string.sub(body, i, i)
-    if c == '"' then
-      local j = skip_string(body, i)
-      if j == nil then
-        return nil
-      end
-      local raw = string.sub(body, i + 1, j - 2)
-      if depth == 1 then
-        if expecting_key then
-          key = raw
-        elseif key == "message" then
-          return raw
-        end
-      end
-      i = j
-    elseif c == "{" or c == "[" then
-      depth = depth + 1
-      i = i + 1
-    elseif c == "}" or c == "]" then
-      depth = depth - 1
-      i = i + 1
-    elseif c == ":" then
-      if depth == 1 then
-        expecting_key = false
-      end
-      i = i + 1
-    elseif c == "," then
-      if depth == 1 then
-        expecting_key = true
-      end
-      i = i + 1
-    else
-      i = i + 1
-    end
-  end
-  return nil
 end
 
 -- An HTTP/1.x caller cannot be a gRPC client, but Envoy shapes every local reply to a request with
@@ -482,29 +359,7 @@ function envoy_on_response(response_handle)
     end
     return
   end
+  -- Errors are envelopes by now: the server's were answered by custom_response (which comes after
+  -- this filter, so it sees answers first), Envoy's own by local_reply_config.
   remove_matching(headers, is_internal_response_header)
-
-  local status = tonumber(headers:get(":status"))
-  if status == nil or status < 400 then
-    return
-  end
-  local lua_metadata = response_handle:streamInfo():dynamicMetadata():get("envoy.filters.http.lua")
-  if lua_metadata ~= nil and lua_metadata["head"] then
-    return -- no body in an answer to HEAD
-  end
-  -- Headers may no longer be touched once the body has been buffered.
-  headers:replace("content-type", "application/json")
-  local body = response_handle:body(true)
-  local text = body:getBytes(0, body:length())
-  -- Local replies are already envelopes (local_reply_config); transcoded gRPC errors and anything
-  -- else are rewritten.
-  if starts_with(text, '{"isSuccess":false,') then
-    return
-  end
-  local message = status_message(text)
-  if message ~= nil then
-    message = json_unescape(message)
-  end
-  -- setBytes also fixes content-length.
-  body:setBytes(envelope(response_handle, status, client_message(response_handle, status, message)))
 end

@@ -23,8 +23,11 @@ working directory (the repository root for the local defaults).
 
 Generated from the service's error table (server/domain/errors.py, server/api/status_codes.py) on
 every render, never written by hand: Envoy's local replies (the envelope for REST callers; for gRPC
-callers a status with the same google.rpc.Status in grpc-status-details-bin as the server sends) and
-the texts error_envelope.lua may pass on (route metadata). envoy.yaml alone runs, but without them.
+callers a status with the same google.rpc.Status in grpc-status-details-bin as the server sends), the
+texts the server's errors may show REST callers (custom_response's matcher) and the texts
+error_envelope.lua may pass on (route metadata). Also added on every render: the fast twins of the
+routes to the server (fast_routes: those routes without error_envelope.lua, for the requests it would
+leave alone). envoy.yaml alone runs, but without them.
 
 Needs PyYAML and the server's packages (run it from the repository root with the venv, or in the
 server image).
@@ -64,6 +67,7 @@ OVERLAY_ROUTE = "overlay"
 JWKS_CLUSTER = "jwks"
 JWT_PROVIDER = "allmine"
 LUA_FILTER = "envoy.filters.http.lua"
+CUSTOM_RESPONSE_FILTER = "envoy.filters.http.custom_response"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
@@ -482,12 +486,187 @@ OPENAPI_MAPPER = {
 }
 
 
-def _render_error_table(hcm: dict[str, Any]) -> None:
-    hcm["local_reply_config"]["mappers"] = [OPENAPI_MAPPER, OVERLAY_PAGE_MAPPER, *local_reply_mappers()]
+# custom_response answers with a local reply whose body is the text it chose and whose details are
+# empty (every answer Envoy gives by itself names its details): this mapper keeps that text, and the
+# envelope is rendered around it like around every other local reply. It adds no header: this
+# answer goes straight to the caller, past the filters that drop x-envoy-* headers.
+UPSTREAM_ERROR_MAPPER = {
+    "filter": {
+        "extension_filter": {
+            "name": CEL_FILTER,
+            "typed_config": {"@type": CEL_TYPE, "expression": "response.code_details == ''"},
+        }
+    }
+}
+
+_LOCAL_RESPONSE = (
+    "type.googleapis.com/envoy.extensions.http.custom_response.local_response_policy.v3.LocalResponsePolicy"
+)
+
+
+def _answer_with(text: str) -> dict[str, Any]:
+    return {"action": {"name": "envelope", "typed_config": {"@type": _LOCAL_RESPONSE, "body": {"inline_string": text}}}}
+
+
+def _response_input(kind: str, header: str | None = None) -> dict[str, Any]:
+    typed_config: dict[str, Any] = {"@type": f"type.googleapis.com/envoy.type.matcher.v3.{kind}"}
+    if header is not None:
+        typed_config["header_name"] = header
+    return {"name": header or kind, "typed_config": typed_config}
+
+
+def _matches(input_: dict[str, Any], regex: str) -> dict[str, Any]:
+    return {"single_predicate": {"input": input_, "value_match": {"safe_regex": {"google_re2": {}, "regex": regex}}}}
+
+
+def upstream_error_matcher() -> dict[str, Any]:
+    """custom_response's matcher on the REST routes to the server: every error answer that is not
+    already an envelope (Envoy's own answers name their status in LOCAL_STATUS_HEADER) becomes the
+    envelope, with the server's grpc-message if it is one of the table's texts, else the table's
+    text for the status: what error_envelope.lua did with the transcoder's JSON body before."""
     table = error_table_metadata()
+    defaults = table["default_messages"]
+    status_class = _response_input("HttpResponseStatusCodeClassMatchInput")
+    by_class = {
+        "matcher_tree": {
+            "input": status_class,
+            "exact_match_map": {"map": {kind: _answer_with(defaults[kind]) for kind in ("4xx", "5xx")}},
+        }
+    }
+    by_status = {
+        "matcher_tree": {
+            "input": _response_input("HttpResponseStatusCodeMatchInput"),
+            "exact_match_map": {
+                "map": {status: _answer_with(text) for status, text in defaults.items() if status.isdigit()}
+            },
+        },
+        "on_no_match": {"matcher": by_class},
+    }
+    by_text = {
+        "matcher_tree": {
+            "input": _response_input("HttpResponseHeaderMatchInput", "grpc-message"),
+            "exact_match_map": {"map": {text: _answer_with(text) for text in table["messages"]}},
+        },
+        "on_no_match": {"matcher": by_status},
+    }
+    an_error_to_render = {
+        "and_matcher": {
+            "predicate": [
+                _matches(status_class, "[45]xx"),
+                {"not_matcher": _matches(_response_input("HttpResponseHeaderMatchInput", LOCAL_STATUS_HEADER), ".*")},
+            ]
+        }
+    }
+    return {"matcher_list": {"matchers": [{"predicate": an_error_to_render, "on_match": {"matcher": by_text}}]}}
+
+
+def _render_error_table(hcm: dict[str, Any]) -> None:
+    hcm["local_reply_config"]["mappers"] = [
+        OPENAPI_MAPPER,
+        OVERLAY_PAGE_MAPPER,
+        UPSTREAM_ERROR_MAPPER,
+        *local_reply_mappers(),
+    ]
+    table = error_table_metadata()
+    matcher = upstream_error_matcher()
     for virtual_host in hcm["route_config"]["virtual_hosts"]:
         for route in virtual_host["routes"]:
-            route.setdefault("metadata", {}).setdefault("filter_metadata", {})[LUA_FILTER] = table
+            lua_metadata = route.setdefault("metadata", {}).setdefault("filter_metadata", {})
+            lua_metadata[LUA_FILTER] = {**lua_metadata.get(LUA_FILTER, {}), **table}  # e.g. refuse_with
+            custom_response = route.get("typed_per_filter_config", {}).get(CUSTOM_RESPONSE_FILTER)
+            if custom_response is not None:
+                custom_response["custom_response_matcher"] = matcher
+
+
+# --- fast twins: the routes without error_envelope.lua --------------------------------------------
+
+# error_envelope.lua changes nothing on a request that meets all of these (see its opening comment);
+# a route's fast twin takes exactly those requests, with that filter disabled. Route header matchers
+# see the whole :path, query string included.
+PROTOCOL_HEADER = "x-envoy-livechat-protocol"  # set before routing (envoy.yaml)
+GRPC_CONTENT_TYPE = r"application/grpc(\+.*)?"  # Grpc::Common::hasGrpcContentType, case-sensitive
+# RFC 3986 pchar without "%": nothing to percent-decode, plain ASCII, and no "?" (no query string).
+PLAIN_SEGMENT = r"[A-Za-z0-9._~!$&'()*+,;=:@-]+"
+FILTER_CONFIG = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
+
+
+def _header_regex(name: str, regex: str, *, invert: bool = False) -> dict[str, Any]:
+    matcher: dict[str, Any] = {"name": name, "string_match": {"safe_regex": {"regex": regex}}}
+    if invert:
+        matcher["invert_match"] = True
+    # A missing header is the empty string, so "absent" satisfies an optional pattern.
+    matcher["treat_missing_header_as_empty"] = True
+    return matcher
+
+
+BEARER_OR_NO_AUTHORIZATION = _header_regex("authorization", "(Bearer .*)?")
+NOT_A_GRPC_CONTENT_TYPE = _header_regex("content-type", GRPC_CONTENT_TYPE, invert=True)
+NOT_HTTP1 = _header_regex(PROTOCOL_HEADER, "HTTP/1.*", invert=True)
+
+
+def _method(method: str) -> dict[str, Any]:
+    return {"name": ":method", "string_match": {"exact": method}}
+
+
+def _accepts(match: dict[str, Any], path: str) -> bool:
+    """Whether a route match of the template (prefix, path or regex) takes `path`."""
+    if "prefix" in match:
+        return path.startswith(match["prefix"])
+    if "path" in match:
+        return path == match["path"]
+    if "safe_regex" in match:
+        return re.fullmatch(match["safe_regex"]["regex"], path) is not None
+    return False
+
+
+def _twin(route: dict[str, Any], name: str, headers: list[dict[str, Any]]) -> dict[str, Any]:
+    # Everything but the name, the match and the Lua filter's switch is the route's own (shared, so
+    # the rendered YAML refers to it instead of repeating it).
+    twin = {**route, "name": name, "match": copy.deepcopy(route["match"])}
+    twin["match"].setdefault("headers", []).extend(headers)
+    twin["typed_per_filter_config"] = {
+        **route.get("typed_per_filter_config", {}),
+        LUA_FILTER: {"@type": FILTER_CONFIG, "disabled": True},
+    }
+    return twin
+
+
+def fast_routes(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`routes` with fast twins inserted, each right before the route it copies, so every earlier
+    route still takes what it took: for each REST route of the proto, a twin of the route that serves
+    its path; for each gRPC route to the server, a twin for POST over HTTP/2. A twin's match is its
+    route's match narrowed by header conditions, so it only ever takes part of what its route took."""
+    twins: dict[int, list[dict[str, Any]]] = {}
+    for rest in rest_routes():
+        serving = next(
+            (
+                index
+                for index, route in enumerate(routes)
+                if "grpc" not in route["match"]
+                and "headers" not in route["match"]
+                and _accepts(route["match"], rest.example_path())
+            ),
+            None,
+        )
+        if serving is None or "route" not in routes[serving]:
+            raise RenderError(f"no route of envoy.yaml sends {rest.method} {rest.template} to the server")
+        conditions = [
+            _method(rest.method),
+            {"name": ":path", "string_match": {"safe_regex": {"regex": rest.path_regex(PLAIN_SEGMENT)}}},
+            NOT_A_GRPC_CONTENT_TYPE,
+            BEARER_OR_NO_AUTHORIZATION,
+        ]
+        name = f"{routes[serving]['name']} (fast: {rest.method} {rest.template})"
+        twins.setdefault(serving, []).append(_twin(routes[serving], name, conditions))
+    for index, route in enumerate(routes):
+        if "grpc" in route["match"] and "route" in route:
+            conditions = [_method("POST"), NOT_HTTP1, BEARER_OR_NO_AUTHORIZATION]
+            twins.setdefault(index, []).append(_twin(route, f"{route['name']} (fast)", conditions))
+    rendered: list[dict[str, Any]] = []
+    for index, route in enumerate(routes):
+        rendered.extend(twins.get(index, []))
+        rendered.append(route)
+    return rendered
 
 
 def _render_upstream(
@@ -555,7 +734,10 @@ def _render_token_checks(hcm: dict[str, Any], provider: dict[str, Any], clock_sk
     provider["clock_skew_seconds"] = max(clock_skew_seconds, 1)
     provider["claim_to_headers"] = [{"header_name": EDGE_VERIFIED_SUBJECT_METADATA, "claim_name": "sub"}]
     strip = _find(hcm["early_header_mutation_extensions"], "name", EARLY_HEADER_MUTATION, "early header mutation")
-    strip["typed_config"]["mutations"] = [{"remove": EDGE_VERIFIED_SUBJECT_METADATA}]
+    mutations = strip["typed_config"]["mutations"]
+    if "remove" not in mutations[0]:
+        raise RenderError("envoy.yaml: the early header mutation must start with the verified-sub header's removal")
+    mutations[0] = {"remove": EDGE_VERIFIED_SUBJECT_METADATA}  # the others: envoy.yaml's forgeable headers etc.
 
 
 def render(
@@ -624,6 +806,7 @@ def render(
     if openapi is not None:
         _serve_file(routes, OPENAPI_ROUTE, _existing_file("--openapi", openapi, check_files))
     _render_error_table(hcm)
+    routes[:] = fast_routes(routes)
     _render_send_rate_limit(http_filters, _send_rate_limit(send_burst, send_per_second, rate_limited_callers))
 
     if descriptor is not None:

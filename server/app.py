@@ -22,11 +22,13 @@ from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.adapters.settlement import settle_every
 from server.adapters.storage import Storage, open_storage
 from server.api.health import StorageHealth
+from server.api.rpc_observer import OBSERVED_METHODS
 from server.api.superlike_servicer import LiveStreamChatServicer
 from server.auth.jwks import JwksKeySet
 from server.auth.tokens import TokenPolicy, TokenVerifier
 from server.config import Settings
 from server.domain.errors import StorageUnavailable
+from server.garbage_collection import settle_startup_heap
 from server.observability.wiring import Instruments, instrument
 from server.services.feed import FeedService
 from server.services.feed_budget import FanoutBudget
@@ -173,8 +175,8 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier, 
 
     instruments = instrument(settings, storage)
     instruments.metrics.watch_feed_subscribers(feed_hub.total_subscribers)
-    server = grpc.aio.server(options=server_options(SERVER_OPTIONS, role), interceptors=[instruments.interceptor])
-    chat_grpc.add_LiveStreamChatServicer_to_server(servicer, server)
+    server = grpc.aio.server(options=server_options(SERVER_OPTIONS, role))
+    chat_grpc.add_LiveStreamChatServicer_to_server(instruments.rpc_observer.observe(servicer, OBSERVED_METHODS), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [CHAT_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -210,6 +212,7 @@ async def serve(settings: Settings, role: WorkerRole | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     role = role or WorkerRole()
     running = await start_server(settings, role)
+    settle_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Connection, cast, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from server.adapters.tables import ChatBan, LedgerEntry, LiveStream, SuperlikeRecord, User, Wallet
+from server.adapters.tables import ChatBan, LedgerEntry, LiveStream, SuperlikeRecord, User, Wallet, pending_credits
 from server.domain.accounts import Profile, UserAccount
 from server.domain.streams import Stream
 from server.domain.superlike import StreamState
@@ -33,8 +33,8 @@ class AdminRepository:
     def find_user(self, user_id: str) -> UserAccount | None:
         # SUM over a BIGINT is NUMERIC on PostgreSQL (a Decimal in Python): cast back to an integer.
         pending = (
-            select(cast(func.coalesce(func.sum(LedgerEntry.amount), 0), BigInteger))
-            .where(LedgerEntry.user_id == User.id, LedgerEntry.applied.is_(False))
+            select(cast(func.coalesce(func.sum(pending_credits.c.amount), 0), BigInteger))
+            .where(pending_credits.c.user_id == User.id)
             .scalar_subquery()
         )
         row = self._connection.execute(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, case, func, select
 
 from server.adapters.storage_base import Storage
-from server.adapters.tables import LedgerEntry, LiveStream, StreamSupporter, SuperlikeRecord, Wallet
+from server.adapters.tables import LedgerEntry, LiveStream, StreamSupporter, SuperlikeRecord, Wallet, pending_credits
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,10 @@ async def audit_database(storage: Storage) -> AuditReport:
 def audit_ledger(connection: Connection, *, max_listed: int = 20) -> AuditReport:
     """Checks the money invariants inside the caller's transaction (see audit_database for a live one).
 
-    1. every wallet balance equals the sum of its applied ledger entries, and none is negative;
-    2. the sum of all balances plus pending (unapplied) credits equals the coins ever issued
-       (coin_credit entries): superlikes only move coins, never create or destroy them;
+    1. every wallet balance plus its pending credits (not settled yet) equals the sum of its ledger
+       entries, and no balance is negative;
+    2. the sum of all balances plus pending credits equals the coins ever issued (coin_credit
+       entries): superlikes only move coins, never create or destroy them;
     3. every superlike has exactly one debit of -price from its sender and one credit of +price to its
        stream's host, and no superlike ledger entry lacks its superlike;
     4. every sender's running total on a stream (top supporters) equals that sender's superlikes on
@@ -48,27 +49,34 @@ def audit_ledger(connection: Connection, *, max_listed: int = 20) -> AuditReport
     """
     problems: list[str] = []
     entry_sums = (
-        select(LedgerEntry.user_id, func.coalesce(func.sum(LedgerEntry.amount), 0).label("total"))
-        .where(LedgerEntry.applied.is_(True))
+        select(LedgerEntry.user_id, func.sum(LedgerEntry.amount).label("total"))
         .group_by(LedgerEntry.user_id)
         .subquery()
     )
+    pending_sums = (
+        select(pending_credits.c.user_id, func.sum(pending_credits.c.amount).label("total"))
+        .group_by(pending_credits.c.user_id)
+        .subquery()
+    )
+    entries_total = func.coalesce(entry_sums.c.total, 0)
+    pending_total = func.coalesce(pending_sums.c.total, 0)
     mismatched = connection.execute(
-        select(Wallet.user_id, Wallet.balance, func.coalesce(entry_sums.c.total, 0))
+        select(Wallet.user_id, Wallet.balance, pending_total, entries_total)
         .outerjoin(entry_sums, entry_sums.c.user_id == Wallet.user_id)
-        .where((Wallet.balance != func.coalesce(entry_sums.c.total, 0)) | (Wallet.balance < 0))
+        .outerjoin(pending_sums, pending_sums.c.user_id == Wallet.user_id)
+        .where((Wallet.balance + pending_total != entries_total) | (Wallet.balance < 0))
         .limit(max_listed)
     )
-    for user_id, balance, total in mismatched:
-        problems.append(f"wallet {user_id}: balance {balance} but its applied ledger entries sum to {total}")
+    for user_id, balance, pending_credit, total in mismatched:
+        problems.append(
+            f"wallet {user_id}: balance {balance} with {pending_credit} pending, but its ledger entries sum to {total}"
+        )
 
     wallets, total_balance = connection.execute(select(func.count(), func.coalesce(func.sum(Wallet.balance), 0))).one()
-    coins_issued, pending = connection.execute(
-        select(
-            func.coalesce(func.sum(case((LedgerEntry.kind == "coin_credit", LedgerEntry.amount))), 0),
-            func.coalesce(func.sum(case((LedgerEntry.applied.is_(False), LedgerEntry.amount))), 0),
-        )
-    ).one()
+    coins_issued = connection.execute(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.kind == "coin_credit")
+    ).scalar_one()
+    pending = connection.execute(select(func.coalesce(func.sum(pending_credits.c.amount), 0))).scalar_one()
     if total_balance + pending != coins_issued:
         problems.append(f"balances sum to {total_balance} with {pending} pending, but {coins_issued} coins were issued")
 

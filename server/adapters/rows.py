@@ -10,17 +10,18 @@ from server.domain.history import FeedBatch, HistoryPage, PostedSuperlike, Suppo
 from server.domain.superlike import SenderSnapshot, StreamState, Superlike
 from server.domain.superlike_rules import SuperlikeFacts
 
+_PROFILE_COLUMNS = ("username", "name", "surname", "profile_photo")
+# Column names by prefix, spelled once: rows are read for every superlike written or shown.
+_PREFIXED_PROFILE_COLUMNS = {
+    prefix: tuple(prefix + column for column in _PROFILE_COLUMNS) for prefix in ("", "prior_", "sender_")
+}
+
 
 def _snapshot(row: Any, user_id: str, prefix: str = "") -> SenderSnapshot:
     """A profile from the row's `<prefix>username`, `<prefix>name`, ... columns (the statements name
     a live profile's columns plainly, a stored snapshot's with its table's prefix)."""
-    return SenderSnapshot(
-        user_id=user_id,
-        username=row[f"{prefix}username"],
-        name=row[f"{prefix}name"],
-        surname=row[f"{prefix}surname"],
-        profile_photo=row[f"{prefix}profile_photo"],
-    )
+    username, name, surname, profile_photo = _PREFIXED_PROFILE_COLUMNS[prefix]
+    return SenderSnapshot(user_id, row[username], row[name], row[surname], row[profile_photo])
 
 
 def facts_from_row(row: Any) -> SuperlikeFacts:
@@ -49,16 +50,17 @@ def prior_from_row(row: Any, sender_id: str) -> Superlike | None:
     )
 
 
-def new_superlike(row: Any, facts: SuperlikeFacts, balance_after: int) -> Superlike:
-    """The superlike a charge just stored, from its facts row."""
-    assert facts.sender is not None and facts.stream_price is not None
+def charged_from_row(row: Any) -> Superlike:
+    """The superlike a charge just stored, from its facts row with the debit's `balance_after`: the
+    sender's live profile and the stream's price as the facts read them (the rules' facts themselves
+    are only needed to refuse)."""
     return Superlike(
         superlike_id=row["superlike_id"],
         stream_id=row["stream_id"],
-        sender=facts.sender,
-        price=facts.stream_price,
+        sender=_snapshot(row, row["sender_id"]),
+        price=row["superlike_price"],
         created_at_ms=row["created_at_ms"],
-        sender_balance_after=balance_after,
+        sender_balance_after=int(row["balance_after"]),
     )
 
 

@@ -77,6 +77,11 @@ class SendBatcher:
             loop.call_soon(self._flush)
         return pending.outcome
 
+    @property
+    def has_waiting(self) -> bool:
+        """Requests are queued for a batch that has not started yet."""
+        return bool(self._queue)
+
     async def close(self, timeout_seconds: float) -> None:
         """Takes no new requests and waits up to `timeout_seconds` for the queued ones to be written.
         Batches still being written then are cancelled: their callers learn OutcomeUnknown."""

@@ -63,8 +63,9 @@ _SUPERLIKE_VALUES = {
     "stream_position": "stream_position",
 }
 SUPERLIKE_COLUMNS = ", ".join(_SUPERLIKE_VALUES)
-LEDGER_COLUMNS = "user_id, amount, kind, superlike_id, created_at_ms, applied"
+LEDGER_COLUMNS = "user_id, amount, kind, superlike_id, created_at_ms"
 SUPPORTER_COLUMNS = "stream_id, sender_id, coins, superlikes, reached_at_position"
+PENDING_CREDIT_COLUMNS = "user_id, amount, entries"
 
 # A sender's running total on a stream grows by what one write charged them there. Each sender has
 # at most one request per batch (send_batcher.py), so a batch writes each supporter row once.
@@ -84,10 +85,10 @@ def superlike_values(ref: ValueRef) -> str:
 
 
 def ledger_pair_values(ref: ValueRef) -> tuple[str, str]:
-    """The values of LEDGER_COLUMNS for a superlike's two entries: the sender's debit, applied at
-    once, and the host's credit, pending until settlement (see settlement.py)."""
+    """The values of LEDGER_COLUMNS for a superlike's two entries: the sender's debit, and the host's
+    credit, which reaches the host's wallet through pending_credits (see tables.py)."""
     price, superlike, at = ref("superlike_price"), ref("superlike_id"), ref("created_at_ms")
     return (
-        f"{ref('sender_id')}, -CAST({price} AS BIGINT), 'superlike_debit', {superlike}, {at}, TRUE",
-        f"{ref('host_id')}, CAST({price} AS BIGINT), 'superlike_credit', {superlike}, {at}, FALSE",
+        f"{ref('sender_id')}, -CAST({price} AS BIGINT), 'superlike_debit', {superlike}, {at}",
+        f"{ref('host_id')}, CAST({price} AS BIGINT), 'superlike_credit', {superlike}, {at}",
     )

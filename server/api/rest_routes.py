@@ -24,6 +24,15 @@ class RestRoute:
     lua_pattern: str  # the template as an anchored Lua pattern, a trailing slash allowed
     query_parameters: dict[str, str]  # JSON name -> "int32" | "string"
 
+    def path_regex(self, segment: str) -> str:
+        """The template as a regex for Envoy's route matchers (RE2, whole path), each variable one
+        `segment`, a trailing slash allowed."""
+        literals = _VARIABLE.split(self.template)[::3]
+        return segment.join(re.escape(literal) for literal in literals) + "/?"
+
+    def example_path(self) -> str:
+        return _VARIABLE.sub("x", self.template)
+
 
 def rest_routes() -> list[RestRoute]:
     service = chat_pb2.DESCRIPTOR.services_by_name["LiveStreamChat"]

@@ -1,8 +1,12 @@
-"""One record per LiveStreamChat call: a gRPC server interceptor times each call and hands its record
-(method, status code, outcome reason, caller, Envoy's request id) to the observers the composition
-root wires (metrics, the RPC log line).
+"""One record per LiveStreamChat call: each method of the servicer is wrapped, where the composition
+root registers it, so that every call is timed and its record (method, status code, outcome reason,
+caller, Envoy's request id) handed to the observers it wires (metrics, the RPC log line).
 
-The servicer knows what the interceptor cannot see from outside: who the caller is once the token is
+Wrapped at registration rather than seen through a gRPC server interceptor: grpc.aio runs an
+interceptor as one more coroutine per call, and an interceptor that wants the call's request id in
+its record must also build a new method handler for every call (its id is in the call's metadata).
+
+The servicer knows what the wrapper cannot see from outside: who the caller is once the token is
 verified, and which refusal ended the call. It notes them on the current call's record
 (note_caller, note_refusal), which lives in a context variable of the call's task.
 """
@@ -10,13 +14,13 @@ verified, and which refusal ended the call. It notes them on the current call's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -25,13 +29,14 @@ from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 
 log = logging.getLogger(__name__)
 
-OBSERVED_SERVICE = "/" + chat_pb2.DESCRIPTOR.services_by_name["LiveStreamChat"].full_name + "/"
+# Every LiveStreamChat method is observed; health checks and reflection stay out of the logs and metrics.
+OBSERVED_METHODS = tuple(chat_pb2.DESCRIPTOR.services_by_name["LiveStreamChat"].methods_by_name)
 REQUEST_ID_METADATA = "x-request-id"
 # A client-chosen id that is echoed into logs must not be able to forge log lines or flood them.
 MAX_REQUEST_ID = 128
 
 
-@dataclass
+@dataclass(slots=True)
 class RpcRecord:
     method: str
     request_id: str
@@ -60,88 +65,73 @@ def note_refusal(code: grpc.StatusCode, reason: str) -> None:
 def _request_id(metadata: Sequence[tuple[str, Any]] | None) -> str:
     for key, value in metadata or ():
         if key == REQUEST_ID_METADATA:
-            text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-            return "".join(ch for ch in text[:MAX_REQUEST_ID] if ch.isprintable())
+            text = (value.decode("latin-1") if isinstance(value, bytes) else str(value))[:MAX_REQUEST_ID]
+            return text if text.isprintable() else "".join(ch for ch in text if ch.isprintable())
     return ""
 
 
-class RpcObserver(grpc.aio.ServerInterceptor):
+def _note_unfinished(record: RpcRecord, error: BaseException, context: grpc.aio.ServicerContext) -> None:
+    """A call that ended by an exception without a noted refusal."""
+    if record.code != "OK":
+        return
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        # The client left (or the server is stopping): grpc.aio cancels the handler's task, or
+        # closes a streaming handler's generator, before context.cancelled() says so.
+        record.code = record.reason = "CANCELLED"
+    else:  # a bug upstream
+        record.code = record.reason = "CANCELLED" if context.cancelled() else "UNKNOWN"
+
+
+class RpcObserver:
     def __init__(self, observers: Sequence[RpcObserverCallback]) -> None:
         self._observers = tuple(observers)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        path = handler_call_details.method
-        if handler is None or not path.startswith(OBSERVED_SERVICE):
-            return handler  # health checks and reflection stay out of the logs and metrics
-        method = path[len(OBSERVED_SERVICE) :]
-        request_id = _request_id(handler_call_details.invocation_metadata)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method, request_id),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, method, request_id),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+    def observe(self, servicer: object, methods: Iterable[str]) -> SimpleNamespace:
+        """The servicer's `methods`, each reporting one record per call, as attributes of an object
+        that stands in for the servicer where its methods are registered."""
+        return SimpleNamespace(**{method: self._observed(getattr(servicer, method), method) for method in methods})
 
-    @contextlib.contextmanager
-    def _observing(self, method: str, request_id: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
-        """Times the call and reports its record however it ends (for a stream: when it closes)."""
-        record = RpcRecord(method, request_id)
-        _current.set(record)
-        started = time.perf_counter()
-        try:
-            yield
-        except (asyncio.CancelledError, GeneratorExit):
-            # The client left (or the server is stopping): grpc.aio cancels the handler's task, or
-            # closes a streaming handler's generator, before context.cancelled() says so.
-            if record.code == "OK":
-                record.code = record.reason = "CANCELLED"
-            raise
-        except BaseException:
-            if record.code == "OK":  # ended without a noted refusal: a bug upstream
-                record.code = record.reason = "CANCELLED" if context.cancelled() else "UNKNOWN"
-            raise
-        finally:
-            record.latency_seconds = time.perf_counter() - started
-            self._report(record)
-
-    def _unary(self, behavior: Callable[..., Any], method: str, request_id: str) -> Callable[..., Any]:
-        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with self._observing(method, request_id, context):
-                return await behavior(request, context)
-
-        return observed
-
-    def _stream(self, behavior: Callable[..., Any], method: str, request_id: str) -> Callable[..., Any]:
-        # grpc.aio runs a streaming handler as written: an async generator is iterated, a coroutine
-        # (writing with context.write) awaited; the wrapper must be of the same kind.
+    def _observed(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        # grpc.aio runs a handler as written: an async generator is iterated, a coroutine (a unary
+        # method, or a streaming one writing with context.write) awaited; the wrapper must be of the
+        # same kind. A stream's record is taken when it closes.
         if inspect.isasyncgenfunction(behavior):
 
             async def observed_generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                with self._observing(method, request_id, context):
+                record = self._begin(method, context)
+                started = time.perf_counter()
+                try:
                     async for response in behavior(request, context):
                         yield response
+                except BaseException as error:
+                    _note_unfinished(record, error, context)
+                    raise
+                finally:
+                    self._end(record, started)
 
             return observed_generator
 
-        async def observed_writer(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with self._observing(method, request_id, context):
+        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            record = self._begin(method, context)
+            started = time.perf_counter()
+            try:
                 return await behavior(request, context)
+            except BaseException as error:
+                _note_unfinished(record, error, context)
+                raise
+            finally:
+                self._end(record, started)
 
-        return observed_writer
+        return observed
 
-    def _report(self, record: RpcRecord) -> None:
+    @staticmethod
+    def _begin(method: str, context: grpc.aio.ServicerContext) -> RpcRecord:
+        record = RpcRecord(method, _request_id(context.invocation_metadata()))
+        _current.set(record)
+        return record
+
+    def _end(self, record: RpcRecord, started: float) -> None:
+        record.latency_seconds = time.perf_counter() - started
         for observe in self._observers:
             try:
                 observe(record)

@@ -67,6 +67,8 @@ def parse_request(stream_id: str, sender_id: str, idempotency_key: str | None) -
 
 
 def is_valid_idempotency_key(key: str) -> bool:
-    # Printable ASCII without control characters, as the IETF Idempotency-Key draft's examples use:
-    # it survives HTTP headers, gRPC metadata and logs unchanged.
-    return 1 <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH and all(" " <= ch <= "~" for ch in key)
+    # Printable ASCII without control characters (space to tilde), as the IETF Idempotency-Key
+    # draft's examples use: it survives HTTP headers, gRPC metadata and logs unchanged. The ASCII
+    # characters str.isprintable accepts are exactly those; two C scans cost a tenth of a loop in
+    # Python over the key, once per superlike.
+    return 1 <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH and key.isascii() and key.isprintable()

@@ -33,18 +33,46 @@ _SECRETS = (
 RECORD_FIELDS = ("worker", "method", "code", "reason", "latency_ms", "request_id", "caller_id")
 
 
+# Every match of _SECRETS contains one of these once casefolded (casefolding maps the characters that
+# case-insensitive matching also takes for an ASCII letter, such as the long s and the Kelvin sign, to
+# that letter): four substring tests clear almost every line for a tenth of four regex passes.
+def _may_hold_secret(text: str) -> bool:
+    folded = text.casefold()
+    return "eyj" in folded or "bearer" in folded or "access_token=" in folded or "-----begin " in folded
+
+
 def scrub(text: str) -> str:
+    if not _may_hold_secret(text):
+        return text
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
 
 
-class ScrubbingTextFormatter(logging.Formatter):
+class _SecondsOnceFormatter(logging.Formatter):
+    """Renders the date and time of each second once: strftime was the dearest step of a line, and
+    the RPC lines of a busy second share it. Only for date formats without sub-second fields (the
+    milliseconds are added from record.msecs)."""
+
+    _second: tuple[int, str | None] | None = None
+    _rendered = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+        if datefmt is None:
+            return super().formatTime(record, datefmt)
+        second = (int(record.created), datefmt)
+        if second != self._second:
+            self._rendered = super().formatTime(record, datefmt)
+            self._second = second
+        return self._rendered
+
+
+class ScrubbingTextFormatter(_SecondsOnceFormatter):
     def format(self, record: logging.LogRecord) -> str:
         return scrub(super().format(record))
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_SecondsOnceFormatter):
     """One JSON object per line: time (UTC, milliseconds), level, logger, message, the RPC fields
     when present, and the traceback as one string."""
 
@@ -76,6 +104,12 @@ class _WorkerTag(logging.Filter):
 def configure_logging(level: str, log_format: str = "text", worker: int | None = None) -> None:
     """The root logger's one handler (stderr), in `log_format`; times in UTC. `worker`: the index
     every line carries (a field of its own in JSON), for a worker among several."""
+    # What no line shows is not gathered for each record either (logging's documented switches):
+    # the caller's file, line and function (a walk up the stack), the thread, the process.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     text_format = TEXT_FORMAT if worker is None else WORKER_TEXT_FORMAT
     formatter: logging.Formatter = (

@@ -76,6 +76,11 @@ class ServiceMetrics:
         self.pool_size = Gauge(
             "livechat_db_pool_size", "Connections the pool keeps (its configured size)", registry=self.registry
         )
+        # The labelled series each call updates, looked up once: `labels()` validates and locks on
+        # every call, three times the cost of the update itself. Both label sets are bounded (the
+        # methods, and the status codes and reasons of the error table).
+        self._rpc_latency_series: dict[tuple[str, str], Histogram] = {}
+        self._superlike_series: dict[str, Counter] = {}
         self.feed_subscribers = Gauge(
             "livechat_live_feed_subscribers",
             "Live-feed subscribers connected to this server (gRPC streams and SSE)",
@@ -84,10 +89,16 @@ class ServiceMetrics:
 
     # Callbacks the composition root hands to the parts it wires.
     def observe_superlike(self, reason: str) -> None:
-        self.superlikes.labels(reason=reason).inc()
+        series = self._superlike_series.get(reason)
+        if series is None:
+            series = self._superlike_series[reason] = self.superlikes.labels(reason=reason)
+        series.inc()
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
-        self.rpc_latency.labels(method=method, code=code).observe(seconds)
+        series = self._rpc_latency_series.get((method, code))
+        if series is None:
+            series = self._rpc_latency_series[method, code] = self.rpc_latency.labels(method=method, code=code)
+        series.observe(seconds)
 
     def observe_batch(self, size: int) -> None:
         self.batch_size.observe(size)

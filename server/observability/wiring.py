@@ -1,5 +1,5 @@
 """What the composition root attaches to a server so operators can see it: the metrics registry fed
-by the RPC interceptor, the batcher, settlement and the pool, the metrics endpoint, the RPC log line."""
+by the observed RPCs, the batcher, settlement and the pool, the metrics endpoint, the RPC log line."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ SEND_METHOD = "SendSuperlike"
 @dataclass
 class Instruments:
     metrics: ServiceMetrics
-    interceptor: RpcObserver
+    # Wraps the servicer's methods where they are registered (one record per call).
+    rpc_observer: RpcObserver
     endpoint: MetricsEndpoint | None
 
     @property

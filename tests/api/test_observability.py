@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.adapters.storage import Storage
-from server.api.rpc_observer import OBSERVED_SERVICE, RpcObserver, RpcRecord, note_caller, note_refusal
+from server.api.rpc_observer import RpcObserver, RpcRecord, note_caller, note_refusal
 from server.app import RunningServer, start_server
 from server.config import load_settings
 from server.observability.logs import JsonFormatter
@@ -203,41 +203,39 @@ async def test_streaming_calls_are_observed_once_when_they_end_whatever_the_hand
     handlers that yield and for handlers that write through the context."""
     records: list[RpcRecord] = []
 
-    async def yielding(request: bytes, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
-        note_caller("caller-1")
-        for chunk in (b"a", b"b"):
-            yield chunk
+    class Feeds:
+        async def Yielding(self, request: bytes, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]  # noqa: N802
+            note_caller("caller-1")
+            for chunk in (b"a", b"b"):
+                yield chunk
 
-    async def writing(request: bytes, context: grpc.aio.ServicerContext) -> None:
-        await context.write(b"c")
-        note_refusal(grpc.StatusCode.UNAVAILABLE, "FEED_INTERRUPTED")
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "interrupted")
+        async def Writing(self, request: bytes, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+            await context.write(b"c")
+            note_refusal(grpc.StatusCode.UNAVAILABLE, "FEED_INTERRUPTED")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "interrupted")
 
-    async def endless(request: bytes, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
-        yield b"d"
-        await asyncio.Event().wait()  # a feed nobody sends to: it ends when the client leaves
+        async def Endless(self, request: bytes, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]  # noqa: N802
+            yield b"d"
+            await asyncio.Event().wait()  # a feed nobody sends to: it ends when the client leaves
 
-    service = OBSERVED_SERVICE.strip("/")
+    methods = ("Yielding", "Writing", "Endless")
+    observed = RpcObserver([records.append]).observe(Feeds(), methods)
+    service = "test.Feeds"
     handlers = grpc.method_handlers_generic_handler(
-        service,
-        {
-            "Yielding": grpc.unary_stream_rpc_method_handler(yielding),
-            "Writing": grpc.unary_stream_rpc_method_handler(writing),
-            "Endless": grpc.unary_stream_rpc_method_handler(endless),
-        },
+        service, {method: grpc.unary_stream_rpc_method_handler(getattr(observed, method)) for method in methods}
     )
-    server = grpc.aio.server(interceptors=[RpcObserver([records.append])])
+    server = grpc.aio.server()
     server.add_generic_rpc_handlers((handlers,))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_stream(f"{OBSERVED_SERVICE}Yielding")(b"", metadata=[("x-request-id", "r-1")])
+            call = channel.unary_stream(f"/{service}/Yielding")(b"", metadata=[("x-request-id", "r-1")])
             assert [chunk async for chunk in call] == [b"a", b"b"]
-            call = channel.unary_stream(f"{OBSERVED_SERVICE}Writing")(b"")
+            call = channel.unary_stream(f"/{service}/Writing")(b"")
             with pytest.raises(grpc.aio.AioRpcError):
                 [chunk async for chunk in call]
-            call = channel.unary_stream(f"{OBSERVED_SERVICE}Endless")(b"")
+            call = channel.unary_stream(f"/{service}/Endless")(b"")
             assert await call.read() == b"d"
             call.cancel()  # the client leaves
             for _ in range(100):

@@ -30,12 +30,17 @@ ANSWERS = {
     "empty": (grpc.StatusCode.ABORTED, ""),
     "known": (grpc.StatusCode.ABORTED, "Insufficient coin balance for a superlike"),
     "variant": (grpc.StatusCode.INVALID_ARGUMENT, "Only one Idempotency-Key may be sent"),
+    # After the initial metadata: the status comes in trailers, not as a trailers-only answer.
+    "late-known": (grpc.StatusCode.ABORTED, "Live stream is not live"),
+    "late-other": (grpc.StatusCode.ABORTED, "lock timeout"),
 }
 
 
 class StandIn(chat_grpc.LiveStreamChatServicer):
     async def SendSuperlike(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         code, message = ANSWERS[request.stream_id]
+        if request.stream_id.startswith("late-"):
+            await context.send_initial_metadata(())
         await context.abort(code, message)
 
 
@@ -74,6 +79,8 @@ async def stand_in_edge(
         ("empty", 409, "Request could not be processed"),
         ("known", 409, "Insufficient coin balance for a superlike"),
         ("variant", 400, "Only one Idempotency-Key may be sent"),
+        ("late-known", 409, "Live stream is not live"),
+        ("late-other", 409, "Request could not be processed"),
     ],
 )
 async def test_an_upstream_text_outside_the_table_never_reaches_a_rest_client(

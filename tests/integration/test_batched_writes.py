@@ -4,14 +4,26 @@ requests, and each one still gets exactly the outcome it would have had alone.""
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.adapters.audit import audit_database
+from server.adapters.sqlite.superlikes import SqliteSuperlikes
+from server.adapters.sqlite.worker import SqliteWorker
 from server.adapters.storage import Storage
 from server.domain import errors
 from server.domain.superlike import StreamState, Superlike
+from server.services.superlikes import SuperlikeService
 from tests.support import (
+    World,
     as_operator,
     balance_of,
     build_world,
@@ -21,6 +33,8 @@ from tests.support import (
     superlike_service,
     wait_until_a_postgres_lock_is_awaited,
 )
+
+T = TypeVar("T")
 
 
 async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(storage: Storage) -> None:
@@ -71,6 +85,55 @@ async def test_a_burst_through_one_server_keeps_every_requests_own_outcome(stora
     assert (await audit_database(storage)).problems == []
 
 
+async def _write_another_servers_superlike(other_server: AsyncConnection, world: World, key: str) -> str:
+    """Another server's superlike from the world's viewer, with `key`: its stream position, ledger
+    entries, pending host credit, the viewer's first running total on the stream and the debit, in
+    `other_server`'s transaction (not committed). Returns the superlike's id."""
+    superlike_id = secrets.token_hex(12)
+    position = (
+        await other_server.execute(
+            text(
+                "UPDATE live_streams SET last_position = last_position + 1 WHERE id = :stream RETURNING last_position"
+            ),
+            {"stream": world.stream_id},
+        )
+    ).scalar_one()
+    await other_server.execute(
+        text("""
+            INSERT INTO superlikes (id, stream_id, sender_id, sender_username, sender_name,
+                                    sender_surname, sender_profile_photo, price,
+                                    sender_balance_after, created_at_ms, idempotency_key, stream_position)
+            SELECT :id, :stream, u.id, u.username, u.name, u.surname,
+                   u.profile_photo, 10, 90, 1700000000000, :key, :position
+            FROM users u WHERE u.id = :sender
+        """),
+        {"id": superlike_id, "stream": world.stream_id, "sender": world.viewer_id, "position": position, "key": key},
+    )
+    await other_server.execute(
+        text("""
+            INSERT INTO stream_supporters (stream_id, sender_id, coins, superlikes, reached_at_position)
+            VALUES (:stream, :sender, 10, 1, :position)
+        """),
+        {"stream": world.stream_id, "sender": world.viewer_id, "position": position},
+    )
+    await other_server.execute(
+        text("""
+            INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms)
+            VALUES (:sender, -10, 'superlike_debit', :id, 1700000000000),
+                   (:host, 10, 'superlike_credit', :id, 1700000000000)
+        """),
+        {"id": superlike_id, "sender": world.viewer_id, "host": world.host_id},
+    )
+    await other_server.execute(
+        text("INSERT INTO pending_credits (user_id, amount, entries) VALUES (:host, 10, 1)"),
+        {"host": world.host_id},
+    )
+    await other_server.execute(
+        text("UPDATE wallets SET balance = balance - 10 WHERE user_id = :sender"), {"sender": world.viewer_id}
+    )
+    return superlike_id
+
+
 async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_request(postgres_url: str) -> None:
     """Another server commits a superlike with a key this batch also carries, after the batch read
     and before it wrote: the unique index undoes the whole statement, and the batch is written again
@@ -82,45 +145,7 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
         neighbours = [await create_user(storage, coins=100) for _ in range(2)]
         other_server = await engine.connect()
         other_transaction = await other_server.begin()
-        # The other server's superlike, with its stream position, ledger entries, supporter total and
-        # the debit, not yet committed.
-        position = (
-            await other_server.execute(
-                text(
-                    "UPDATE live_streams SET last_position = last_position + 1 WHERE id = :stream RETURNING last_position"
-                ),
-                {"stream": world.stream_id},
-            )
-        ).scalar_one()
-        await other_server.execute(
-            text("""
-                INSERT INTO superlikes (id, stream_id, sender_id, sender_username, sender_name,
-                                        sender_surname, sender_profile_photo, price,
-                                        sender_balance_after, created_at_ms, idempotency_key, stream_position)
-                SELECT 'abcdefabcdefabcdefabcdef', :stream, u.id, u.username, u.name, u.surname,
-                       u.profile_photo, 10, 90, 1700000000000, 'contended', :position
-                FROM users u WHERE u.id = :sender
-            """),
-            {"stream": world.stream_id, "sender": world.viewer_id, "position": position},
-        )
-        await other_server.execute(
-            text("""
-                INSERT INTO stream_supporters (stream_id, sender_id, coins, superlikes, reached_at_position)
-                VALUES (:stream, :sender, 10, 1, :position)
-            """),
-            {"stream": world.stream_id, "sender": world.viewer_id, "position": position},
-        )
-        await other_server.execute(
-            text("""
-                INSERT INTO ledger_entries (user_id, amount, kind, superlike_id, created_at_ms, applied)
-                VALUES (:sender, -10, 'superlike_debit', 'abcdefabcdefabcdefabcdef', 1700000000000, TRUE),
-                       (:host, 10, 'superlike_credit', 'abcdefabcdefabcdefabcdef', 1700000000000, FALSE)
-            """),
-            {"sender": world.viewer_id, "host": world.host_id},
-        )
-        await other_server.execute(
-            text("UPDATE wallets SET balance = balance - 10 WHERE user_id = :sender"), {"sender": world.viewer_id}
-        )
+        theirs = await _write_another_servers_superlike(other_server, world, "contended")
         superlikes = superlike_service(storage)
         batch = asyncio.gather(
             superlikes.send(world.stream_id, world.viewer_id, "contended"),
@@ -131,11 +156,53 @@ async def test_a_key_committed_by_another_server_mid_batch_undoes_only_that_requ
         await other_server.close()
         contended, *charged = await asyncio.wait_for(batch, timeout=10)
 
-        assert contended.superlike_id == "abcdefabcdefabcdefabcdef"
+        assert contended.superlike_id == theirs
         assert (contended.price, contended.sender_balance_after) == (10, 90)
         assert [superlike.sender_balance_after for superlike in charged] == [90, 90]
         assert await balance_of(storage, world.viewer_id) == 90
         assert [await balance_of(storage, user["id"]) for user in neighbours] == [90, 90]
+        assert (await audit_database(storage)).problems == []
+
+
+async def test_a_running_total_another_server_starts_mid_batch_is_added_to(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another server commits the viewer's first superlike on the stream (and with it the viewer's
+    running total) while this batch, holding another superlike of the viewer, waits for the viewer's
+    wallet. The batch's snapshot predates that total; its INSERT meets it and adds to it (ON
+    CONFLICT): one total of both superlikes, never a refused batch or a lost one."""
+    caplog.set_level(logging.INFO, logger="server.adapters.postgres.superlikes")
+    async with migrated_storage(postgres_url) as storage:
+        engine = storage.engine
+        world = await build_world(storage, coins=100, price=10)
+        neighbour = await create_user(storage, coins=100)
+        other_server = await engine.connect()
+        other_transaction = await other_server.begin()
+        await _write_another_servers_superlike(other_server, world, "theirs")
+        superlikes = superlike_service(storage)
+        batch = asyncio.gather(
+            superlikes.send(world.stream_id, world.viewer_id, "mine"),
+            superlikes.send(world.stream_id, neighbour["id"], None),
+        )
+        await wait_until_a_postgres_lock_is_awaited(engine)
+        await other_transaction.commit()
+        await other_server.close()
+        mine, neighbours = await asyncio.wait_for(batch, timeout=10)
+
+        assert (mine.sender_balance_after, neighbours.sender_balance_after) == (80, 90)
+        async with engine.connect() as connection:
+            totals = (
+                await connection.execute(
+                    text(
+                        "SELECT sender_id, coins, superlikes, reached_at_position FROM stream_supporters"
+                        " WHERE stream_id = :stream ORDER BY reached_at_position"
+                    ),
+                    {"stream": world.stream_id},
+                )
+            ).all()
+        # Positions: the other server's superlike 1, then the batch's in its order, 2 and 3.
+        assert [tuple(row) for row in totals] == [(world.viewer_id, 20, 2, 2), (neighbour["id"], 10, 1, 3)]
+        assert "superlike batch refused" not in caplog.text  # written by the one statement, not again
         assert (await audit_database(storage)).problems == []
 
 
@@ -231,5 +298,101 @@ async def test_a_request_that_fails_inside_a_sqlite_batch_leaves_its_neighbours_
         assert sorted(tuple(row) for row in totals) == sorted(
             [(senders[0], 20, 2, 2), (senders[1], 10, 1, 3), (senders[2], 10, 1, 4)]
         )
+        assert await balance_of(storage, world.viewer_id) == 100
+        assert (await audit_database(storage)).problems == []
+
+
+async def test_a_postgres_writer_keeps_its_connection_while_requests_wait_and_returns_it_when_none_do(
+    postgres_url: str,
+) -> None:
+    """Under load each batch goes out on the connection the previous one used (no check-out and
+    check-in per batch); once nothing waits the connection is back in the pool, so a quiet server
+    holds none."""
+    async with migrated_storage(postgres_url) as storage:
+        world = await build_world(storage, coins=1000, price=10)
+        senders = [await create_user(storage, coins=1000) for _ in range(3)]
+        in_use_when_batches_start: list[int] = []
+        writer = storage.new_superlike_writer()
+        writer.observe_batches(lambda size: in_use_when_batches_start.append(storage.pool_in_use()))
+        # Every sender sends twice at once: a sender's second request waits for a batch after its
+        # first one's, so the first batch ends with requests waiting and the second one follows it.
+        outcomes = await asyncio.gather(
+            *(SuperlikeService(writer).send(world.stream_id, sender["id"], None) for sender in senders for _ in "12")
+        )
+
+        assert sorted(outcome.sender_balance_after for outcome in outcomes) == [980, 980, 980, 990, 990, 990]
+        # The first batch checked a connection out; the second went out on it, kept.
+        assert in_use_when_batches_start == [0, 1]
+        assert storage.pool_in_use() == 0
+
+
+class _LockedByAnotherProcessFromWrite:
+    """The SQLite thread (worker.py) of a server whose database file another process locks for writing
+    just before the server's `nth` transaction: that one, and any after it, waits out the busy timeout
+    and finds the database locked. Counts the transactions the server attempts."""
+
+    def __init__(self, worker: SqliteWorker, path: str, nth: int) -> None:
+        self._worker = worker
+        self._path = path
+        self._nth = nth
+        self._holder: sqlite3.Connection | None = None
+        self.writes = 0
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        self.writes += 1
+        if self.writes == self._nth:
+            self._holder = sqlite3.connect(self._path, isolation_level=None)
+            self._holder.execute("BEGIN IMMEDIATE")
+        return await self._worker.write(work)
+
+    def release(self) -> None:
+        if self._holder is not None:
+            self._holder.rollback()
+            self._holder.close()
+
+
+async def test_a_sqlite_database_locked_while_a_batch_is_written_one_by_one_stops_the_rest(
+    sqlite_url: str, separate_database
+) -> None:
+    """A batch fails for one request's own fault and is written one by one; then another process
+    holds the database locked past the busy timeout. The request that found it locked and the ones
+    not tried yet are STORAGE_UNAVAILABLE, as on PostgreSQL: the SQLite thread waits out the timeout
+    once, not once per remaining request (up to 127 x 5 s)."""
+    url = separate_database(sqlite_url)
+    async with migrated_storage(url) as storage:
+        world = await build_world(storage, coins=100, price=10)
+        others = [await create_user(storage, coins=100) for _ in range(3)]
+        async with storage.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "CREATE TRIGGER refuse_viewer BEFORE INSERT ON superlikes "
+                    f"WHEN NEW.sender_id = '{world.viewer_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        # Transactions: 1 the batch (undone by the viewer's request), 2 others[0] alone, 3 the viewer
+        # alone; the lock is taken before the 4th, others[1] alone.
+        worker = SqliteWorker(url, connect_timeout_s=0.2)
+        locked = _LockedByAnotherProcessFromWrite(worker, make_url(url).database or "", nth=4)
+        try:
+            superlikes = SuperlikeService(SqliteSuperlikes(locked))
+            outcomes = await asyncio.gather(
+                superlikes.send(world.stream_id, others[0]["id"], None),
+                superlikes.send(world.stream_id, world.viewer_id, None),
+                superlikes.send(world.stream_id, others[1]["id"], None),
+                superlikes.send(world.stream_id, others[2]["id"], None),
+                return_exceptions=True,
+            )
+        finally:
+            locked.release()
+            await worker.close()
+
+        assert [type(outcome).__name__ for outcome in outcomes] == [
+            "Superlike",
+            "IntegrityError",
+            "StorageUnavailable",
+            "StorageUnavailable",
+        ]
+        assert locked.writes == 4  # others[2] was never tried
+        assert [await balance_of(storage, user["id"]) for user in others] == [90, 100, 100]
         assert await balance_of(storage, world.viewer_id) == 100
         assert (await audit_database(storage)).problems == []

@@ -5,6 +5,7 @@ migration that numbers and totals a database that already holds superlikes."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 
 import pytest
@@ -12,10 +13,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from server.adapters import schema
+from server.adapters.history_sql import top_supporters_sql
 from server.adapters.storage import open_storage
 from server.adapters.storage_base import Storage
 from server.services.history import HistoryService
-from tests.support import create_stream, create_user, superlike_service
+from tests.support import create_stream, create_user, migrated_storage, superlike_service
 
 POSITIONS_REVISION = "0004"
 
@@ -175,3 +177,73 @@ async def test_the_migration_numbers_and_totals_superlikes_already_stored(empty_
             "000000000000000000000002",
             "000000000000000000000001",
         ]
+
+
+async def _plan_of_top_supporters(storage: Storage, stream_id: str, limit: int) -> tuple[list[str], str]:
+    """ListTopSupporters' statement as each database plans it: (the plan's lines, the database)."""
+    database = storage.engine.dialect.name
+    async with storage.engine.connect() as connection:
+        if database == "sqlite":
+            sql = top_supporters_sql(lambda name: f":{name}")
+            rows = await connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {sql}", {"stream_id": stream_id, "limit": limit}
+            )
+            return [row[-1] for row in rows], database
+        await connection.exec_driver_sql("ANALYZE stream_supporters")
+        sql = top_supporters_sql({"stream_id": "$1::varchar(24)", "limit": "$2::int"}.__getitem__)
+        raw = (await connection.get_raw_connection()).driver_connection
+        return [row[0] for row in await raw.fetch(f"EXPLAIN (COSTS OFF) {sql}", stream_id, limit)], database
+
+
+async def test_top_supporters_are_the_ranking_index_first_entries_with_no_sort_of_the_ranking(
+    empty_database_url: str,
+) -> None:
+    """However many supporters are tied at the cut-off (here 300 on one superlike each, behind two
+    bigger ones), the top N are read as the first N entries of the ranking index: no sort over the
+    stream's supporters, so the cost does not grow with them. (A database of its own: the totals are
+    written without their superlikes, which the money audit of other tests would report.)"""
+    async with migrated_storage(empty_database_url) as storage:
+        await _assert_top_supporters_read_in_index_order(storage)
+
+
+async def _assert_top_supporters_read_in_index_order(storage: Storage) -> None:
+    host = await create_user(storage)
+    stream = (await create_stream(storage, host["id"]))["id"]
+    prefix = secrets.token_hex(10)
+    senders = [f"{prefix}{i:04x}" for i in range(302)]
+    async with storage.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO users (id, username, name, surname, profile_photo, created_at_ms)"
+                " VALUES (:id, :id, 'N', 'S', '', 0)"
+            ),
+            [{"id": sender} for sender in senders],
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO stream_supporters (stream_id, sender_id, coins, superlikes, reached_at_position)"
+                " VALUES (:stream, :sender, :coins, :superlikes, :position)"
+            ),
+            [
+                {"stream": stream, "sender": sender, "coins": 10 * n, "superlikes": n, "position": position}
+                for position, (sender, n) in enumerate(zip(senders, [3, 2] + [1] * 300, strict=True), start=1)
+            ],
+        )
+
+    top = await HistoryService(storage.history).top_supporters(stream, 4)
+    assert [(supporter.sender.user_id, supporter.coins) for supporter in top] == [
+        (senders[0], 30),
+        (senders[1], 20),
+        (senders[2], 10),  # of the tied, whoever got there first
+        (senders[3], 10),
+    ]
+    plan, database = await _plan_of_top_supporters(storage, stream, 4)
+    if database == "sqlite":
+        assert "SEARCH t USING INDEX ix_stream_supporters_ranking (stream_id=?)" in plan
+        # Only the final order of the (at most `limit`) rows read, never the ranking's own.
+        assert [line for line in plan if "TEMP B-TREE" in line] == ["USE TEMP B-TREE FOR ORDER BY"]
+    else:
+        assert any("Index Scan using ix_stream_supporters_ranking" in line for line in plan), plan
+        assert not any("Backward" in line or "Incremental Sort" in line for line in plan), plan
+        below_the_limit = plan[next(i for i, line in enumerate(plan) if "->  Limit" in line) :]
+        assert not any("Sort" in line for line in below_the_limit), plan

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,13 +13,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.admin_repository import AdminRepository
 from server.adapters.audit import audit_database, audit_ledger
+from server.adapters.postgres.settlement import PostgresSettlement
 from server.adapters.storage import Storage, open_storage
-from server.adapters.tables import Base, LedgerEntry, SuperlikeRecord
+from server.adapters.tables import Base, LedgerEntry, SuperlikeRecord, pending_credits
 from server.domain import errors
 from server.domain.accounts import Profile
 from server.domain.superlike import StreamState
 from server.services.superlikes import SuperlikeService
-from tests.support import as_operator, balance_of, build_world, create_stream, create_user, superlike_service
+from tests.support import (
+    as_operator,
+    balance_of,
+    build_world,
+    create_stream,
+    create_user,
+    migrated_storage,
+    superlike_service,
+)
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -58,9 +68,16 @@ async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger
     async with engine.connect() as connection:
         entries = (
             await connection.execute(
-                select(LedgerEntry.user_id, LedgerEntry.amount, LedgerEntry.kind, LedgerEntry.applied)
+                select(LedgerEntry.user_id, LedgerEntry.amount, LedgerEntry.kind)
                 .where(LedgerEntry.superlike_id == superlike.superlike_id)
                 .order_by(LedgerEntry.amount)
+            )
+        ).all()
+        owed_to_host = (
+            await connection.execute(
+                select(pending_credits.c.amount, pending_credits.c.entries).where(
+                    pending_credits.c.user_id == world.host_id
+                )
             )
         ).all()
         stored = (
@@ -69,9 +86,11 @@ async def test_superlike_moves_the_price_and_writes_one_superlike_and_two_ledger
             .one()
         )
     assert [tuple(e) for e in entries] == [
-        (world.viewer_id, -15, "superlike_debit", True),
-        (world.host_id, 15, "superlike_credit", False),
+        (world.viewer_id, -15, "superlike_debit"),
+        (world.host_id, 15, "superlike_credit"),
     ]
+    # The host's credit is owed until settlement: one pending row for the one superlike.
+    assert [tuple(row) for row in owed_to_host] == [(15, 1)]
     assert (stored["sender_name"], stored["sender_profile_photo"], stored["price"]) == ("sample", "sample.jpg", 15)
     assert stored["created_at_ms"] == superlike.created_at_ms
     await assert_audit_passes(storage)
@@ -211,7 +230,7 @@ async def test_audit_reports_a_tampered_balance(engine: AsyncEngine, storage: St
     )
     # `in`, not `==`: the database-wide "balances sum to ..." line also appears, with totals that
     # depend on what earlier tests in the session left behind.
-    assert f"wallet {world.viewer_id}: balance 51 but its applied ledger entries sum to 50" in problems
+    assert f"wallet {world.viewer_id}: balance 51 with 0 pending, but its ledger entries sum to 50" in problems
 
 
 async def test_unreachable_database_is_reported_as_storage_unavailable() -> None:
@@ -255,6 +274,40 @@ async def test_concurrent_settlements_apply_each_credit_once(engine: AsyncEngine
         ).scalar_one()
     assert wallet == 280
     await assert_audit_passes(storage)
+
+
+@pytest.fixture
+def own_postgres_url(postgres_url: str, separate_database: Callable[[str], str]) -> str:
+    # Sync: creating a PostgreSQL database runs its own event loop, outside the tests' one.
+    return separate_database(postgres_url)
+
+
+async def test_settling_on_postgresql_vacuums_the_queue_every_so_many_rows(own_postgres_url: str) -> None:
+    """Settling deletes the queue's rows; without a VACUUM their space is never reused and every later
+    settlement reads past them. The settlement vacuums the queue itself after deleting enough rows.
+    (A database of its own: the counts are of this test's credits only.)"""
+    async with migrated_storage(own_postgres_url) as storage:
+        settlement = PostgresSettlement(storage.engine, vacuum_after_rows=3)
+        world = await build_world(storage, coins=100, price=10)
+        hosts = [world.host_id, *[(await create_user(storage))["id"] for _ in range(2)]]
+        streams = [world.stream_id, *[(await create_stream(storage, host))["id"] for host in hosts[1:]]]
+
+        async def vacuums() -> int:
+            async with storage.engine.connect() as connection:
+                return (
+                    await connection.execute(
+                        text("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'pending_credits'")
+                    )
+                ).scalar_one()
+
+        before = await vacuums()
+        await service(storage).send(streams[0], world.viewer_id, None)
+        assert (await settlement.settle(), await vacuums()) == (1, before)  # one row deleted so far
+        for stream in streams[1:]:  # a batch each: a row each, three in all
+            await service(storage).send(stream, world.viewer_id, None)
+        assert (await settlement.settle(), await vacuums()) == (2, before + 1)
+        assert [await balance_of(storage, host) for host in hosts] == [10, 10, 10]
+        await assert_audit_passes(storage)
 
 
 async def test_audit_reports_a_superlike_whose_credit_went_to_the_wrong_user(

@@ -32,7 +32,7 @@ ALLOWED = {
         "allmine",
     ),
     # Metrics and logs, wired by the composition root: they see the api layer only through the RPC
-    # record its interceptor hands over, and storage only through the hooks Storage offers.
+    # record its observer hands over, and storage only through the hooks Storage offers.
     "observability": (
         "server.domain",
         "server.observability",

@@ -52,3 +52,47 @@ def test_read_paths_are_the_public_routes_with_the_benchmarked_page_sizes(tmp_pa
         "/api/v1/live-stream/s1/chat/superlikes?pageSize=20\n/api/v1/live-stream/s2/chat/superlikes?pageSize=20\n"
     )
     assert reads.path("top", "s1") == "/api/v1/live-stream/s1/chat/top-supporters?limit=10"
+
+
+def test_each_spread_scenario_is_followed_by_its_repeat_with_more_callers_and_the_reads_stay_last():
+    matrix = scenarios.for_database("sqlite", ["rest-envoy"], ["spread", "hot", "list"], [64], [100_000])
+    assert [s.name for s in matrix] == [
+        "sqlite/rest-envoy/spread/c64",
+        "sqlite/rest-envoy/spread/c64/callers-100000",
+        "sqlite/rest-envoy/hot/c64",
+        "sqlite/rest-envoy/list/c64",
+    ]
+
+
+def test_a_superlike_is_divided_by_the_noop_behind_the_same_config_with_the_same_callers():
+    many = Scenario("postgres", "rest-envoy", "spread", 64, edge="no-lua", callers=100_000)
+    assert many.noop == "baseline/rest-envoy/noop/c64/edge-no-lua/callers-100000"
+    assert many.ceiling == "baseline/grpc-envoy/health/c64"
+    # Nothing reads the token on the direct path to the no-op: one no-op serves every callers value.
+    assert Scenario("postgres", "grpc-direct", "hot", 16, callers=100_000).noop == "baseline/grpc-direct/noop/c16"
+
+
+def test_the_noop_runs_every_transport_with_the_full_config_and_repeats_only_envoy_paths_with_more_callers():
+    names = [s.name for s in scenarios.noop("full", ["rest-envoy", "grpc-direct"], [16], [100_000])]
+    assert names == [
+        "baseline/rest-envoy/noop/c16",
+        "baseline/rest-envoy/noop/c16/callers-100000",
+        "baseline/grpc-direct/noop/c16",
+    ]
+    assert [s.name for s in scenarios.edge_variant("sqlite", "no-jwt", ["rest-envoy"], ["hot", "top"], [64])] == [
+        "sqlite/rest-envoy/hot/c64/edge-no-jwt"
+    ]
+
+
+def test_latest_is_replaced_only_by_a_run_that_also_compares_the_default_callers():
+    full = dict(
+        databases=["sqlite", "postgres"],
+        transports=list(scenarios.TRANSPORTS),
+        workloads=list(scenarios.WORKLOADS),
+        concurrency=[16, 64],
+        quick=False,
+        baseline_included=True,
+    )
+    assert scenarios.covers_default_matrix(**full, callers=[2_000, 100_000]) is True
+    assert scenarios.covers_default_matrix(**full, callers=[2_000]) is False
+    assert scenarios.covers_default_matrix(**full, callers=[100_000, 2_000]) is False

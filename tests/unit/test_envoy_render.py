@@ -56,8 +56,13 @@ QUERY_REFUSED = "Query parameters must be ones this route defines, each at most 
 
 def test_every_rest_local_reply_text_is_from_the_table() -> None:
     # The OpenAPI document's and the overlay page's mappers pass them through: no error text.
-    openapi, overlay, *answers = mappers()
+    openapi, overlay, upstream_error, *answers = mappers()
     assert (openapi, overlay) == (renderer.OPENAPI_MAPPER, renderer.OVERLAY_PAGE_MAPPER)
+    # The server's errors, rendered by custom_response: their text is kept as it chose it (from the
+    # table, see the custom_response tests), and no header is added (that answer skips the filters
+    # that drop x-envoy-* headers).
+    assert upstream_error == renderer.UPSTREAM_ERROR_MAPPER
+    assert set(upstream_error) == {"filter"}
     rest = [m for m in answers if "grpc-status" not in grpc_headers(m)]
     texts = [m["body"]["inline_string"] for m in rest]
     assert texts == [

@@ -162,10 +162,17 @@ async def test_coins_spent_by_another_server_between_read_and_charge_refuse_as_i
         ("tab\there", False),
         ("é", False),
         ("new\nline", False),
+        ("del\x7f", False),
+        ("nbsp\u00a0", False),
     ],
 )
 def test_idempotency_key_format(key: str, valid: bool) -> None:
     assert is_valid_idempotency_key(key) is valid
+
+
+def test_a_one_character_key_is_valid_exactly_from_space_to_tilde() -> None:
+    valid = [code for code in range(0x110000) if is_valid_idempotency_key(chr(code))]
+    assert valid == list(range(ord(" "), ord("~") + 1))
 
 
 async def test_invalid_idempotency_key_is_refused_before_storage() -> None:

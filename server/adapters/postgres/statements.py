@@ -9,6 +9,7 @@ from server.adapters.superlike_sql import (
     ADD_TO_SUPPORTER_TOTAL,
     FACTS_COLUMNS,
     LEDGER_COLUMNS,
+    PENDING_CREDIT_COLUMNS,
     REQUEST_COLUMNS,
     SUPERLIKE_COLUMNS,
     SUPPORTER_COLUMNS,
@@ -52,7 +53,12 @@ _DEBIT_ENTRY, _CREDIT_ENTRY = ledger_pair_values(lambda name: name)
 #           The lock is held to the commit, so a stream's positions become visible in their order:
 #           history pages and the live feed can walk them by key without skipping a late commit.
 #   positioned  each charge with its position: its stream's base plus its rank in the batch.
-#   supporters  each sender's running total on the stream (superlike_sql.ADD_TO_SUPPORTER_TOTAL).
+#   superlike, ledger  the superlike rows and their two ledger entries.
+#   pending     one pending_credits row per host: what the batch owes it (see tables.py).
+#   supporters  each sender's running total on the stream (superlike_sql.ADD_TO_SUPPORTER_TOTAL):
+#           one index probe per total. (An UPDATE of the totals that exist before an INSERT of the
+#           rest saves ON CONFLICT's row lock, one WAL record per total, but probes twice for a new
+#           one; it measured no less CPU on a hot stream and more on spread ones.)
 #   wakeup  ONE notification per committed batch for the live feeds of every server process
 #           (postgres/feed_listener.py): "stream:last_position,..." for the streams it advanced, at
 #           most 128 x 36 bytes, well under NOTIFY's 8,000-byte limit. It is sent only if the
@@ -61,9 +67,9 @@ _DEBIT_ENTRY, _CREDIT_ENTRY = ledger_pair_values(lambda name: name)
 #           lock, so there is never more than one per batch.) The final SELECT names it, because a
 #           plain SELECT in WITH runs only as far as the outer query reads it.
 # A concurrent request (another server) with the same idempotency key fails the unique index, which
-# undoes the whole statement; the batch is then written again (superlikes.py). The host's credit is
-# a pending ledger entry (see settlement.py): the host's wallet row is not locked, so superlikes on
-# one hot stream do not queue behind each other.
+# undoes the whole statement; the batch is then written again (superlikes.py). The host's credit
+# waits in pending_credits until settlement (settlement.py): the host's wallet row is not locked, so
+# superlikes on one hot stream do not queue behind each other.
 SEND_BATCH_SQL = f"""{_REQUESTS_AND_FACTS}, locked AS (
     SELECT allowed.*
     FROM ctx AS allowed JOIN wallets ON wallets.user_id = allowed.sender_id
@@ -102,6 +108,9 @@ SEND_BATCH_SQL = f"""{_REQUESTS_AND_FACTS}, locked AS (
     SELECT {_DEBIT_ENTRY} FROM debit
     UNION ALL
     SELECT {_CREDIT_ENTRY} FROM debit
+), pending AS (
+    INSERT INTO pending_credits ({PENDING_CREDIT_COLUMNS})
+    SELECT host_id, SUM(superlike_price), COUNT(*) FROM debit GROUP BY host_id
 ), supporters AS (
     INSERT INTO stream_supporters ({SUPPORTER_COLUMNS})
     SELECT stream_id, sender_id, SUM(superlike_price), COUNT(*), MAX(stream_position)

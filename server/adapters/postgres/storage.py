@@ -9,11 +9,11 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, text
 
-from server.adapters.postgres import settlement
 from server.adapters.postgres.engine import create_postgres_engine
 from server.adapters.postgres.failures import is_unavailable
 from server.adapters.postgres.feed_listener import FeedListener
 from server.adapters.postgres.history import PostgresHistory
+from server.adapters.postgres.settlement import PostgresSettlement
 from server.adapters.postgres.superlikes import PostgresSuperlikes
 from server.adapters.storage_base import Storage
 from server.adapters.stream_advances import StreamAdvances
@@ -37,6 +37,7 @@ class PostgresStorage(Storage):
         self._listener = FeedListener(url, self.advances, connect_timeout_s=connect_timeout_s)
         self.superlikes = self.new_superlike_writer()
         self.history = PostgresHistory(self.engine)
+        self._settlement = PostgresSettlement(self.engine)
 
     def new_superlike_writer(self) -> PostgresSuperlikes:
         return PostgresSuperlikes(self.engine, max_in_flight=self._batches_in_flight, advances=self.advances)
@@ -45,7 +46,7 @@ class PostgresStorage(Storage):
         await self._listener.run(on_resync)
 
     async def settle(self) -> int:
-        return await settlement.settle(self.engine)
+        return await self._settlement.settle()
 
     async def reachable(self) -> bool:
         try:

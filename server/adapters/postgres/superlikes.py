@@ -1,5 +1,6 @@
 """Superlikes on PostgreSQL: batches (send_batcher.py), each one autocommit statement
-(statements.py) on a pooled asyncpg connection, answered request by request."""
+(statements.py) on an asyncpg connection from the pool, kept from batch to batch while requests keep
+coming (autocommit.py), answered request by request."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.adapters.postgres.autocommit import fetch_autocommit
+from server.adapters.postgres.autocommit import KeptConnections
 from server.adapters.postgres.failures import BUSY_ERRORS, is_key_taken
 from server.adapters.postgres.statements import READ_FACTS_SQL, SEND_BATCH_SQL
-from server.adapters.rows import facts_from_row, new_superlike, prior_from_row
+from server.adapters.rows import charged_from_row, facts_from_row, prior_from_row
 from server.adapters.send_batcher import BatchedWriter, BatchResult, PendingSend
 from server.adapters.stream_advances import StreamAdvances, highest_positions
 from server.domain.errors import OutcomeUnknown, StorageUnavailable
@@ -35,15 +36,29 @@ class PostgresSuperlikes(BatchedWriter):
 
     def __init__(self, engine: AsyncEngine, *, max_in_flight: int = 1, advances: StreamAdvances | None = None) -> None:
         super().__init__(max_batch=MAX_BATCH, max_in_flight=max_in_flight)
-        self._engine = engine
+        # Kept from batch to batch while requests keep arriving; back in the pool once none waits.
+        self._connections = KeptConnections(engine)
         self._advances = advances or StreamAdvances()
+
+    async def close(self, timeout_seconds: float) -> None:
+        try:
+            await super().close(timeout_seconds)
+        finally:
+            await self._connections.release()
 
     async def _write_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
         try:
-            rows = await fetch_autocommit(self._engine, SEND_BATCH_SQL, _arrays(batch))
+            return await self._send_batch(batch)
+        finally:
+            if not self._batcher.has_waiting:
+                await self._connections.release()
+
+    async def _send_batch(self, batch: Sequence[PendingSend]) -> BatchResult:
+        try:
+            rows = await self._connections.fetch(SEND_BATCH_SQL, _arrays(batch))
         except asyncpg.PostgresError as error:
             # The database refused the statement, so in autocommit nothing of it was written.
-            # (Connection failures never get here: fetch_autocommit turns them into
+            # (Connection failures never get here: KeptConnections.fetch turns them into
             # StorageUnavailable or OutcomeUnknown.)
             if len(batch) > 1:
                 return await self._write_again(batch, error)
@@ -74,7 +89,7 @@ class PostgresSuperlikes(BatchedWriter):
         request with the same key (replay it) and what the rules say now; still allowed means coins
         arrived since, and the caller tries again."""
         try:
-            return _outcomes_from_rows(await fetch_autocommit(self._engine, READ_FACTS_SQL, _arrays(batch)), batch)
+            return _outcomes_from_rows(await self._connections.fetch(READ_FACTS_SQL, _arrays(batch)), batch)
         except StorageUnavailable as error:  # OutcomeUnknown too: a read wrote nothing
             return [_unavailable(error) for _ in batch]
         except Exception as error:  # these requests' own failure, not their charged neighbours'
@@ -88,7 +103,7 @@ class PostgresSuperlikes(BatchedWriter):
         if not isinstance(error, BUSY_ERRORS):  # a busy wallet would only time out again
             log.info("superlike batch refused (%s); writing it again", error)
             try:
-                rows = await fetch_autocommit(self._engine, SEND_BATCH_SQL, _arrays(batch))
+                rows = await self._connections.fetch(SEND_BATCH_SQL, _arrays(batch))
                 return await self._answer_rows(rows, batch)
             except asyncpg.PostgresError as again:
                 error = again
@@ -96,7 +111,7 @@ class PostgresSuperlikes(BatchedWriter):
         results: list[SendOutcome | BaseException] = []
         for index, pending in enumerate(batch):
             try:
-                results.extend(await self._write_batch([pending]))
+                results.extend(await self._send_batch([pending]))
             except (StorageUnavailable, OutcomeUnknown) as failure:
                 results.append(failure)
                 if isinstance(failure.__cause__, BUSY_ERRORS):
@@ -128,12 +143,10 @@ def _outcomes_from_rows(rows: Sequence[Any], batch: Sequence[PendingSend]) -> li
         prior = prior_from_row(row, pending.request.sender_id)
         if prior is not None:
             outcomes.append(Replayed(prior))
-            continue
-        facts = facts_from_row(row)
-        if row["balance_after"] is not None:
-            outcomes.append(Charged(new_superlike(row, facts, int(row["balance_after"]))))
+        elif row["balance_after"] is not None:
+            outcomes.append(Charged(charged_from_row(row)))
         else:
-            outcomes.append(not_charged(facts))
+            outcomes.append(not_charged(facts_from_row(row)))
     return outcomes
 
 

@@ -7,19 +7,15 @@ from sqlalchemy import Connection, text
 from server.adapters.settlement import ANY_PENDING
 from server.adapters.sqlite.worker import SqliteWorker
 
-# SQLite runs one writer at a time (BEGIN IMMEDIATE), so two statements in one transaction see the
-# same pending set.
-_SETTLE_WALLETS = text("""
-UPDATE wallets SET balance = balance + (
-    SELECT SUM(amount) FROM ledger_entries e WHERE e.user_id = wallets.user_id AND NOT e.applied
-)
-WHERE user_id IN (SELECT user_id FROM ledger_entries WHERE NOT applied)
-""")
-_SETTLE_ENTRIES = text("UPDATE ledger_entries SET applied = 1 WHERE NOT applied")
+# SQLite runs one writer at a time (BEGIN IMMEDIATE), so the statements of one transaction see the
+# same pending rows, and the DELETE removes exactly the ones added.
+_OWED = text("SELECT user_id, SUM(amount), SUM(entries) FROM pending_credits GROUP BY user_id ORDER BY user_id")
+_CREDIT = text("UPDATE wallets SET balance = balance + :amount WHERE user_id = :user_id")
+_SETTLED = text("DELETE FROM pending_credits")
 
 
 async def settle(worker: SqliteWorker) -> int:
-    """Applies every pending credit visible now; returns how many entries were applied."""
+    """Applies every pending credit visible now; returns how many credit entries they were."""
     # Most ticks find nothing to do, and must not take SQLite's write lock just to learn that.
     if not await worker.read(lambda connection: connection.execute(ANY_PENDING).scalar_one()):
         return 0
@@ -27,5 +23,8 @@ async def settle(worker: SqliteWorker) -> int:
 
 
 def _settle(connection: Connection) -> int:
-    connection.execute(_SETTLE_WALLETS)
-    return int(connection.execute(_SETTLE_ENTRIES).rowcount)
+    owed = connection.execute(_OWED).all()
+    if owed:
+        connection.execute(_CREDIT, [{"user_id": user_id, "amount": amount} for user_id, amount, _ in owed])
+        connection.execute(_SETTLED)
+    return sum(int(entries) for _, _, entries in owed)

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from server.adapters.rows import facts_from_row, new_superlike, prior_from_row
+from server.adapters.rows import charged_from_row, facts_from_row, prior_from_row
 from server.adapters.send_batcher import BatchedWriter, BatchResult, PendingSend
 from server.adapters.sqlite.failures import is_unavailable
 from server.adapters.sqlite.worker import SqliteWorker
@@ -25,6 +25,7 @@ from server.adapters.superlike_sql import (
     ADD_TO_SUPPORTER_TOTAL,
     FACTS_COLUMNS,
     LEDGER_COLUMNS,
+    PENDING_CREDIT_COLUMNS,
     REQUEST_COLUMNS,
     SUPERLIKE_COLUMNS,
     SUPPORTER_COLUMNS,
@@ -79,6 +80,8 @@ VALUES (:stream_id, :sender_id, :price, 1, :position)
 {ADD_TO_SUPPORTER_TOTAL}
 """
 
+_ADD_PENDING_CREDIT_SQL = f"INSERT INTO pending_credits ({PENDING_CREDIT_COLUMNS}) VALUES (:host_id, :amount, :entries)"
+
 _INSERT_SUPERLIKE_SQL = f"INSERT INTO superlikes ({SUPERLIKE_COLUMNS}) VALUES ({superlike_values(_param)})"
 
 _INSERT_LEDGER_PAIR_SQL = "INSERT INTO ledger_entries ({}) VALUES ({}), ({})".format(
@@ -111,7 +114,7 @@ class SqliteSuperlikes(BatchedWriter):
             # One request's failure undid the whole transaction; one at a time, only it fails.
             log.warning("superlike batch failed, writing it one by one: %s", error)
         results: list[SendOutcome | BaseException] = []
-        for pending in batch:
+        for index, pending in enumerate(batch):
             own_advance: dict[str, int] = {}
             try:
                 (outcome,) = await self._worker.write(
@@ -120,7 +123,15 @@ class SqliteSuperlikes(BatchedWriter):
                 results.append(outcome)
                 self._advances.publish(own_advance)
             except Exception as error:
-                results.append(_storage_error(error))
+                failure = _storage_error(error)
+                results.append(failure)
+                if isinstance(failure, StorageUnavailable):
+                    # The database itself cannot serve: locked by another process past the busy
+                    # timeout, unreachable, full (or the commit's outcome is unknown). That is no
+                    # request's own fault, and every later one would wait out the same timeout on
+                    # this thread: the requests not tried yet were not sent at all, as on PostgreSQL.
+                    results.extend(StorageUnavailable() for _ in batch[index + 1 :])
+                    break
         return results
 
 
@@ -155,23 +166,31 @@ def _write_in_transaction(
     cursor = connection.connection.driver_connection.cursor()
     try:
         totals: list[dict[str, Any]] = []
-        outcomes = [_send_with_cursor(cursor, pending, advanced, totals) for pending in batch]
-        # What the batch's charges add up to, written once per stream and per sender (a batch holds
-        # one request per sender): each stream's last position, each sender's running total.
+        owed: dict[str, dict[str, Any]] = {}
+        outcomes = [_send_with_cursor(cursor, pending, advanced, totals, owed) for pending in batch]
+        # What the batch's charges add up to, written once per stream, sender and host (a batch holds
+        # one request per sender): each stream's last position, each sender's running total, what
+        # each host is owed until settlement.
         cursor.executemany(
             _SET_LAST_POSITION_SQL, [{"stream_id": sid, "position": last} for sid, last in advanced.items()]
         )
         cursor.executemany(_ADD_TO_SUPPORTER_SQL, totals)
+        cursor.executemany(_ADD_PENDING_CREDIT_SQL, list(owed.values()))
         return outcomes
     finally:
         cursor.close()
 
 
 def _send_with_cursor(
-    cursor: Any, pending: PendingSend, advanced: dict[str, int], totals: list[dict[str, Any]]
+    cursor: Any,
+    pending: PendingSend,
+    advanced: dict[str, int],
+    totals: list[dict[str, Any]],
+    owed: dict[str, dict[str, Any]],
 ) -> SendOutcome:
-    """One request's facts, verdict, debit, superlike and ledger entries; its stream position and
-    supporter total are collected in `advanced` and `totals` for the batch to write once."""
+    """One request's facts, verdict, debit, superlike and ledger entries; its stream position,
+    supporter total and host credit are collected in `advanced`, `totals` and `owed` for the batch to
+    write once."""
     request = pending.request
     cursor.execute(
         _FACTS_SQL,
@@ -187,12 +206,11 @@ def _send_with_cursor(
     prior = prior_from_row(row, request.sender_id)
     if prior is not None:
         return Replayed(prior)
-    facts = facts_from_row(row)
     if row["refusal"] is not None:
-        return not_charged(facts)
+        return not_charged(facts_from_row(row))
     debited = cursor.execute(_DEBIT_SQL, row).fetchone()
     if debited is None:
-        return not_charged(facts)
+        return not_charged(facts_from_row(row))
     row["balance_after"] = int(debited[0])
     position = advanced.get(request.stream_id, row["stream_last_position"]) + 1
     row["stream_position"] = position
@@ -208,4 +226,7 @@ def _send_with_cursor(
             "position": position,
         }
     )
-    return Charged(new_superlike(row, facts, row["balance_after"]))
+    credit = owed.setdefault(row["host_id"], {"host_id": row["host_id"], "amount": 0, "entries": 0})
+    credit["amount"] += row["superlike_price"]
+    credit["entries"] += 1
+    return Charged(charged_from_row(row))
