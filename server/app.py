@@ -197,8 +197,9 @@ async def _start(settings: Settings, storage: Storage, verifier: TokenVerifier, 
             name="settlement",
         ),
         asyncio.create_task(storage.watch_advances(feed_hub.resync), name="feed-wakeups"),
-        asyncio.create_task(fanout_budget.follow_loop(), name="feed-fanout-budget"),
     ]
+    if fanout_budget.adapts:
+        background.append(asyncio.create_task(fanout_budget.follow_loop(), name="feed-fanout-budget"))
     log.info("gRPC server listening on %s:%d", settings.grpc_host, port)
     if listening.edge_socket is not None:
         log.info("listening for Envoy on unix:%s", listening.edge_socket.path)

@@ -46,7 +46,7 @@ class Settings:
     # Chunk writes per second this process may spend on all its live feed subscribers together
     # (server/services/feed_budget.py).
     feed_fanout_per_second: float = DEFAULT_CHUNKS_PER_SECOND
-    # The share of it kept however late the event loop runs (1.0: never shrinks).
+    # The share of it kept however late the event loop runs (1.0, the default: never shrinks).
     feed_fanout_floor: float = DEFAULT_FLOOR
     log_level: str = "INFO"
     log_format: str = "text"

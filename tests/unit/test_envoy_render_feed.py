@@ -71,5 +71,5 @@ def test_feed_reconnects_are_retried_on_another_server_and_their_retries_are_not
                     },
                 }
             ],
-            "host_selection_retry_max_attempts": 5,
+            "host_selection_retry_max_attempts": 20,
         }

@@ -64,15 +64,15 @@ def test_a_quiet_spell_gives_back_the_whole_budget() -> None:
 
 
 def test_a_lone_late_probe_among_timely_ones_changes_nothing() -> None:
-    budget = FanoutBudget(5000)
+    budget = FanoutBudget(5000, floor=0.1)
     for _ in range(7):
         budget.observe_loop(0.001)
     budget.observe_loop(0.200)  # a garbage collection, a scheduling hiccup
     assert budget.rate == 5000
 
 
-def test_while_the_event_loop_runs_late_the_budget_shrinks_to_a_tenth_and_then_grows_back() -> None:
-    budget = FanoutBudget(5000)
+def test_while_the_event_loop_runs_late_the_budget_shrinks_to_its_floor_and_then_grows_back() -> None:
+    budget = FanoutBudget(5000, floor=0.1)
     for _ in range(8):
         budget.observe_loop(0.001)
     for _ in range(3):
@@ -95,7 +95,7 @@ def test_while_the_event_loop_runs_late_the_budget_shrinks_to_a_tenth_and_then_g
 
 def test_a_shrunk_budget_spaces_ticks_further_apart() -> None:
     clock = FakeClock()
-    budget = FanoutBudget(5000, burst_seconds=0.0, clock=clock)
+    budget = FanoutBudget(5000, floor=0.1, burst_seconds=0.0, clock=clock)
     for _ in range(3):
         budget.observe_loop(0.050)
     assert budget.rate == pytest.approx(2560)
@@ -104,7 +104,7 @@ def test_a_shrunk_budget_spaces_ticks_further_apart() -> None:
 
 
 async def test_the_budget_notices_a_busy_event_loop() -> None:
-    budget = FanoutBudget(5000)
+    budget = FanoutBudget(5000, floor=0.1)
     following = asyncio.create_task(budget.follow_loop())
     for _ in range(8):  # the loop is held 40 ms at a time, as a busy or starved process holds it
         await asyncio.sleep(0)
@@ -113,11 +113,12 @@ async def test_the_budget_notices_a_busy_event_loop() -> None:
     assert budget.rate < 5000
 
 
-def test_a_floor_of_one_keeps_the_budget_fixed() -> None:
-    budget = FanoutBudget(5000, floor=1.0)
+def test_by_default_the_budget_is_fixed_however_late_the_loop_runs() -> None:
+    budget = FanoutBudget(5000)
     for _ in range(10):
         budget.observe_loop(0.100)
-    assert budget.rate == 5000
+    assert budget.rate == 5000 and not budget.adapts
+    assert FanoutBudget(5000, floor=0.5).adapts
 
 
 def test_a_budget_must_allow_some_writes() -> None:

@@ -82,9 +82,9 @@ def test_serving_requires_the_token_settings() -> None:
 
 
 def test_the_live_feeds_fan_out_budget_and_its_floor_are_read_and_bounded() -> None:
-    assert (load_settings({}).feed_fanout_per_second, load_settings({}).feed_fanout_floor) == (5000.0, 0.1)
-    settings = load_settings({"LIVECHAT_FEED_FANOUT_PER_SECOND": "8000", "LIVECHAT_FEED_FANOUT_FLOOR": "1"})
-    assert (settings.feed_fanout_per_second, settings.feed_fanout_floor) == (8000.0, 1.0)
+    assert (load_settings({}).feed_fanout_per_second, load_settings({}).feed_fanout_floor) == (5000.0, 1.0)
+    settings = load_settings({"LIVECHAT_FEED_FANOUT_PER_SECOND": "8000", "LIVECHAT_FEED_FANOUT_FLOOR": "0.25"})
+    assert (settings.feed_fanout_per_second, settings.feed_fanout_floor) == (8000.0, 0.25)
     with pytest.raises(ConfigError, match=r"LIVECHAT_FEED_FANOUT_PER_SECOND=50.0 is out of range \[100.0, 1000000.0\]"):
         load_settings({"LIVECHAT_FEED_FANOUT_PER_SECOND": "50"})
     with pytest.raises(ConfigError, match=r"LIVECHAT_FEED_FANOUT_FLOOR=0.0 is out of range \[0.01, 1.0\]"):
