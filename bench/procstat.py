@@ -23,34 +23,6 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def process_tree(pid: int) -> list[int]:
-    """pid and its descendants: `livechat serve --workers N` is a supervisor and N worker processes."""
-    tree, index = [pid], 0
-    while index < len(tree):
-        current = tree[index]
-        index += 1
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as handle:
-                    tree.extend(int(child) for child in handle.read().split())
-        except OSError:
-            continue
-    return tree
-
-
-def tree_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds of a process and its living descendants (a worker that died takes its own along)."""
-    if cpu_seconds(pid) is None:
-        return None
-    return sum(seconds for member in process_tree(pid) if (seconds := cpu_seconds(member)) is not None)
-
-
-def tree_rss_kb(pid: int) -> int | None:
-    if rss_kb(pid) is None:
-        return None
-    return sum(kb for member in process_tree(pid) if (kb := rss_kb(member)) is not None)
-
-
 def rss_kb(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:

@@ -76,8 +76,12 @@ def test_sigterm_to_the_parent_stops_every_worker_gracefully_and_it_exits_0(tmp_
 def test_a_worker_that_cannot_start_stops_the_others_and_the_parent_exits_with_its_status(tmp_path: Path) -> None:
     with supervisor(tmp_path, 3, "fail-start") as process:
         assert process.wait(30) == 3
-        assert [len(pids(tmp_path, i)) for i in range(3)] == [1, 1, 1]  # nobody restarted
-        assert (pids(tmp_path, 0, "stopped"), pids(tmp_path, 2, "stopped")) == (pids(tmp_path, 0), pids(tmp_path, 2))
+        # Workers 0 and 2 may be stopped while Python is still starting them (before they record
+        # their pid or set their SIGTERM handler): what must hold is that none was restarted and
+        # none outlives the parent.
+        assert len(pids(tmp_path, 1)) == 1
+        assert all(len(pids(tmp_path, i)) <= 1 for i in (0, 2))
+        eventually(lambda: not any(alive(pid) for i in (0, 2) for pid in pids(tmp_path, i)), "the others stopped")
         assert "worker 1 exited with status 3 while starting; stopping" in log_of(tmp_path)
 
 
