@@ -38,19 +38,6 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def tree_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds of a process and its living descendants (a worker that died takes its own along)."""
-    if cpu_seconds(pid) is None:
-        return None
-    return sum(seconds for member in process_tree(pid) if (seconds := cpu_seconds(member)) is not None)
-
-
-def tree_rss_kb(pid: int) -> int | None:
-    if rss_kb(pid) is None:
-        return None
-    return sum(kb for member in process_tree(pid) if (kb := rss_kb(member)) is not None)
-
-
 def rss_kb(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
@@ -69,22 +56,6 @@ def parent_of(pid: int | str) -> int | None:
         return int(stat[stat.rindex(")") + 2 :].split()[1])
     except (OSError, ValueError):
         return None
-
-
-def process_tree(pid: int) -> list[int]:
-    """The process and all its descendants: a server that runs worker processes is all of them."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            parent = parent_of(entry)
-            if parent is not None:
-                children.setdefault(parent, []).append(int(entry))
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending += children.get(current, [])
-    return tree
 
 
 def tree_cpu_seconds(pid: int) -> dict[int, float]:
