@@ -294,12 +294,12 @@ def plan(
     return noop_plan, database_plans
 
 
-# Per scenario beyond its measured seconds: starting the tools, settling, counting (measured ~3 s).
-SCENARIO_OVERHEAD_S = 3
-# Per database: seeding, ANALYZE and the audit grow with the world (~150 s at 100,000 senders on a
-# busy machine); starting and stopping the stacks does not.
+# Per measured run beyond its seconds: starting the tool, settling, counting (measured 1-2 s).
+SCENARIO_OVERHEAD_S = 2
+# Per database: seeding, ANALYZE and the audit grow with the world (~90 s at 100,000 senders, more on
+# a busy machine); starting and stopping the stacks does not.
 PHASE_OVERHEAD_S = 30
-PHASE_OVERHEAD_S_PER_100K_SENDERS = 150
+PHASE_OVERHEAD_S_PER_100K_SENDERS = 90
 
 
 def estimate_seconds(args: argparse.Namespace, scenario_count: int) -> int:
