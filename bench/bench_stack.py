@@ -2,8 +2,9 @@
 starts them), with two things only the benchmark needs:
 
 * the no-op server (bench/noop_server.py) in place of `livechat serve`, started the same way: the
-  same environment (address, port, every LIVECHAT_* setting), working directory, session, log file
-  and health wait, with `server_args` passed to both commands alike;
+  same environment (address, port, workers, the workers' socket directory, every LIVECHAT_* setting),
+  working directory, session, log file and health wait (the port and every worker's socket), with
+  `server_args` passed to both commands alike;
 * an edge variant (bench/edge_variants.py): Envoy runs a copy of the rendered config without some
   filters. The config is rendered by Stack.start_envoy itself, untouched; the variant is applied to
   the rendered document before it is written (both are kept: envoy-rendered.yaml, envoy.yaml).
@@ -63,7 +64,10 @@ class BenchStack(Stack):
                 start_new_session=True,
                 preexec_fn=stack_module._die_with_parent if self.config.die_with_parent else None,
             )
-        self._wait_for_health(f"127.0.0.1:{self.config.grpc_port}", self.server, self.server_log, timeout)
+        # Ready as Stack.start_server has it: the public port and every worker's socket for Envoy serve.
+        targets = [f"127.0.0.1:{self.config.grpc_port}", *(f"unix:{path}" for path in self.config.worker_sockets())]
+        for target in targets:
+            self._wait_for_health(target, self.server, self.server_log, timeout)
 
     def start_envoy(self, timeout: float = 30.0, *, wait_for_healthy_upstream: bool = True) -> None:
         if self.edge == edge_variants.FULL:

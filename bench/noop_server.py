@@ -6,14 +6,14 @@ Envoy's transcoder renders the same JSON body), without reading the token and wi
 Everything else the product's server does per call is left out on purpose: the difference between
 a superlike and this call through the same rendered Envoy config is the product's own work.
 
-It is started the way `livechat serve` is (bench/bench_stack.py): the same environment
-(LIVECHAT_GRPC_HOST, LIVECHAT_GRPC_PORT, read by the server's own settings loader), the same gRPC
-server options, uvloop, and the gRPC health service Envoy's cluster checks. `--unix PATH` also
-listens on a Unix socket, so Envoy can be pointed at the place the server listens for it; `--workers
-N` runs N processes on the one TCP port (SO_REUSEPORT: the kernel spreads the connections), so the
-no-op can be measured with as many cores as the server is given.
+It is started the way `livechat serve` is (bench/bench_stack.py), and listens where it does: the
+same settings from the same environment (LIVECHAT_GRPC_HOST/PORT, LIVECHAT_WORKERS,
+LIVECHAT_EDGE_SOCKET_DIR...), the same gRPC server options, the product's own listener (the public
+TCP port, and worker i's Unix socket for Envoy), the product's supervisor for `--workers N` (a parent
+and N workers sharing the TCP port), the same garbage-collection settings, uvloop, and the gRPC
+health service Envoy's cluster checks.
 
-    python -m bench.noop_server [--unix PATH] [--workers N]
+    python -m bench.noop_server [--workers N]
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -73,86 +72,100 @@ def build_servicer(reply: object) -> object:
     return NoopLiveStreamChat()
 
 
-def _listen(server: object, address: str) -> None:
-    # grpcio reports a taken address by returning 0 or by raising, depending on the version.
-    try:
-        port = server.add_insecure_port(address)  # type: ignore[attr-defined]
-    except RuntimeError:
-        port = 0
-    if not port:
-        raise SystemExit(f"noop server: cannot listen on {address}")
-
-
-async def serve(unix_path: str | None, reuse_port: bool = False) -> None:
+async def serve(settings: object, role: object) -> None:
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
     from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
     from server.app import CHAT_SERVICE_NAME, SERVER_OPTIONS
-    from server.config import load_settings
+    from server.garbage_collection import settle_startup_heap
+    from server.workers.listeners import listen, server_options
 
-    settings = load_settings()
-    # The server refuses to share its port (so_reuseport 0); the no-op's workers share it on purpose.
-    options = [(key, 1 if key == "grpc.so_reuseport" and reuse_port else value) for key, value in SERVER_OPTIONS]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=server_options(SERVER_OPTIONS, role))
     chat_grpc.add_LiveStreamChatServicer_to_server(build_servicer(constant_reply()), server)
     health_servicer = health.aio.HealthServicer()
     for service in ("", CHAT_SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    address = f"{settings.grpc_host}:{settings.grpc_port}"
-    _listen(server, address)
-    if unix_path is not None:
-        Path(unix_path).unlink(missing_ok=True)
-        _listen(server, f"unix:{unix_path}")
-    await server.start()
-    log.info("noop SendSuperlike server listening on %s%s", address, f" and unix:{unix_path}" if unix_path else "")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await health_servicer.enter_graceful_shutdown()
-    await server.stop(1.0)
+    listening = listen(server, settings, role)
+    try:
+        await server.start()
+        settle_startup_heap()
+        log.info(
+            "noop SendSuperlike server listening on %s:%d%s",
+            settings.grpc_host,
+            listening.port,
+            f" and unix:{listening.edge_socket.path}" if listening.edge_socket else "",
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        role.announce_ready()
+        await stop.wait()
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(1.0)
+    finally:
+        listening.release()
     log.info("stopped")
+
+
+def noop_worker_command(workers: int) -> object:
+    """The no-op as worker i of `workers`, for the product's supervisor (as worker_command is `livechat serve`)."""
+
+    def command(index: int, ready_fd: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "bench.noop_server",
+            "--workers",
+            str(workers),
+            "--worker-index",
+            str(index),
+            "--ready-fd",
+            str(ready_fd),
+        ]
+
+    return command
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--unix", metavar="PATH", help="also listen on this Unix socket (for Envoy)")
-    parser.add_argument("--workers", type=int, default=1, help="processes sharing the TCP port (1)")
-    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
+    parser.add_argument("--workers", type=int, help="server processes (default LIVECHAT_WORKERS, 1)")
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.workers < 1 or (args.workers > 1 and args.unix):
-        parser.error("--workers must be >= 1; a Unix socket cannot be shared by several workers")
-    from server.config import load_settings
+    from server.config import load_settings, with_workers
     from server.observability.logs import configure_logging
+    from server.workers.role import WorkerRole
 
     settings = load_settings()
+    if args.workers is not None:
+        settings = with_workers(settings, args.workers)
     configure_logging(settings.log_level, settings.log_format)
-    from devstack.stack import _die_with_parent
+    if settings.workers > 1 and args.worker_index is None:
+        # The parent, exactly as `livechat serve` runs it (server/cli: _supervise): it serves nothing.
+        from server.workers.listeners import check_port_free
+        from server.workers.sockets import prepare_socket_dir
+        from server.workers.supervisor import Supervisor
 
-    # The other workers are children of this one: stopping this process stops them all, and if it
-    # is killed outright the kernel stops them (PR_SET_PDEATHSIG).
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bench.noop_server", "--reuse-port"], cwd=ROOT, preexec_fn=_die_with_parent
+        check_port_free(settings.grpc_host, settings.grpc_port)
+        if settings.edge_socket_dir is not None:
+            prepare_socket_dir(settings.edge_socket_dir)
+        supervisor = Supervisor(
+            noop_worker_command(settings.workers),
+            settings.workers,
+            stop_grace_seconds=settings.shutdown_grace_seconds,
         )
-        for _ in range(args.workers - 1)
-    ]
+        return supervisor.run()
+    role = WorkerRole(args.worker_index or 0, settings.workers, args.ready_fd)
+    run = serve(settings, role)
     try:
-        run = serve(args.unix, reuse_port=args.reuse_port or args.workers > 1)
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(run)
-        else:
-            uvloop.run(run)
-    finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.wait(10)
+        import uvloop
+    except ImportError:
+        asyncio.run(run)
+    else:
+        uvloop.run(run)
     return 0
 
 

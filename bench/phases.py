@@ -50,6 +50,10 @@ def stack_config(ctx: Context, name: str, database_url: str) -> Any:
         admin_port=ports["admin"],
         extra_server_env=dict(args.server_env_map),
         envoy_overrides=edge_rate_limit(args.transport_list, args.grpc_tool),
+        workers=args.workers,
+        # One directory for every phase: Envoy's upstream (the workers' sockets) is part of the config
+        # that must be byte-identical between the no-op and the superlikes.
+        socket_dir=ctx.work / "sockets",
     )
 
 
@@ -102,8 +106,9 @@ def run_noop_phase(ctx: Context, plan: list[tuple[str, list[Scenario]]]) -> None
     """The no-op server behind each edge variant in turn."""
     phase: dict[str, Any] = {"stacks": []}
     ctx.results["noop"] = phase
-    # The no-op reads no database, but the settings loader it shares with the server wants a URL.
-    unused_database = f"sqlite:///{ctx.work / 'noop-unused.db'}"
+    # The no-op reads no database, but the settings loader it shares with the server wants a URL (one
+    # several processes may share, when it runs several workers).
+    unused_database = ctx.args.postgres_url if ctx.args.workers > 1 else f"sqlite:///{ctx.work / 'noop-unused.db'}"
     for edge, scenarios in plan:
         config = stack_config(ctx, f"noop-{edge}", unused_database)
         stack = BenchStack(config, noop=True, edge=edge, server_args=ctx.args.noop_arg_list)

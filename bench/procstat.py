@@ -23,6 +23,21 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants: `livechat serve --workers N` is a supervisor and N worker processes."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        current = tree[index]
+        index += 1
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as handle:
+                    tree.extend(int(child) for child in handle.read().split())
+        except OSError:
+            continue
+    return tree
+
+
 def rss_kb(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
@@ -41,22 +56,6 @@ def parent_of(pid: int | str) -> int | None:
         return int(stat[stat.rindex(")") + 2 :].split()[1])
     except (OSError, ValueError):
         return None
-
-
-def process_tree(pid: int) -> list[int]:
-    """The process and all its descendants: a server that runs worker processes is all of them."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            parent = parent_of(entry)
-            if parent is not None:
-                children.setdefault(parent, []).append(int(entry))
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending += children.get(current, [])
-    return tree
 
 
 def tree_cpu_seconds(pid: int) -> dict[int, float]:

@@ -67,7 +67,8 @@ def _settings_line(results: dict[str, Any]) -> str:
         + (f" (and {', '.join(f'{c:,}' for c in callers[1:])} in the callers table)" if len(callers) > 1 else "")
         + f"; {settings.get('streams')} spread streams + 1 hot stream, price {settings.get('price')}; REST "
         f"Idempotency-Key: {settings.get('rest_idempotency_keys')}; gRPC calls carry no key; {grpc_tool}. "
-        f"Server env overrides: {settings.get('server_env') or 'none'}; server arguments: "
+        f"Server env overrides: {settings.get('server_env') or 'none'}; workers: {settings.get('workers', 1)}; "
+        "server arguments: "
         f"{' '.join(settings.get('server_args') or []) or 'none'}"
         + (
             f" (no-op: {' '.join(settings['noop_args']) or 'none'})"

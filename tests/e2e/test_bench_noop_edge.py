@@ -25,10 +25,12 @@ STREAM = "64d15f9e2e6c8f4d5a123000"
 SENDERS = [f"64d15f9e2e6c8f4d5a12345{i}" for i in range(3)]
 
 
-def noop_stack(workdir: Path, keys: SigningKeys, edge: str) -> BenchStack:
+def noop_stack(workdir: Path, keys: SigningKeys, edge: str, workers: int = 1) -> BenchStack:
     config = StackConfig(
         workdir=workdir,
-        database_url=f"sqlite:///{workdir / 'unused.db'}",
+        # Never opened; several workers need a URL several processes could share.
+        database_url="postgresql://unused@127.0.0.1/unused" if workers > 1 else f"sqlite:///{workdir / 'unused.db'}",
+        workers=workers,
         jwks_path=keys.jwks_path,
         grpc_port=free_port(),
         http_port=free_port(),
@@ -100,14 +102,20 @@ def test_the_grpc_load_generator_varies_the_sender_and_counts_every_call_behind_
     )
 
 
-def test_the_noop_runs_as_many_workers_as_asked_and_the_bench_counts_them_all(signing_keys, tmp_path):
-    stack = BenchStack(noop_stack(tmp_path, signing_keys, "full").config, noop=True, server_args=("--workers", "2"))
-    stack.start_server()
+def test_the_noop_runs_as_many_workers_as_the_server_each_on_its_socket_and_the_bench_counts_them_all(
+    signing_keys, tmp_path
+):
+    stack = noop_stack(tmp_path, signing_keys, "full", workers=2)
+    stack.start()  # Envoy is ready once both workers' sockets pass its health checks
     try:
+        token = edge_token(signing_keys, SENDERS[0])
+        answer = request(stack.config.http_port, "POST", superlike_path(STREAM), bearer_header(token), b"{}")
         tree = procstat.process_tree(stack.server.pid)
         cpu = procstat.tree_cpu_seconds(stack.server.pid)
     finally:
         stack.stop()
-    assert len(tree) == 2
+    assert answer.status == 200
+    assert [path.name for path in stack.config.worker_sockets()] == ["worker-0.sock", "worker-1.sock"]
+    assert len(tree) == 3  # the supervisor and its two workers, as `livechat serve --workers 2`
     assert sorted(cpu) == sorted(tree)
-    assert [procstat.cpu_seconds(pid) for pid in tree] == [None, None]  # stopping the first stops both
+    assert [procstat.cpu_seconds(pid) for pid in tree] == [None, None, None]  # stopping the parent stops all

@@ -28,13 +28,12 @@ def test_history_counts_match_the_superlikes_each_stream_gets(senders, streams, 
     assert seeding.history_counts(senders, streams, per_sender) == [brute[s] for s in range(streams)]
 
 
-def test_every_wallet_is_the_sum_of_its_settled_entries_and_every_superlike_moves_its_price(monkeypatch):
+def test_every_wallet_is_the_sum_of_its_entries_and_every_superlike_moves_its_price(monkeypatch):
     monkeypatch.setattr(seeding, "SENDERS_PER_SLICE", 4)  # several slices, positions carried across them
     world = seeding.World.build(senders=11, streams=3)
     tables = rows_by_table(world, per_sender=5)
     sums: Counter[str] = Counter()
     for entry in tables["ledger_entries"]:
-        assert set(entry) == set(seeding.LEDGER_COLUMNS)  # settled: nothing left pending
         sums[entry["user_id"]] += entry["amount"]
     assert {w["user_id"]: w["balance"] for w in tables["wallets"]} == {
         **{uid: 0 for uid in [*world.host_ids, world.hot_host_id]},
