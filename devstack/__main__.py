@@ -20,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-from devstack.demo_data import DEMO_STREAM_ID, DEMO_VIEWER_ID, TOP_UP_BELOW, DemoSeed, migrate_and_seed
+from devstack.demo_data import DEMO_HOST_ID, DEMO_STREAM_ID, DEMO_VIEWER_ID, TOP_UP_BELOW, DemoSeed, migrate_and_seed
 from devstack.ports import port_is_free
 from devstack.stack import ROOT, Stack, StackConfig, binary
 from server.adapters.storage import delete_local_database, open_storage
@@ -119,10 +119,10 @@ The streamer's overlay (a browser source; shows each superlike as it arrives):
 
   http://127.0.0.1:{config.http_port}/overlay/{DEMO_STREAM_ID}?access_token={token}
 
-The demo viewer's coins, and a token for another user (run them in {ROOT}):
+The demo viewer's coins, and a token for the demo host (any user id works; run them in {ROOT}):
 
 {admin_env}{livechat} admin show-user {DEMO_VIEWER_ID}
-{livechat} dev token --sub <user id> --key {key_path} \\
+{livechat} dev token --sub {DEMO_HOST_ID} --key {key_path} \\
   --issuer {config.issuer} --audience {config.audience}
 
 Press Ctrl-C to stop."""
