@@ -110,25 +110,6 @@ async def serve(settings: object, role: object) -> None:
     log.info("stopped")
 
 
-def noop_worker_command(workers: int) -> object:
-    """The no-op as worker i of `workers`, for the product's supervisor (as worker_command is `livechat serve`)."""
-
-    def command(index: int, ready_fd: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "bench.noop_server",
-            "--workers",
-            str(workers),
-            "--worker-index",
-            str(index),
-            "--ready-fd",
-            str(ready_fd),
-        ]
-
-    return command
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, help="server processes (default LIVECHAT_WORKERS, 1)")
@@ -147,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         # The parent, exactly as `livechat serve` runs it (server/cli: _supervise): it serves nothing.
         from server.workers.listeners import check_port_free
         from server.workers.sockets import prepare_socket_dir
-        from server.workers.supervisor import Supervisor
+        from server.workers.supervisor import Supervisor, worker_command
 
         check_port_free(settings.grpc_host, settings.grpc_port)
         if settings.edge_socket_dir is not None:
             prepare_socket_dir(settings.edge_socket_dir)
         supervisor = Supervisor(
-            noop_worker_command(settings.workers),
+            worker_command(settings.workers, ("-m", "bench.noop_server")),
             settings.workers,
             stop_grace_seconds=settings.shutdown_grace_seconds,
         )

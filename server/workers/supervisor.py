@@ -27,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -45,15 +45,13 @@ POLL_SECONDS = 0.05
 WorkerCommand = Callable[[int, int], list[str]]
 
 
-def worker_command(workers: int) -> WorkerCommand:
-    """`livechat serve` as worker i of `workers`, run by this Python."""
+def worker_command(workers: int, program: Sequence[str] = ("-m", "server.cli", "serve")) -> WorkerCommand:
+    """`program` (by default `livechat serve`) as worker i of `workers`, run by this Python."""
 
     def command(index: int, ready_fd: int) -> list[str]:
         return [
             sys.executable,
-            "-m",
-            "server.cli",
-            "serve",
+            *program,
             "--workers",
             str(workers),
             "--worker-index",

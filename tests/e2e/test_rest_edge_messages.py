@@ -10,13 +10,12 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 import pytest_asyncio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
-from devstack.stack import Stack
 from tests.conftest import SigningKeys
-from tests.e2e.conftest import Edge, stack_config
+from tests.e2e.conftest import Edge
 from tests.e2e.http_client import assert_envelope, request, superlike_path
+from tests.e2e.stand_in import edge_in_front_of
 
 pytestmark = pytest.mark.e2e
 
@@ -48,24 +47,10 @@ class StandIn(chat_grpc.LiveStreamChatServicer):
 async def stand_in_edge(
     database_url: str, signing_keys: SigningKeys, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[int]:
-    server = grpc.aio.server()
-    chat_grpc.add_LiveStreamChatServicer_to_server(StandIn(), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    config = stack_config(tmp_path_factory.mktemp("stand-in"), database_url, signing_keys)
-    config.grpc_port = port
-    config.edge_over_unix_socket = False  # the stand-in listens on TCP only
-    stack = Stack(config)
-    try:
-        # In a thread: the stand-in answers Envoy's health checks on this event loop meanwhile.
-        await asyncio.to_thread(stack.start_envoy)
-        yield config.http_port
-    finally:
-        stack.stop()
-        await server.stop(0)
+    async with edge_in_front_of(
+        StandIn(), tmp_path_factory.mktemp("stand-in"), database_url, signing_keys
+    ) as http_port:
+        yield http_port
 
 
 @pytest.mark.parametrize(
