@@ -1,16 +1,17 @@
 """How often the live feed may write to its subscribers: one budget of chunk writes per second for
 the whole server process, shared by every stream it follows.
 
-Each write of a chunk to one subscriber costs about the same whatever it holds (~35 µs of the event
-loop in grpc.aio, ~20 µs of Envoy), and the loop that writes them also serves SendSuperlike. Left
+Each write of a chunk to one subscriber costs about the same whatever it holds (~80-120 µs of the
+server process in grpc.aio, ~40-60 µs of Envoy, on the bench machine), and the loop that writes them also serves SendSuperlike. Left
 alone, a stream's fan-out writes once per committed batch per subscriber: 1,000 subscribers of a
 stream taking 50 superlikes/s would cost 50,000 writes/s, more than the loop has. So each stream's
-pump books its next fan-out (one chunk per subscriber) here before reading storage, and waits
-what the booking says: while the process writes less than its budget, nothing (a lone subscriber
-gets every batch at once); beyond it, fan-outs are spaced so the process stays within it, and each
-tick carries everything committed since the previous one. The cost then follows the tick rate, not
-the send rate: 1,000 subscribers at a 5,000 writes/s budget get a chunk every 0.2 s however many
-superlikes arrive (latency grows with subscribers per process, bounded by subscribers / budget).
+pump books every slice of its fan-out (a few dozen subscribers, feed_hub.py) here before writing
+it, and waits what the booking says: while the process writes less than its budget, nothing (a
+lone subscriber gets every batch at once); beyond it, slices are spaced so the process stays within
+it, evenly rather than in bursts, and each tick carries everything committed since the previous one.
+The cost then follows the budget, not the send rate: 1,000 subscribers at a 5,000 writes/s budget
+get a chunk every 0.2 s however many superlikes arrive (latency grows with subscribers per process,
+bounded by about twice subscribers / budget: a tick's wait for the previous one, and its own round).
 
 The configured rate assumes the process gets its core. When it does not (a crowded host, or other
 work), the event loop runs late, and so does every call waiting for it: grpc.aio takes each new
@@ -35,8 +36,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-# Chunk writes per second for the whole process: ~0.2 of a core of the event loop plus ~0.1 of
-# Envoy, leaving the rest to the send path (bench/README.md, "Live feed").
+# Chunk writes per second for the whole process: at most ~0.5 of a core of the server plus ~0.3 of
+# Envoy on this project's 2-core bench machine, leaving the rest to the send path (bench/README.md,
+# "Live feed").
 DEFAULT_CHUNKS_PER_SECOND = 5000.0
 # Writes that may go at once before spacing starts (at the default rate: 100 chunks).
 DEFAULT_BURST_SECONDS = 0.02

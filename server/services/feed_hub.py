@@ -10,10 +10,11 @@ chunk catches up on its own (feed_subscription.py); the pump never waits for any
 
 What keeps the process from drowning in its own fan-out (each chunk written to each subscriber
 costs the event loop that also serves SendSuperlike):
-- ticks: before each read the pump books one chunk per subscriber from the process's fan-out
-  budget (feed_budget.py) and waits what it says; whatever was committed meanwhile goes out in
-  that one tick, so the write rate follows the budget, not the send rate;
-- slices: a tick wakes its subscribers a slice at a time, so other work gets the loop in between;
+- paced slices: a tick (one read, offered to every subscriber) wakes its subscribers OFFER_SLICE
+  at a time, and books each slice from the process's fan-out budget (feed_budget.py) before
+  waking it, so the writes are spread evenly over time at the budget's rate instead of going out
+  in one burst; whatever is committed while a tick goes out waits for the next tick and goes out
+  in it as one chunk, so the write rate follows the budget, not the send rate;
 - memory before storage: the last RECENT_SUPERLIKES superlikes of each stream stay in memory, and a
   subscriber catching up (cut from the live path, or just (re)connected with a recent cursor) reads
   them from there; only older positions go to storage, STORAGE_CATCH_UPS reads at a time, so a
@@ -50,9 +51,12 @@ READS_PER_TICK = BUFFER_CHUNKS // 2
 RECENT_SUPERLIKES = 1000
 # Catch-up reads from storage at once in the process (the database pool holds 10 by default).
 STORAGE_CATCH_UPS = 4
-# Subscribers woken per turn of the event loop (~2 ms of writes): grpc.aio takes each new call, a
-# SendSuperlike too, through several turns, so turns must stay short while a tick goes out.
-OFFER_SLICE = 50
+# Subscribers woken at once (~2 ms of writes, every 5 ms at the default budget). grpc.aio takes each
+# new call, a SendSuperlike too, through several turns of the event loop, and each turn waits for
+# the writes woken before it: a tick to 1,000 subscribers woken in one go (50 per turn, unpaced)
+# held sends up to ~90 ms; paced slices of 50 kept send p99 at 47 ms, of 25 at 30 ms, for the same
+# CPU per chunk (bench/README.md, "Live feed").
+OFFER_SLICE = 25
 
 
 class _StreamFanout:
@@ -90,8 +94,6 @@ class _StreamFanout:
     async def _pump(self) -> None:
         while True:
             await self._wake.wait()
-            # Wake-ups while waiting only raise _known_position: the tick reads them all at once.
-            await self._hub.budget.turn(len(self.subscribers))
             self._wake.clear()
             await self._tick()
 
@@ -99,11 +101,9 @@ class _StreamFanout:
         """Reads what storage holds past the live position and offers it. A read that comes back
         full means more was waiting: the tick reads on, READS_PER_TICK reads at most. What is
         committed while the tick goes out waits for the next tick (its wake-up is kept)."""
-        for read in range(READS_PER_TICK):
+        for _ in range(READS_PER_TICK):
             if not (self._reread or self.live_position < self._known_position):
                 return
-            if read:  # a further chunk in the same tick is written to every subscriber too
-                self._hub.budget.book(len(self.subscribers))
             self._reread = False
             try:
                 batch = await self._hub.reader.after(self.stream_id, self.live_position, self._hub.read_limit)
@@ -136,9 +136,9 @@ class _StreamFanout:
     async def _offer(self, chunk: tuple[PostedSuperlike, ...]) -> None:
         subscribers = list(self.subscribers)
         for start in range(0, len(subscribers), OFFER_SLICE):
-            if start:
-                await asyncio.sleep(0)  # the woken slice writes before the next one is woken
-            for subscriber in subscribers[start : start + OFFER_SLICE]:
+            writers = subscribers[start : start + OFFER_SLICE]
+            await self._hub.budget.turn(len(writers))
+            for subscriber in writers:
                 subscriber.offer(chunk)
 
     def stop(self) -> None:

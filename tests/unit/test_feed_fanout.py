@@ -11,7 +11,7 @@ import time
 import pytest
 
 from server.services.feed_budget import FanoutBudget
-from server.services.feed_hub import FeedHub
+from server.services.feed_hub import OFFER_SLICE, FeedHub
 from tests.unit.feed_fakes import STREAM, FakeStreamStore, GatedBudget, idle, positions
 
 
@@ -128,7 +128,7 @@ def test_a_budget_must_allow_some_writes() -> None:
         FanoutBudget(5000, floor=0)
 
 
-async def test_batches_committed_while_a_tick_waits_go_out_as_one_chunk_per_subscriber_from_one_read() -> None:
+async def test_batches_committed_while_a_fan_out_waits_for_its_turn_go_out_together_in_the_next() -> None:
     store, budget = FakeStreamStore(), GatedBudget()
     hub = FeedHub(store, budget=budget)  # type: ignore[arg-type]
     subscribers = [hub.subscribe(STREAM, 0, 0) for _ in range(3)]
@@ -136,16 +136,24 @@ async def test_batches_committed_while_a_tick_waits_go_out_as_one_chunk_per_subs
         assert positions(await subscriber.next_chunk(0.01)) == []
     assert store.reads == 0  # new subscribers "from now" read nothing: the hub is where they start
 
-    for _ in range(5):  # five batches while the pump waits for its turn
+    hub.advanced(store.commit(1))
+    await idle()
+    assert store.reads == 1 and budget.bookings == [3]  # read at once; its writes wait for their turn
+    for _ in range(4):  # four batches meanwhile
         hub.advanced(store.commit(1))
         await idle()
-    assert store.reads == 0 and budget.bookings == [3]
+    assert store.reads == 1
 
     budget.grant()
     await idle()
     for subscriber in subscribers:
-        assert positions(await subscriber.next_chunk(1)) == [1, 2, 3, 4, 5]
-    assert store.reads == 1
+        assert positions(await subscriber.next_chunk(1)) == [1]
+    assert store.reads == 2 and budget.bookings == [3, 3]  # the four, in one read, wait for their turn
+    budget.grant()
+    await idle()
+    for subscriber in subscribers:
+        assert positions(await subscriber.next_chunk(1)) == [2, 3, 4, 5]
+    assert store.reads == 2
     await hub.close()
 
 
@@ -154,18 +162,18 @@ async def test_what_is_committed_while_a_tick_goes_out_waits_for_the_next_tick()
     hub = FeedHub(store, budget=budget)  # type: ignore[arg-type]
     subscriber = hub.subscribe(STREAM, 0, 0)
     await subscriber.next_chunk(0.01)
-    hub.advanced(store.commit(1))
-    await idle()
 
     def commit_during_the_tick() -> None:
         store.after_read = None
         hub.advanced(store.commit(1))
 
     store.after_read = commit_during_the_tick
+    hub.advanced(store.commit(1))
+    await idle()
     budget.grant()
     await idle()
     assert positions(await subscriber.next_chunk(1)) == [1]
-    assert budget.bookings == [1, 1] and store.reads == 1  # the next tick booked its turn and waits
+    assert budget.bookings == [1, 1] and store.reads == 2  # the next tick read it and waits its turn
     assert positions(await subscriber.next_chunk(0.01)) == []
 
     budget.grant()
@@ -182,17 +190,19 @@ async def test_a_tick_reads_a_few_chunks_at_most_and_the_next_tick_goes_on_witho
 
     hub.advanced(store.commit(12))
     await idle()
-    budget.grant()
-    await idle()
-    # Four reads of two, each chunk written once; then the next tick books its turn and waits.
-    assert budget.bookings == [1, 1, 1, 1, 1]
+    for _ in range(4):
+        budget.grant()
+        await idle()
+    # Four reads of two, each chunk written once in its turn; then the next tick reads and waits.
+    assert budget.bookings == [1, 1, 1, 1, 1] and store.reads == 5
     delivered = []
     for _ in range(4):
         delivered += positions(await subscriber.next_chunk(1))
     assert delivered == [1, 2, 3, 4, 5, 6, 7, 8] and not subscriber.catching_up
 
-    budget.grant()
-    await idle()
+    for _ in range(2):
+        budget.grant()
+        await idle()
     delivered = []
     for _ in range(2):
         delivered += positions(await subscriber.next_chunk(1))
@@ -268,17 +278,26 @@ async def test_subscribers_catching_up_from_storage_read_a_few_at_a_time() -> No
     await hub.close()
 
 
-async def test_a_fan_out_larger_than_a_slice_reaches_every_subscriber_once() -> None:
-    store = FakeStreamStore()
-    hub = FeedHub(store)
-    subscribers = [hub.subscribe(STREAM, 0, 0) for _ in range(250)]
+async def test_a_fan_out_larger_than_a_slice_reaches_every_subscriber_once_a_slice_per_turn() -> None:
+    store, budget = FakeStreamStore(), GatedBudget()
+    hub = FeedHub(store, budget=budget)  # type: ignore[arg-type]
+    subscribers = [hub.subscribe(STREAM, 0, 0) for _ in range(60)]
     await asyncio.gather(*(subscriber.next_chunk(0.01) for subscriber in subscribers))
     assert not any(subscriber.catching_up for subscriber in subscribers)
 
     hub.advanced(store.commit(2))
     await idle()
-
-    for subscriber in subscribers:
-        assert positions(await subscriber.next_chunk(1)) == [1, 2]
-    assert store.reads == 1
+    budget.grant()
+    await idle()
+    # One slice written, the next waiting for its turn: the fan-out is spread, not one burst.
+    assert budget.bookings == [OFFER_SLICE, OFFER_SLICE]
+    first = [positions(await subscriber.next_chunk(0.001)) for subscriber in subscribers]
+    assert sorted(first) == [[]] * (60 - OFFER_SLICE) + [[1, 2]] * OFFER_SLICE
+    budget.grant()
+    budget.grant()
+    await idle()
+    for subscriber, got in zip(subscribers, first, strict=True):
+        if not got:
+            assert positions(await subscriber.next_chunk(1)) == [1, 2]
+    assert budget.bookings == [OFFER_SLICE, OFFER_SLICE, 60 - 2 * OFFER_SLICE] and store.reads == 1
     await hub.close()
