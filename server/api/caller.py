@@ -17,7 +17,7 @@ import re
 
 import grpc
 
-from server.api.rpc_observer import note_caller
+from server.api.rpc_observer import call_metadata, note_caller
 from server.auth.tokens import TokenVerifier
 from server.domain.errors import InvalidCursor, InvalidIdempotencyKey, Unauthenticated
 
@@ -28,7 +28,7 @@ EDGE_VERIFIED_SUBJECT_METADATA = "x-livechat-verified-sub"
 
 def _metadata_values(context: grpc.aio.ServicerContext, name: str) -> list[str]:
     values = []
-    for key, value in context.invocation_metadata() or ():
+    for key, value in call_metadata(context):
         if key == name:
             values.append(value.decode("latin-1") if isinstance(value, bytes) else value)
     return values

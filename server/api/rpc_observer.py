@@ -40,6 +40,9 @@ MAX_REQUEST_ID = 128
 class RpcRecord:
     method: str
     request_id: str
+    # The call's metadata as grpc.aio gave it once: every context.invocation_metadata() builds it
+    # anew from the C core, and a call reads several headers (call_metadata below).
+    metadata: tuple[Any, ...] = ()
     caller_id: str = ""
     code: str = "OK"
     reason: str = "OK"
@@ -60,6 +63,14 @@ def note_refusal(code: grpc.StatusCode, reason: str) -> None:
     record = _current.get()
     if record is not None:
         record.code, record.reason = code.name, reason
+
+
+def call_metadata(context: grpc.aio.ServicerContext) -> Sequence[tuple[str, Any]]:
+    """The current call's invocation metadata, read from grpc once per observed call."""
+    record = _current.get()
+    if record is not None:
+        return record.metadata
+    return context.invocation_metadata() or ()
 
 
 def _request_id(metadata: Sequence[tuple[str, Any]] | None) -> str:
@@ -126,7 +137,8 @@ class RpcObserver:
 
     @staticmethod
     def _begin(method: str, context: grpc.aio.ServicerContext) -> RpcRecord:
-        record = RpcRecord(method, _request_id(context.invocation_metadata()))
+        metadata = context.invocation_metadata() or ()
+        record = RpcRecord(method, _request_id(metadata), metadata)
         _current.set(record)
         return record
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.adapters.storage import Storage
-from server.api.rpc_observer import RpcObserver, RpcRecord, note_caller, note_refusal
+from server.api.rpc_observer import RpcObserver, RpcRecord, call_metadata, note_caller, note_refusal
 from server.app import RunningServer, start_server
 from server.config import load_settings
 from server.observability.logs import JsonFormatter
@@ -202,10 +202,15 @@ async def test_streaming_calls_are_observed_once_when_they_end_whatever_the_hand
     """The live feed's methods stream: each call is one record, taken when the stream closes, for
     handlers that yield and for handlers that write through the context."""
     records: list[RpcRecord] = []
+    seen_metadata: list[tuple[str, bool]] = []
 
     class Feeds:
         async def Yielding(self, request: bytes, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]  # noqa: N802
             note_caller("caller-1")
+            # The call's metadata as read once by the observer, the same as grpc's own.
+            seen_metadata.append(
+                (dict(call_metadata(context))["x-request-id"], call_metadata(context) is call_metadata(context))
+            )
             for chunk in (b"a", b"b"):
                 yield chunk
 
@@ -249,3 +254,4 @@ async def test_streaming_calls_are_observed_once_when_they_end_whatever_the_hand
         ("Writing", "UNAVAILABLE", "FEED_INTERRUPTED", "", ""),
         ("Endless", "CANCELLED", "CANCELLED", "", ""),
     ]
+    assert seen_metadata == [("r-1", True)]
