@@ -19,7 +19,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -41,8 +41,12 @@ class RpcRecord:
     method: str
     request_id: str
     # The call's metadata as grpc.aio gave it once: every context.invocation_metadata() builds it
-    # anew from the C core, and a call reads several headers (call_metadata below).
-    metadata: tuple[Any, ...] = ()
+    # anew from the C core, and a call reads several headers (call_metadata below). It holds the
+    # caller's credentials: never in a repr.
+    metadata: tuple[Any, ...] = field(default=(), repr=False)
+    # The call it belongs to: a task started inside a call inherits its record (context variables
+    # are copied), and must not read that call's headers as another's.
+    context: Any = field(default=None, repr=False)
     caller_id: str = ""
     code: str = "OK"
     reason: str = "OK"
@@ -68,7 +72,7 @@ def note_refusal(code: grpc.StatusCode, reason: str) -> None:
 def call_metadata(context: grpc.aio.ServicerContext) -> Sequence[tuple[str, Any]]:
     """The current call's invocation metadata, read from grpc once per observed call."""
     record = _current.get()
-    if record is not None:
+    if record is not None and record.context is context:
         return record.metadata
     return context.invocation_metadata() or ()
 
@@ -138,7 +142,7 @@ class RpcObserver:
     @staticmethod
     def _begin(method: str, context: grpc.aio.ServicerContext) -> RpcRecord:
         metadata = context.invocation_metadata() or ()
-        record = RpcRecord(method, _request_id(metadata), metadata)
+        record = RpcRecord(method, _request_id(metadata), metadata, context)
         _current.set(record)
         return record
 

@@ -10,8 +10,9 @@ it, and waits what the booking says: while the process writes less than its budg
 lone subscriber gets every batch at once); beyond it, slices are spaced so the process stays within
 it, evenly rather than in bursts, and each tick carries everything committed since the previous one.
 The cost then follows the budget, not the send rate: 1,000 subscribers at a 5,000 writes/s budget
-get a chunk every 0.2 s however many superlikes arrive (latency grows with subscribers per process,
-bounded by about twice subscribers / budget: a tick's wait for the previous one, and its own round).
+get a chunk every 0.2 s however many superlikes arrive (latency grows with the subscribers of all
+the process's streams together, whose slices interleave: about twice those subscribers / budget, a
+tick's wait for the one in progress and then its own round).
 
 The configured rate assumes the process gets its core. When it does not (a crowded host, or other
 work), the event loop runs late, and so does every call waiting for it: grpc.aio takes each new
@@ -21,7 +22,8 @@ late (the median of the last few probes, so that a lone pause, a garbage collect
 hiccup, changes nothing) the budget shrinks, down to that share of itself, and it grows back while
 the loop keeps time: subscribers get their chunks less often, sends keep more of the loop. Off by
 default: on a crowded 2-core machine it cost the subscribers seconds (delivery p99 0.45 -> 2.2 s at
-1,000 subscribers x 50/s) and bought the send path nothing measurable (p99 0.54 vs 0.63 s).
+1,000 subscribers x 50/s) and bought the send path nothing measurable (p99 0.54 vs 0.63 s), both
+measured before fan-outs were paced a slice at a time.
 
 A virtual schedule (the "generic cell rate" algorithm): `_paid_until` is when every write booked
 so far will have been paid for at the budget's rate; a booking waits for the schedule to come
@@ -81,15 +83,15 @@ class FanoutBudget:
         self._lateness: deque[float] = deque(maxlen=PROBES_JUDGED)
 
     def book(self, chunks: int) -> float:
-        """Books a fan-out of `chunks` writes (one per subscriber); returns the seconds to wait
-        before making them (0.0: at once)."""
+        """Books `chunks` writes (a slice of a fan-out, one per subscriber); returns the seconds to
+        wait before making them (0.0: at once)."""
         now = self._clock()
         starts = max(self._paid_until, now)
         self._paid_until = starts + chunks / self.rate
         return max(0.0, starts - now - self._burst_seconds)
 
     async def turn(self, chunks: int) -> None:
-        """Books a fan-out of `chunks` writes and waits until it may be made."""
+        """Books `chunks` writes and waits until they may be made."""
         delay = self.book(chunks)
         if delay > 0:
             await asyncio.sleep(delay)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import contextvars
 import logging
 from collections.abc import Mapping
 
@@ -62,7 +63,9 @@ OFFER_SLICE = 25
 class _StreamFanout:
     def __init__(self, hub: FeedHub, stream_id: str, live_position: int) -> None:
         self.stream_id = stream_id
-        self.live_position = live_position  # every superlike up to here was offered to subscribers
+        # Every superlike up to here was read and remembered, and offered (or is being offered) to
+        # the subscribers.
+        self.live_position = live_position
         self.subscribers: set[Subscription] = set()
         self._hub = hub
         self._known_position = live_position  # the highest position storage said it reached
@@ -71,7 +74,9 @@ class _StreamFanout:
         self._recent: list[PostedSuperlike] = []
         self._recent_from = live_position
         self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._pump(), name=f"feed-{stream_id}")
+        # A context of its own: the pump outlives the call of the subscriber that started it, and
+        # must not carry that call's observer record (api/rpc_observer.py) for the stream's life.
+        self._task = asyncio.create_task(self._pump(), name=f"feed-{stream_id}", context=contextvars.Context())
 
     def advance(self, position: int | None) -> None:
         """`position` committed; None: unknown, read anyway."""
@@ -137,6 +142,8 @@ class _StreamFanout:
         subscribers = list(self.subscribers)
         for start in range(0, len(subscribers), OFFER_SLICE):
             writers = subscribers[start : start + OFFER_SLICE]
+            if start:  # within the budget's burst turn() does not wait: let the slice woken last write
+                await asyncio.sleep(0)
             await self._hub.budget.turn(len(writers))
             for subscriber in writers:
                 subscriber.offer(chunk)

@@ -33,7 +33,9 @@ class LivePosition(Protocol):
 
     @property
     def live_position(self) -> int:
-        """Every superlike up to here has been offered to the live subscribers."""
+        """Every superlike up to here has been read and kept in memory, and offered (or is being
+        offered, a slice at a time) to the live subscribers; a subscriber's own `_tail` keeps it
+        from taking any of them twice."""
         ...
 
     def recent_after(self, after: int, limit: int) -> Sequence[PostedSuperlike] | None:

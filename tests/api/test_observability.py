@@ -4,6 +4,7 @@ and every call leaves one log line with no credential in it."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import urllib.request
@@ -255,3 +256,28 @@ async def test_streaming_calls_are_observed_once_when_they_end_whatever_the_hand
         ("Endless", "CANCELLED", "CANCELLED", "", ""),
     ]
     assert seen_metadata == [("r-1", True)]
+
+
+def test_a_calls_cached_metadata_is_read_only_for_that_call() -> None:
+    """A task started inside a call inherits its record; asking about another call's context must
+    give that call's own headers, never the first call's credentials."""
+
+    class Context:
+        def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+            self.metadata, self.reads = metadata, 0
+
+        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+            self.reads += 1
+            return self.metadata
+
+    first, other = Context((("authorization", "Bearer first"),)), Context((("authorization", "Bearer other"),))
+
+    def inside_the_first_call() -> None:
+        record = RpcObserver._begin("SendSuperlike", first)  # type: ignore[arg-type]
+        assert call_metadata(first) == (("authorization", "Bearer first"),)  # type: ignore[arg-type]
+        assert call_metadata(first) == (("authorization", "Bearer first"),)  # type: ignore[arg-type]
+        assert first.reads == 1  # read from grpc once
+        assert call_metadata(other) == (("authorization", "Bearer other"),)  # type: ignore[arg-type]
+        assert "Bearer" not in repr(record)
+
+    contextvars.copy_context().run(inside_the_first_call)

@@ -62,7 +62,7 @@ class FakeStreamStore:
 
 class GatedBudget:
     """A fan-out budget whose turns the test grants one at a time (the real one waits on the clock,
-    server/services/feed_budget.py); records every booking (chunks per fan-out)."""
+    server/services/feed_budget.py); records every booking (chunks per slice of a fan-out)."""
 
     def __init__(self) -> None:
         self.bookings: list[int] = []
