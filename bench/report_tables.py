@@ -115,6 +115,21 @@ def cpu_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> li
     return lines
 
 
+def _each_after_its_base(
+    repeats: list[dict[str, Any]], by_name: dict[str, dict[str, Any]], marker: str
+) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:
+    """(base, row) pairs: each group of scenarios repeated with a variation (named `<base><marker>...`)
+    preceded by its base scenario (the row that is `base` itself, when the run measured it)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for scenario in repeats:
+        groups.setdefault(scenario["name"].split(marker)[0], []).append(scenario)
+    pairs: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
+    for name, rows in groups.items():
+        base = by_name.get(name)
+        pairs.extend((base, row) for row in ([base] if base is not None else []) + rows)
+    return pairs
+
+
 def edge_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> list[str]:
     """Each scenario measured behind the edge variants, next to its full-config figure."""
     variants = [s for s in results.get("scenarios", []) if s.get("edge", "full") != "full"]
@@ -125,20 +140,15 @@ def edge_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> l
         "server ms/req | p99 ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for variant in variants:
-        groups.setdefault(variant["name"].split("/edge-")[0], []).append(variant)
-    for base, rows in groups.items():
-        full = by_name.get(base)
-        for row in ([full] if full is not None else []) + rows:
-            envoy, full_envoy = per_request(row, "envoy"), per_request(full, "envoy")
-            delta = "–" if row is full or envoy is None or full_envoy is None else f"{envoy - full_envoy:+.3f}"
-            lines.append(
-                f"| {row['db']} {label(row)} | {row.get('edge', 'full')} | {fmt(rps(row), 0)} | "
-                f"{'–' if row is full else change(rps(full), rps(row))} | "
-                f"{ratio(rps(row), rps(by_name.get(row.get('noop') or '')))} | {fmt(envoy, 3)} | {delta} | "
-                f"{fmt(per_request(row, 'server'), 3)} | {fmt(row['summary']['p99_ms'])} |"
-            )
+    for full, row in _each_after_its_base(variants, by_name, "/edge-"):
+        envoy, full_envoy = per_request(row, "envoy"), per_request(full, "envoy")
+        delta = "–" if row is full or envoy is None or full_envoy is None else f"{envoy - full_envoy:+.3f}"
+        lines.append(
+            f"| {row['db']} {label(row)} | {row.get('edge', 'full')} | {fmt(rps(row), 0)} | "
+            f"{'–' if row is full else change(rps(full), rps(row))} | "
+            f"{ratio(rps(row), rps(by_name.get(row.get('noop') or '')))} | {fmt(envoy, 3)} | {delta} | "
+            f"{fmt(per_request(row, 'server'), 3)} | {fmt(row['summary']['p99_ms'])} |"
+        )
     return lines
 
 
@@ -152,17 +162,12 @@ def callers_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -
         "× no-op (same callers) | p99 ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for scenario in extra:
-        groups.setdefault(scenario["name"].split("/callers-")[0], []).append(scenario)
-    for name, rows in groups.items():
-        base = by_name.get(name)
-        for row in ([base] if base is not None else []) + rows:
-            lines.append(
-                f"| {row['db']} {label(row)} | {row['callers']:,} | {fmt(rps(row), 0)} | "
-                f"{'–' if row is base else change(rps(base), rps(row))} | {fmt(per_request(row, 'server'), 3)} | "
-                f"{fmt(per_request(row, 'envoy'), 3)} | {fmt(per_request(row, 'postgres'), 3)} | "
-                f"{fmt(total_per_request(row), 3)} | {ratio(rps(row), rps(by_name.get(row.get('noop') or '')))} | "
-                f"{fmt(row['summary']['p99_ms'])} |"
-            )
+    for base, row in _each_after_its_base(extra, by_name, "/callers-"):
+        lines.append(
+            f"| {row['db']} {label(row)} | {row['callers']:,} | {fmt(rps(row), 0)} | "
+            f"{'–' if row is base else change(rps(base), rps(row))} | {fmt(per_request(row, 'server'), 3)} | "
+            f"{fmt(per_request(row, 'envoy'), 3)} | {fmt(per_request(row, 'postgres'), 3)} | "
+            f"{fmt(total_per_request(row), 3)} | {ratio(rps(row), rps(by_name.get(row.get('noop') or '')))} | "
+            f"{fmt(row['summary']['p99_ms'])} |"
+        )
     return lines

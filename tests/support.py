@@ -91,6 +91,12 @@ def claims_for(subject: str, **overrides: object) -> dict:
     return {k: v for k, v in claims.items() if v is not None}
 
 
+async def rows_of(engine: AsyncEngine, query: str) -> list[tuple]:
+    """Every row of `query`, as plain tuples (for comparing with literals)."""
+    async with engine.connect() as connection:
+        return [tuple(row) for row in await connection.execute(text(query))]
+
+
 @contextlib.asynccontextmanager
 async def migrated_storage(url: str, pool_size: int = 5) -> AsyncIterator[Storage]:
     """Storage on `url` as the server opens it, with the schema at head; closed on exit."""

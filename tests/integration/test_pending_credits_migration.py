@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.audit import audit_database
 from server.adapters.storage import Storage, open_storage
-from tests.support import as_operator, superlike_service
+from tests.support import as_operator, rows_of, superlike_service
 
 HOST, FIRST, SECOND = "a" * 24, "b" * 24, "c" * 24
 STREAM = "d" * 24
@@ -64,22 +63,17 @@ def _rows_at_0004() -> list[str]:
     ]
 
 
-async def _rows(engine: AsyncEngine, query: str) -> list[tuple]:
-    async with engine.connect() as connection:
-        return [tuple(row) for row in await connection.execute(text(query))]
-
-
 async def test_0005_queues_what_each_host_is_owed_and_keeps_every_entry(storage_at_0004: Storage) -> None:
     storage = storage_at_0004
     await storage.upgrade("0005")
     engine = storage.engine
-    assert await _rows(engine, "SELECT user_id, amount, entries FROM pending_credits") == [(HOST, 20, 2)]
-    assert await _rows(engine, "SELECT user_id, balance FROM wallets ORDER BY user_id") == [
+    assert await rows_of(engine, "SELECT user_id, amount, entries FROM pending_credits") == [(HOST, 20, 2)]
+    assert await rows_of(engine, "SELECT user_id, balance FROM wallets ORDER BY user_id") == [
         (HOST, 10),
         (FIRST, 80),
         (SECOND, 90),
     ]
-    assert await _rows(
+    assert await rows_of(
         engine, "SELECT user_id, amount, kind, superlike_id FROM ledger_entries ORDER BY created_at_ms, amount"
     ) == [
         (FIRST, 100, "coin_credit", None),
@@ -93,7 +87,7 @@ async def test_0005_queues_what_each_host_is_owed_and_keeps_every_entry(storage_
     ]
     assert (await audit_database(storage)).problems == []
     if engine.dialect.name == "postgresql":  # room on every wallets page for HOT balance updates
-        assert await _rows(engine, "SELECT reloptions FROM pg_class WHERE relname = 'wallets'") == [
+        assert await rows_of(engine, "SELECT reloptions FROM pg_class WHERE relname = 'wallets'") == [
             (["fillfactor=85"],)
         ]
     host = await as_operator(storage, lambda admin: admin.get_user(HOST))
@@ -105,8 +99,8 @@ async def test_0005_queues_what_each_host_is_owed_and_keeps_every_entry(storage_
     fresh = await superlike_service(storage).send(STREAM, SECOND, None)
     assert fresh.sender_balance_after == 80
     assert await storage.settle() == 3
-    assert await _rows(engine, "SELECT balance FROM wallets WHERE user_id = '" + HOST + "'") == [(40,)]
-    assert await _rows(engine, "SELECT COUNT(*) FROM pending_credits") == [(0,)]
+    assert await rows_of(engine, "SELECT balance FROM wallets WHERE user_id = '" + HOST + "'") == [(40,)]
+    assert await rows_of(engine, "SELECT COUNT(*) FROM pending_credits") == [(0,)]
     assert (await audit_database(storage)).problems == []
 
 
@@ -117,18 +111,18 @@ async def test_0005_down_settles_what_is_owed_and_up_again_keeps_the_books(stora
     await storage.downgrade("0004")
     engine = storage.engine
     # Which entries were pending is not kept, so going down settles them: every entry is applied.
-    assert await _rows(engine, "SELECT user_id, balance FROM wallets ORDER BY user_id") == [
+    assert await rows_of(engine, "SELECT user_id, balance FROM wallets ORDER BY user_id") == [
         (HOST, 40),
         (FIRST, 80),
         (SECOND, 80),
     ]
-    assert await _rows(engine, "SELECT COUNT(*), SUM(CASE WHEN applied THEN 1 ELSE 0 END) FROM ledger_entries") == [
+    assert await rows_of(engine, "SELECT COUNT(*), SUM(CASE WHEN applied THEN 1 ELSE 0 END) FROM ledger_entries") == [
         (10, 10)
     ]
     if engine.dialect.name == "postgresql":
-        assert await _rows(engine, "SELECT reloptions FROM pg_class WHERE relname = 'wallets'") == [(None,)]
+        assert await rows_of(engine, "SELECT reloptions FROM pg_class WHERE relname = 'wallets'") == [(None,)]
     await storage.upgrade()
-    assert await _rows(engine, "SELECT COUNT(*) FROM pending_credits") == [(0,)]
+    assert await rows_of(engine, "SELECT COUNT(*) FROM pending_credits") == [(0,)]
     assert (await audit_database(storage)).problems == []
     # The superlike written at 0005 keeps its place in the ranking read back after the round trip.
     totals = await storage.history.top_supporters(STREAM, 10)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.adapters.audit import audit_database
 from server.adapters.storage import Storage, open_storage
 from server.domain.streams import MAX_SUPERLIKE_PRICE, MIN_SUPERLIKE_PRICE
+from tests.support import rows_of
 
 HOST, VIEWER = "a" * 24, "b" * 24
 FREE_STREAM, PRICED_STREAM = "c" * 24, "d" * 24
@@ -56,11 +57,6 @@ def _rows_allowed_by_0002() -> list[str]:
     ]
 
 
-async def _rows(engine: AsyncEngine, query: str) -> list[tuple]:
-    async with engine.connect() as connection:
-        return [tuple(row) for row in await connection.execute(text(query))]
-
-
 async def _insert_stream(engine: AsyncEngine, stream_id: str, price: int) -> None:
     async with engine.begin() as connection:
         await connection.execute(
@@ -70,21 +66,23 @@ async def _insert_stream(engine: AsyncEngine, stream_id: str, price: int) -> Non
 
 async def test_0003_keeps_every_row_and_prices_a_free_stream_at_one_coin(storage_at_0002: Storage) -> None:
     await storage_at_0002.upgrade("0003")
-    assert await _rows(storage_at_0002.engine, "SELECT id, state, superlike_price FROM live_streams ORDER BY id") == [
+    assert await rows_of(storage_at_0002.engine, "SELECT id, state, superlike_price FROM live_streams ORDER BY id") == [
         (FREE_STREAM, "live", 1),
         (PRICED_STREAM, "live", 7),
     ]
     # Superlikes keep the price they were charged; bans, wallets and the ledger are untouched.
-    assert await _rows(storage_at_0002.engine, "SELECT stream_id, price FROM superlikes ORDER BY id") == [
+    assert await rows_of(storage_at_0002.engine, "SELECT stream_id, price FROM superlikes ORDER BY id") == [
         (FREE_STREAM, 0),
         (PRICED_STREAM, 7),
     ]
-    assert await _rows(storage_at_0002.engine, "SELECT stream_id, user_id FROM chat_bans") == [(PRICED_STREAM, VIEWER)]
-    assert await _rows(storage_at_0002.engine, "SELECT user_id, balance FROM wallets ORDER BY user_id") == [
+    assert await rows_of(storage_at_0002.engine, "SELECT stream_id, user_id FROM chat_bans") == [
+        (PRICED_STREAM, VIEWER)
+    ]
+    assert await rows_of(storage_at_0002.engine, "SELECT user_id, balance FROM wallets ORDER BY user_id") == [
         (HOST, 0),
         (VIEWER, 93),
     ]
-    assert len(await _rows(storage_at_0002.engine, "SELECT id FROM ledger_entries")) == 5
+    assert len(await rows_of(storage_at_0002.engine, "SELECT id FROM ledger_entries")) == 5
     await storage_at_0002.upgrade()  # the audit checks what later revisions keep too (positions, totals)
     assert (await audit_database(storage_at_0002)).problems == []
 
@@ -96,7 +94,7 @@ async def test_after_0003_the_database_refuses_prices_outside_1_to_1_000_000(sto
             await _insert_stream(storage_at_0002.engine, secrets.token_hex(12), price)
     await _insert_stream(storage_at_0002.engine, "1" * 24, MIN_SUPERLIKE_PRICE)
     await _insert_stream(storage_at_0002.engine, "2" * 24, MAX_SUPERLIKE_PRICE)
-    rows = await _rows(
+    rows = await rows_of(
         storage_at_0002.engine, "SELECT id, superlike_price FROM live_streams WHERE state = 'scheduled' ORDER BY id"
     )
     assert rows == [("1" * 24, 1), ("2" * 24, 1_000_000)]
@@ -124,6 +122,6 @@ async def test_0003_downgrades_to_the_old_constraint(storage_at_0002: Storage) -
     with pytest.raises(IntegrityError):
         await _insert_stream(storage_at_0002.engine, "7" * 24, -1)
     await storage_at_0002.upgrade("0003")
-    assert await _rows(storage_at_0002.engine, f"SELECT superlike_price FROM live_streams WHERE id = '{'6' * 24}'") == [
-        (1,)
-    ]
+    assert await rows_of(
+        storage_at_0002.engine, f"SELECT superlike_price FROM live_streams WHERE id = '{'6' * 24}'"
+    ) == [(1,)]

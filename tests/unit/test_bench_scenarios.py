@@ -3,6 +3,16 @@
 from bench import reads, scenarios
 from bench.scenarios import Scenario
 
+# What `make bench` runs with no flags (scenarios.covers_default_matrix's keyword arguments).
+DEFAULT_MATRIX = dict(
+    databases=["sqlite", "postgres"],
+    transports=list(scenarios.TRANSPORTS),
+    workloads=list(scenarios.WORKLOADS),
+    concurrency=[16, 64],
+    quick=False,
+    baseline_included=True,
+)
+
 
 def test_a_plain_run_measures_both_reads_over_rest_only_after_the_writes():
     matrix = scenarios.for_database(
@@ -31,14 +41,7 @@ def test_a_grpc_only_selection_has_no_read_scenario():
 
 
 def test_only_a_run_of_the_whole_default_matrix_replaces_latest():
-    full = dict(
-        databases=["sqlite", "postgres"],
-        transports=list(scenarios.TRANSPORTS),
-        workloads=list(scenarios.WORKLOADS),
-        concurrency=[16, 64],
-        quick=False,
-        baseline_included=True,
-    )
+    full = dict(DEFAULT_MATRIX)
     assert scenarios.covers_default_matrix(**full) is True
     assert scenarios.covers_default_matrix(**{**full, "quick": True}) is False
     assert scenarios.covers_default_matrix(**{**full, "workloads": ["list", "top"]}) is False
@@ -85,14 +88,7 @@ def test_the_noop_runs_every_transport_with_the_full_config_and_repeats_only_env
 
 
 def test_latest_is_replaced_only_by_a_run_that_also_compares_the_default_callers():
-    full = dict(
-        databases=["sqlite", "postgres"],
-        transports=list(scenarios.TRANSPORTS),
-        workloads=list(scenarios.WORKLOADS),
-        concurrency=[16, 64],
-        quick=False,
-        baseline_included=True,
-    )
+    full = dict(DEFAULT_MATRIX)
     assert scenarios.covers_default_matrix(**full, callers=[2_000, 100_000]) is True
     assert scenarios.covers_default_matrix(**full, callers=[2_000]) is False
     assert scenarios.covers_default_matrix(**full, callers=[100_000, 2_000]) is False
