@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen, procstat, reads, reporting, seeding
+from bench import loadgen, procstat, reads, seeding
+from bench.run_summary import summarize_runs
 from bench.scenarios import Scenario
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -227,6 +228,7 @@ def measure(
         for k, v in cpu.items()
         if k != "wall_s"
     }
+    result["machine_cores"] = procstat.machine_cores(cpu_before, cpu_after)
     result["memory"] = sampler.window(window_start, window_end)
     result["superlikes_written"] = written
     result["problems"] = _problems(scenario, result, written, counted=counter is not None)
@@ -259,8 +261,17 @@ def _problems(scenario: Scenario, result: dict[str, Any], written: int, *, count
     return problems
 
 
-def run_scenario(ctx: Context, scenario: Scenario, counter: seeding.SuperlikeCounter | None) -> dict[str, Any]:
+def run_scenario(
+    ctx: Context,
+    scenario: Scenario,
+    counter: seeding.SuperlikeCounter | None,
+    *,
+    runs: int | None = None,
+    pair: str | None = None,
+) -> dict[str, Any]:
+    """The warm-up, then `runs` measured runs (default --runs), each tagged with `pair` if given."""
     args = ctx.args
+    total = args.runs if runs is None else runs
     if scenario.reads:
         # One call first: a scenario that only measured errors or empty pages would look fast.
         problem = reads.probe(ctx.stack.http_url, scenario.workload, ctx.world.stream_ids[0], ctx.inputs.tokens[0])
@@ -270,19 +281,21 @@ def run_scenario(ctx: Context, scenario: Scenario, counter: seeding.SuperlikeCou
     if args.warmup:
         previous = drive(ctx, scenario, seconds=args.warmup, requests_per_slot=None)
         rate = previous["rps"]
-    runs = []
-    for index in range(args.runs):
+    measured = []
+    for index in range(total):
         run = measure(ctx, scenario, counter, rate, quiet_window(previous))
         rate, previous = run["rps"] or rate, run
-        runs.append(run)
+        if pair is not None:
+            run["pair"] = pair
+        measured.append(run)
         lat, cores = run["latency_ms"], run["cpu_cores"]
         log(
-            f"{scenario.name} run {index + 1}/{args.runs}: {run['rps']:.0f} req/s, p50 {lat['p50']} p99 {lat['p99']} ms, "
+            f"{scenario.name}{f' [{pair}]' if pair else ''} run {index + 1}/{total}: {run['rps']:.0f} req/s, p50 {lat['p50']} p99 {lat['p99']} ms, "
             f"errors {run['non_2xx'] + run['socket_errors']}, rate-limited {run['rate_limited']}, cores server {cores['server']} envoy {cores['envoy']}"
             f" pg {cores['postgres']} tool {cores['load_tool']}"
             + (f"  PROBLEMS: {run['problems']}" if run["problems"] else "")
         )
-        ctx.problems.extend(f"{scenario.name} run {index + 1}: {p}" for p in run["problems"])
+        ctx.problems.extend(f"{scenario.name} run {pair or index + 1}: {p}" for p in run["problems"])
     return {
         "name": scenario.name,
         "db": scenario.db,
@@ -295,6 +308,6 @@ def run_scenario(ctx: Context, scenario: Scenario, counter: seeding.SuperlikeCou
         "expected_status": scenario.expected_status,
         "ceiling": None if scenario.db == "baseline" else scenario.ceiling,
         "noop": None if scenario.db == "baseline" and scenario.workload != "invalid" else scenario.noop,
-        "runs": runs,
-        "summary": reporting.summarize_runs(runs),
+        "runs": measured,
+        "summary": summarize_runs(measured),
     }

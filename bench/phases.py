@@ -4,6 +4,12 @@ every phase behind the same edge variant runs a byte-identical Envoy config:
 * the no-op phase: bench/noop_server.py behind Envoy, once per edge variant (no database);
 * a database phase: the database recreated and seeded once, then for each edge variant `livechat
   serve` + Envoy started, its scenarios run and the stack stopped; at the end the money audit.
+
+With --paired the two alternate instead (run_paired): each database is seeded once, then every
+measured run of its scenarios follows one run of their no-op twins, the two stacks started in turn
+on the same ports. The no-op is then measured minutes, not half an hour, from what it is divided by,
+and each run is divided by its own twin: this machine's speed drifts by more than the differences
+the ratio is read for.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from bench import procstat, seeding
 from bench.bench_stack import BenchStack
 from bench.measure import Context, log, run_scenario
+from bench.run_summary import summarize_runs
 from bench.scenarios import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,8 +69,11 @@ def run_on_stack(
     stack: BenchStack,
     scenarios: list[Scenario],
     counter: seeding.SuperlikeCounter | None,
+    *,
+    pair: str | None = None,
 ) -> dict[str, Any]:
-    """Starts the stack, runs the scenarios on it, stops it; returns what the stack itself showed."""
+    """Starts the stack, runs the scenarios on it, stops it; returns what the stack itself showed.
+    `pair`: a paired round (run_paired): one measured run per scenario, tagged with it."""
     config = stack.config
     for log_file in ("server.log", "envoy.log"):
         (config.workdir / log_file).unlink(missing_ok=True)
@@ -80,7 +90,7 @@ def run_on_stack(
     start = ctx.sampler.now()
     try:
         for scenario in scenarios:
-            ctx.results["scenarios"].append(run_scenario(ctx, scenario, counter))
+            _record(ctx, run_scenario(ctx, scenario, counter, runs=1 if pair else None, pair=pair))
             save(ctx)
     finally:
         ctx.sampler.stop()
@@ -95,6 +105,16 @@ def run_on_stack(
     return record
 
 
+def _record(ctx: Context, scenario: dict[str, Any]) -> None:
+    """A scenario's record; a paired round's run joins the runs of the same scenario's earlier rounds."""
+    for earlier in ctx.results["scenarios"]:
+        if earlier["name"] == scenario["name"]:
+            earlier["runs"].extend(scenario["runs"])
+            earlier["summary"] = summarize_runs(earlier["runs"])
+            return
+    ctx.results["scenarios"].append(scenario)
+
+
 def _check_same_config(ctx: Context, edge: str, sha256: str) -> None:
     """The no-op and the superlikes behind one edge variant must have run the same Envoy config."""
     seen = ctx.results["edge_configs"].setdefault(edge, sha256)
@@ -106,16 +126,60 @@ def run_noop_phase(ctx: Context, plan: list[tuple[str, list[Scenario]]]) -> None
     """The no-op server behind each edge variant in turn."""
     phase: dict[str, Any] = {"stacks": []}
     ctx.results["noop"] = phase
+    for edge, scenarios in plan:
+        phase["stacks"].append(run_on_stack(ctx, _noop_stack(ctx, edge), scenarios, None))
+
+
+def _noop_stack(ctx: Context, edge: str) -> BenchStack:
     # The no-op reads no database, but the settings loader it shares with the server wants a URL (one
     # several processes may share, when it runs several workers).
     unused_database = ctx.args.postgres_url if ctx.args.workers > 1 else f"sqlite:///{ctx.work / 'noop-unused.db'}"
-    for edge, scenarios in plan:
-        config = stack_config(ctx, f"noop-{edge}", unused_database)
-        stack = BenchStack(config, noop=True, edge=edge, server_args=ctx.args.noop_arg_list)
-        phase["stacks"].append(run_on_stack(ctx, stack, scenarios, None))
+    config = stack_config(ctx, f"noop-{edge}", unused_database)
+    return BenchStack(config, noop=True, edge=edge, server_args=ctx.args.noop_arg_list)
+
+
+def _database_stack(ctx: Context, db: str, edge: str, database_url: str) -> BenchStack:
+    config = stack_config(ctx, f"{db}-{edge}", database_url)
+    return BenchStack(config, edge=edge, server_args=ctx.args.server_arg_list)
 
 
 def run_database_phase(ctx: Context, db: str, plan: list[tuple[str, list[Scenario]]]) -> None:
+    database_url, counter, phase = _prepare_database(ctx, db)
+    for edge, scenarios in plan:
+        phase["stacks"].append(run_on_stack(ctx, _database_stack(ctx, db, edge, database_url), scenarios, counter))
+    _finish_database(ctx, db, database_url, counter, phase)
+
+
+def run_paired(
+    ctx: Context,
+    noop_plan: list[tuple[str, list[Scenario]]],
+    database_plans: dict[str, list[tuple[str, list[Scenario]]]],
+) -> None:
+    """--paired: per database and round, the no-op twins of its scenarios (one run each), then its
+    scenarios (one run each), stacks alternating on the same ports; --runs rounds. Every run carries
+    its round (`pair`), so the report divides each run by the twin's run of the same round."""
+    ctx.results["noop"] = {"stacks": []}
+    noop_scenarios = dict(noop_plan)
+    for db, plan in database_plans.items():
+        database_url, counter, phase = _prepare_database(ctx, db)
+        for round_number in range(1, ctx.args.runs + 1):
+            pair = f"{db}#{round_number}"
+            for edge, scenarios in plan:
+                twins = {scenario.noop for scenario in scenarios}
+                noop = [s for s in noop_scenarios.get(edge, []) if s.name in twins]
+                if noop:
+                    log(f"{pair}: the no-op twins behind the {edge} config")
+                    ctx.results["noop"]["stacks"].append(
+                        run_on_stack(ctx, _noop_stack(ctx, edge), noop, None, pair=pair)
+                    )
+                log(f"{pair}: {db} behind the {edge} config")
+                stack = _database_stack(ctx, db, edge, database_url)
+                phase["stacks"].append(run_on_stack(ctx, stack, scenarios, counter, pair=pair))
+        _finish_database(ctx, db, database_url, counter, phase)
+
+
+def _prepare_database(ctx: Context, db: str) -> tuple[str, seeding.SuperlikeCounter, dict[str, Any]]:
+    """The database recreated and seeded; returns its URL, its superlike counter and its phase record."""
     args = ctx.args
     if db == "sqlite":
         database_url = seeding.reset_sqlite(ctx.work / "livechat_bench.db")
@@ -149,10 +213,13 @@ def run_database_phase(ctx: Context, db: str, plan: list[tuple[str, list[Scenari
         )
     ctx.results["databases"][db] = phase
     save(ctx)
-    for edge, scenarios in plan:
-        config = stack_config(ctx, f"{db}-{edge}", database_url)
-        stack = BenchStack(config, edge=edge, server_args=ctx.args.server_arg_list)
-        phase["stacks"].append(run_on_stack(ctx, stack, scenarios, counter))
+    return database_url, counter, phase
+
+
+def _finish_database(
+    ctx: Context, db: str, database_url: str, counter: seeding.SuperlikeCounter, phase: dict[str, Any]
+) -> None:
+    """After the database's last stack: its lines of the report, and the money audit."""
     first = phase["stacks"][0]
     # The report's per-database lines: the full config's stack.
     phase["memory"], phase["code_fingerprint"] = first["memory"], first["code_fingerprint"]

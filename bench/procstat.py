@@ -115,6 +115,17 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """The whole machine's CPU seconds so far: (busy, stolen). Stolen is time the hypervisor gave this
+    machine's vCPUs to someone else while they had work: on a shared host it makes the same work
+    take longer, and it is what a run's figures carry from the neighbours."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
 @dataclass
 class CpuSnapshot:
     at: float
@@ -122,6 +133,7 @@ class CpuSnapshot:
     envoy: float | None
     postgres: dict[int, float]
     load_tool: float
+    machine: tuple[float, float] = (0.0, 0.0)  # machine_cpu_seconds()
 
 
 def snapshot(server_pid: int | None, envoy_pid: int | None, postgres_scope: PostgresScope | None) -> CpuSnapshot:
@@ -139,7 +151,17 @@ def snapshot(server_pid: int | None, envoy_pid: int | None, postgres_scope: Post
         envoy=cpu_seconds(envoy_pid) if envoy_pid else None,
         postgres=postgres,
         load_tool=children_cpu_seconds(),
+        machine=machine_cpu_seconds(),
     )
+
+
+def machine_cores(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """The machine's cores busy and stolen over the window (CPU seconds / wall seconds)."""
+    wall = (after.at - before.at) or 1.0
+    return {
+        "busy": round((after.machine[0] - before.machine[0]) / wall, 3),
+        "stolen": round((after.machine[1] - before.machine[1]) / wall, 3),
+    }
 
 
 def cpu_delta(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float | None]:

@@ -3,11 +3,15 @@ CPU per request per process, the edge variants and the callers comparison.
 
 Every ratio divides by a reference measured in the same run: the no-op SendSuperlike server behind
 the same Envoy config with the same load (`× no-op`), and the real server's gRPC health check
-(`× health`, the second reference)."""
+(`× health`, the second reference). In a --paired run each run is divided by its no-op twin's run of
+the same round, and `× no-op` is the median of those ratios."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
+
+from bench.run_summary import summarize_runs
 
 STACK = ("server", "envoy", "postgres")
 
@@ -45,6 +49,27 @@ def ratio(value: float | None, reference: float | None) -> str:
     return "–" if not value or not reference else f"{value / reference:.2f}"
 
 
+def noop_twin(scenario: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The scenario's no-op reference: its twin's record or, when the runs were paired, the twin's
+    runs of the same rounds only (a twin measured beside another database's rounds is not this one's)."""
+    twin = by_name.get(scenario.get("noop") or "")
+    rounds = {run.get("pair") for run in scenario["runs"]} - {None}
+    if twin is None or not rounds:
+        return twin
+    runs = [run for run in twin["runs"] if run.get("pair") in rounds]
+    return {**twin, "runs": runs, "summary": summarize_runs(runs)} if runs else None
+
+
+def noop_ratio(scenario: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> str:
+    """`× no-op`: the median of run / twin's run of the same round when paired, else median / median."""
+    twin = noop_twin(scenario, by_name)
+    if twin is None:
+        return "–"
+    twin_rps = {run["pair"]: run["rps"] for run in twin["runs"] if run.get("pair") and run["rps"]}
+    paired = [run["rps"] / twin_rps[run["pair"]] for run in scenario["runs"] if run.get("pair") in twin_rps]
+    return f"{statistics.median(paired):.2f}" if paired else ratio(rps(scenario), rps(twin))
+
+
 def change(before: float | None, after: float | None) -> str:
     return "–" if not before or after is None else f"{100 * (after / before - 1):+.0f} %"
 
@@ -57,18 +82,18 @@ def is_primary(scenario: dict[str, Any]) -> bool:
 def main_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         "| scenario | req/s | × no-op | × health | p50 / p90 / p99 ms | errors | server cores | Envoy cores | "
-        "PG cores | tool cores | ms CPU/req srv·envoy·pg | server RSS peak MB |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
+        "PG cores | tool cores | stolen cores | ms CPU/req srv·envoy·pg | server RSS peak MB |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     groups: dict[str, list[dict[str, Any]]] = {}
     for scenario in results.get("scenarios", []):
         if is_primary(scenario):
             groups.setdefault(scenario["db"], []).append(scenario)
     for db, scenarios in groups.items():
-        lines.append(f"| **{db}** |" + " |" * 11)
+        lines.append(f"| **{db}** |" + " |" * 12)
         for scenario in scenarios:
             s = scenario["summary"]
-            noop = ratio(s["rps_median"], rps(by_name.get(scenario.get("noop") or "")))
+            noop = noop_ratio(scenario, by_name)
             health = ratio(s["rps_median"], rps(by_name.get(scenario.get("ceiling") or "")))
             cores, per_req = s["cpu_cores"], s["cpu_ms_per_request"]
             errors = str(s["errors"]) + (
@@ -83,7 +108,8 @@ def main_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> l
                 f"| {label(scenario)} | {fmt(s['rps_median'], 0)} [{fmt(s['rps_min'], 0)}–{fmt(s['rps_max'], 0)}] | "
                 f"{noop} | {health} | {fmt(s['p50_ms'])} / {fmt(s['p90_ms'])} / {fmt(s['p99_ms'])} | {errors} | "
                 f"{fmt(cores['server'], 2)} | {fmt(cores['envoy'], 2)} | {fmt(cores['postgres'], 2)} | "
-                f"{fmt(cores['load_tool'], 2)} | {' · '.join(fmt(per_req[p], 2) for p in STACK)} | {rss} |"
+                f"{fmt(cores['load_tool'], 2)} | {fmt(s.get('machine_stolen_cores'), 2)} | "
+                f"{' · '.join(fmt(per_req[p], 2) for p in STACK)} | {rss} |"
             )
     return lines
 
@@ -98,7 +124,7 @@ def cpu_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> li
     for scenario in results.get("scenarios", []):
         if not is_primary(scenario) or scenario["workload"] in ("health", "invalid"):
             continue
-        noop = by_name.get(scenario.get("noop") or "")
+        noop = noop_twin(scenario, by_name)
         total = total_per_request(scenario)
         mine = [per_request(scenario, "server"), per_request(scenario, "envoy"), total]
         reference = [per_request(noop, "server"), per_request(noop, "envoy"), total_per_request(noop)]
@@ -146,7 +172,7 @@ def edge_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> l
         lines.append(
             f"| {row['db']} {label(row)} | {row.get('edge', 'full')} | {fmt(rps(row), 0)} | "
             f"{'–' if row is full else change(rps(full), rps(row))} | "
-            f"{ratio(rps(row), rps(by_name.get(row.get('noop') or '')))} | {fmt(envoy, 3)} | {delta} | "
+            f"{noop_ratio(row, by_name)} | {fmt(envoy, 3)} | {delta} | "
             f"{fmt(per_request(row, 'server'), 3)} | {fmt(row['summary']['p99_ms'])} |"
         )
     return lines
@@ -167,7 +193,7 @@ def callers_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -
             f"| {row['db']} {label(row)} | {row['callers']:,} | {fmt(rps(row), 0)} | "
             f"{'–' if row is base else change(rps(base), rps(row))} | {fmt(per_request(row, 'server'), 3)} | "
             f"{fmt(per_request(row, 'envoy'), 3)} | {fmt(per_request(row, 'postgres'), 3)} | "
-            f"{fmt(total_per_request(row), 3)} | {ratio(rps(row), rps(by_name.get(row.get('noop') or '')))} | "
+            f"{fmt(total_per_request(row), 3)} | {noop_ratio(row, by_name)} | "
             f"{fmt(row['summary']['p99_ms'])} |"
         )
     return lines

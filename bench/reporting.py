@@ -6,7 +6,6 @@ Also runnable on its own: `.venv/bin/python bench/reporting.py bench/results/<fi
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,37 +17,6 @@ if str(BENCH_DIR.parent) not in sys.path:
 
 from bench import report_tables  # noqa: E402
 
-PROCESSES = ("server", "envoy", "postgres", "load_tool")
-
-
-def _median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
-def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    rps = [r["rps"] for r in runs]
-    return {
-        "runs": len(runs),
-        "rps_median": _median(rps),
-        "rps_min": min(rps) if rps else None,
-        "rps_max": max(rps) if rps else None,
-        "p50_ms": _median([r["latency_ms"]["p50"] for r in runs]),
-        "p90_ms": _median([r["latency_ms"]["p90"] for r in runs]),
-        "p99_ms": _median([r["latency_ms"]["p99"] for r in runs]),
-        "p99_ms_min": min((r["latency_ms"]["p99"] for r in runs if r["latency_ms"]["p99"] is not None), default=None),
-        "p99_ms_max": max((r["latency_ms"]["p99"] for r in runs if r["latency_ms"]["p99"] is not None), default=None),
-        "requests": sum(r["requests"] for r in runs),
-        "errors": sum(r["socket_errors"] + (r["non_2xx"] if r.get("expected_status", 200) == 200 else 0) for r in runs),
-        "non_2xx": sum(r["non_2xx"] for r in runs),
-        "socket_errors": sum(r["socket_errors"] for r in runs),
-        "superlikes_written": sum(r["superlikes_written"] for r in runs),
-        "cpu_cores": {p: _median([r["cpu_cores"][p] for r in runs]) for p in PROCESSES},
-        "cpu_ms_per_request": {p: _median([r["cpu_ms_per_request"][p] for r in runs]) for p in PROCESSES},
-        "server_rss_peak_kb": max((r["memory"]["server_rss_peak_kb"] or 0 for r in runs), default=None),
-        "problems": sum(len(r["problems"]) for r in runs),
-    }
-
 
 def _settings_line(results: dict[str, Any]) -> str:
     settings = results.get("settings", {})
@@ -59,9 +27,16 @@ def _settings_line(results: dict[str, Any]) -> str:
         if tool == "node"
         else "gRPC load: one h2load process per call in flight"
     )
+    paired = (
+        f"Paired: {settings.get('runs')} rounds per database, each the no-op twins' stack (a warm-up of "
+        f"{settings.get('warmup_s')} s and one run of {settings.get('duration_s')} s per scenario) and then the "
+        "database's stack (the same), started in turn on the same ports; median [min–max] over the rounds. "
+        if settings.get("paired")
+        else f"Each scenario: {settings.get('warmup_s')} s warm-up, then {settings.get('runs')} run(s) of "
+        f"{settings.get('duration_s')} s; median [min–max] over the runs. "
+    )
     return (
-        f"Each scenario: {settings.get('warmup_s')} s warm-up, then {settings.get('runs')} run(s) of "
-        f"{settings.get('duration_s')} s; median [min–max] over the runs. {settings.get('senders'):,} senders seeded "
+        paired + f"{settings.get('senders'):,} senders seeded "
         f"with {settings.get('history_per_sender', '?')} history superlikes each; the load goes round "
         f"{callers[0]:,} callers"
         + (f" (and {', '.join(f'{c:,}' for c in callers[1:])} in the callers table)" if len(callers) > 1 else "")
@@ -146,11 +121,20 @@ def markdown(results: dict[str, Any], source: Path | None = None) -> str:
         "",
         "`× no-op`: req/s over the no-op SendSuperlike server (bench/noop_server.py: a constant seed-shaped answer, "
         "no token check, no database) behind the same rendered Envoy config, driven by the same tool, script, "
-        "tokens and flags, at the same concurrency: the share of the ceiling a real superlike reaches. `× health`: "
+        "tokens and flags, at the same concurrency: the share of the ceiling a real superlike reaches"
+        + (
+            " (paired: the median over the rounds of each run over its twin's run of the same round, and every "
+            "no-op figure beside a database's row is its twins' in that database's rounds)"
+            if results.get("settings", {}).get("paired")
+            else ""
+        )
+        + ". `× health`: "
         "over the real server's gRPC health check on the same path (through Envoy, or direct for direct gRPC), the "
         "second reference (another method, and for REST another client and protocol). CPU columns are cores busy "
         "(CPU seconds / wall seconds) per process over the run; `ms CPU/req` is CPU milliseconds per request "
-        "(the no-op's own process counts as `server`). The load tools share the cores with the stack. `spread` and "
+        "(the no-op's own process counts as `server`); `stolen cores` is the whole machine's CPU time taken by the "
+        "hypervisor for other guests while this one had work (from /proc/stat; `–` in runs before it was recorded). "
+        "The load tools share the cores with the stack. `spread` and "
         "`hot` send superlikes; `list` reads a history page (`pageSize=20`) and `top` the top supporters "
         "(`limit=10`) of the spread streams in turn, over REST through Envoy.",
         "",

@@ -63,6 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="measured runs per scenario; medians are quoted (3)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds before each scenario (1)")
     parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="alternate the stacks: each of the --runs rounds runs the no-op twins once, then the "
+        "database's scenarios once, and each run is divided by its twin's run of the same round",
+    )
+    parser.add_argument(
         "--concurrency",
         default=",".join(map(str, scenarios.CONCURRENCY)),
         help="comma-separated in-flight requests (16,64)",
@@ -193,6 +199,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         scenarios.READ_TRANSPORTS
     ):
         parser.error(f"--workloads {args.workloads} run over {', '.join(scenarios.READ_TRANSPORTS)} only")
+    if args.paired and args.no_baseline:
+        parser.error("--paired alternates with the no-op: it cannot run with --no-baseline")
     if args.duration < 1 or args.runs < 1 or args.warmup < 0 or not args.concurrency_list:
         parser.error("--duration and --runs must be >= 1, --warmup >= 0, --concurrency non-empty")
     if args.workers > 1 and "sqlite" in args.database_list:
@@ -302,9 +310,16 @@ PHASE_OVERHEAD_S = 30
 PHASE_OVERHEAD_S_PER_100K_SENDERS = 90
 
 
+# --paired: per stack started beyond the plain run's (a warm-up per scenario and stack, the start).
+STACK_START_S = 5
+
+
 def estimate_seconds(args: argparse.Namespace, scenario_count: int) -> int:
     per_scenario = args.warmup + args.runs * (args.duration + SCENARIO_OVERHEAD_S)
     per_phase = PHASE_OVERHEAD_S + PHASE_OVERHEAD_S_PER_100K_SENDERS * args.senders / 100_000
+    if args.paired:  # every round warms every scenario up again, on a stack started again
+        per_scenario += (args.runs - 1) * args.warmup
+        per_phase += 2 * args.runs * len(args.edge_list) * STACK_START_S
     return int(scenario_count * per_scenario + len(args.database_list) * per_phase)
 
 
@@ -333,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     from server.auth.local_keys import generate_keys
 
     noop_plan, database_plans = plan(args)
-    scenario_count = sum(len(s) for _, s in noop_plan) + sum(len(s) for p in database_plans.values() for _, s in p)
+    noop_count = sum(len(s) for _, s in noop_plan) * (len(database_plans) if args.paired else 1)
+    scenario_count = noop_count + sum(len(s) for p in database_plans.values() for _, s in p)
     estimate = estimate_seconds(args, scenario_count)
     log(f"{scenario_count} scenarios: about {estimate / 60:.0f} minutes")
 
@@ -363,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "runs": args.runs,
             "warmup_s": args.warmup,
+            "paired": args.paired,
             "concurrency": args.concurrency_list,
             "databases": args.database_list,
             "transports": args.transport_list,
@@ -403,10 +420,13 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(args, tools, world, inputs, results, WORK)
     exit_code = 0
     try:
-        if noop_plan:
-            phases.run_noop_phase(ctx, noop_plan)
-        for db, database_plan in database_plans.items():
-            phases.run_database_phase(ctx, db, database_plan)
+        if args.paired:
+            phases.run_paired(ctx, noop_plan, database_plans)
+        else:
+            if noop_plan:
+                phases.run_noop_phase(ctx, noop_plan)
+            for db, database_plan in database_plans.items():
+                phases.run_database_phase(ctx, db, database_plan)
     except KeyboardInterrupt:
         log("interrupted: stopping everything this run started")
         results["interrupted"] = True
