@@ -1,10 +1,11 @@
 """Superlikes on SQLite: batches (send_batcher.py), each one BEGIN IMMEDIATE transaction run as a
 single call on the SQLite thread (worker.py): one commit, and one WAL sync, per batch.
 
-Inside the transaction each request is four statements run on the driver's own cursor (sqlite3
-takes these `:name` parameters as they are): through SQLAlchemy's execution and result layers they
-cost several times what SQLite itself spends. What a batch adds to each stream's position and each
-sender's running total is written once per batch, not per request.
+Inside the transaction each request is two statements (its facts, its debit) run on the driver's own
+cursor (sqlite3 takes these `:name` parameters as they are): through SQLAlchemy's execution and
+result layers they cost several times what SQLite itself spends. The rows the charges write (the
+superlikes, their ledger entries) and what a batch adds to each stream's position and each sender's
+running total are written once per batch, each statement an executemany.
 """
 
 from __future__ import annotations
@@ -165,9 +166,15 @@ def _write_in_transaction(
     # Earlier requests of the same batch are part of that current data.
     cursor = connection.connection.driver_connection.cursor()
     try:
+        charged: list[dict[str, Any]] = []
         totals: list[dict[str, Any]] = []
         owed: dict[str, dict[str, Any]] = {}
-        outcomes = [_send_with_cursor(cursor, pending, advanced, totals, owed) for pending in batch]
+        outcomes = [_send_with_cursor(cursor, pending, advanced, charged, totals, owed) for pending in batch]
+        # The charged requests' rows, each statement once for the whole batch (sqlite3 loops in C);
+        # no later request of the batch reads them (one request per sender, so no key of the batch
+        # can be another's).
+        cursor.executemany(_INSERT_SUPERLIKE_SQL, charged)
+        cursor.executemany(_INSERT_LEDGER_PAIR_SQL, charged)
         # What the batch's charges add up to, written once per stream, sender and host (a batch holds
         # one request per sender): each stream's last position, each sender's running total, what
         # each host is owed until settlement.
@@ -185,12 +192,13 @@ def _send_with_cursor(
     cursor: Any,
     pending: PendingSend,
     advanced: dict[str, int],
+    charged: list[dict[str, Any]],
     totals: list[dict[str, Any]],
     owed: dict[str, dict[str, Any]],
 ) -> SendOutcome:
-    """One request's facts, verdict, debit, superlike and ledger entries; its stream position,
-    supporter total and host credit are collected in `advanced`, `totals` and `owed` for the batch to
-    write once."""
+    """One request's facts, verdict and debit; its superlike row (with its ledger entries), stream
+    position, supporter total and host credit are collected in `charged`, `advanced`, `totals` and
+    `owed` for the batch to write at once."""
     request = pending.request
     cursor.execute(
         _FACTS_SQL,
@@ -216,8 +224,7 @@ def _send_with_cursor(
     row["stream_position"] = position
     # Published once the transaction commits (a rolled-back batch publishes nothing).
     advanced[request.stream_id] = position
-    cursor.execute(_INSERT_SUPERLIKE_SQL, row)
-    cursor.execute(_INSERT_LEDGER_PAIR_SQL, row)
+    charged.append(row)
     totals.append(
         {
             "stream_id": request.stream_id,
