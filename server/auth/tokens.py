@@ -49,6 +49,10 @@ class TokenVerifier:
         self._keys = keys
         self._clock = clock
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        # Tokens Envoy verified whose claims passed the policy here (subject_vouched_for), kept
+        # apart from the ones the server verified itself: a TCP caller's token is only ever taken
+        # on the server's own verification.
+        self._vouched: OrderedDict[str, _Verified] = OrderedDict()
 
     async def subject_of(self, token: str) -> str:
         """Returns the verified `sub` claim; raises Unauthenticated with a generic message otherwise.
@@ -58,19 +62,23 @@ class TokenVerifier:
         now = self._clock()  # type: ignore[operator]
         remembered = self._verified.get(token)
         if remembered is not None and now < remembered.cached_until:
-            leeway = self._policy.leeway_seconds
-            if remembered.not_before - leeway <= now < remembered.expires + leeway:
-                return remembered.subject
-            raise Unauthenticated()
+            return self._still_valid(remembered, now)
         subject, claims = await self._verify(token)
-        self._remember(token, subject, claims, now)
+        self._remember(self._verified, token, subject, claims, now)
         return subject
 
     async def subject_vouched_for(self, token: str, vouched_subject: str) -> str:
         """The subject of a token Envoy has verified, given the `sub` Envoy passed on: the server's
         own policy (vouched.py) minus the signature. The key that signed it must still be in the
         server's key set, and Envoy's subject must be the token's. A token whose algorithm the server
-        keeps to itself (HS256 with a shared secret, which Envoy does not hold) is verified in full."""
+        keeps to itself (HS256 with a shared secret, which Envoy does not hold) is verified in full.
+
+        A token that passed is remembered as a verified one is (the same bounds in count and time):
+        the next call with it only compares the subject and the token's time bounds."""
+        now = self._clock()  # type: ignore[operator]
+        remembered = self._vouched.get(token)
+        if remembered is not None and now < remembered.cached_until and remembered.subject == vouched_subject:
+            return self._still_valid(remembered, now)
         header, claims = unverified_parts(token)
         alg = header.get("alg")
         if alg not in _ASYMMETRIC:
@@ -80,23 +88,34 @@ class TokenVerifier:
             log.info("rejected edge-verified token: no %s key with kid %r", alg, kid)
             raise Unauthenticated()
         policy = self._policy
-        now = self._clock()  # type: ignore[operator]
         subject = checked_subject(
             claims, issuer=policy.issuer, audience=policy.audience, leeway=policy.leeway_seconds, now=now
         )
         if subject != vouched_subject:
             log.warning("refused: the edge vouched for subject %r, the token names %r", vouched_subject, subject)
             raise Unauthenticated()
+        self._remember(self._vouched, token, subject, claims, now)
         return subject
 
-    def _remember(self, token: str, subject: str, claims: dict[str, object], now: float) -> None:
+    def _still_valid(self, remembered: _Verified, now: float) -> str:
+        """A remembered token's subject while its own time bounds hold (with the leeway)."""
+        leeway = self._policy.leeway_seconds
+        if remembered.not_before - leeway <= now < remembered.expires + leeway:
+            return remembered.subject
+        raise Unauthenticated()
+
+    @staticmethod
+    def _remember(
+        cache: OrderedDict[str, _Verified], token: str, subject: str, claims: dict[str, object], now: float
+    ) -> None:
         expires = claims["exp"]
         not_before = claims.get("nbf", 0)
         if not isinstance(expires, int | float) or not isinstance(not_before, int | float):
             return
-        self._verified[token] = _Verified(subject, float(not_before), float(expires), now + VERIFIED_CACHE_SECONDS)
-        if len(self._verified) > VERIFIED_CACHE_SIZE:
-            self._verified.popitem(last=False)
+        # Whole seconds, as PyJWT and the vouched policy read them.
+        cache[token] = _Verified(subject, int(not_before), int(expires), now + VERIFIED_CACHE_SECONDS)
+        if len(cache) > VERIFIED_CACHE_SIZE:
+            cache.popitem(last=False)
 
     async def _verify(self, token: str) -> tuple[str, dict[str, object]]:
         try:

@@ -1,4 +1,5 @@
-"""A token Envoy verified is held to the same claim policy as one the server verifies itself.
+"""A token Envoy verified is held to the same claim policy as one the server verifies itself, and
+remembered as a verified one is.
 
 Each case is decided twice by the same TokenVerifier: in full (PyJWT, signature included; TCP callers)
 and as vouched for by Envoy (server/auth/vouched.py; calls on the server's Unix socket). The two must
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from server.auth import tokens as tokens_module
 from server.auth.jwks import JwksKeySet
 from server.auth.tokens import TokenPolicy, TokenVerifier
 from server.domain.errors import Unauthenticated
@@ -169,3 +171,81 @@ async def test_the_subject_envoy_vouched_for_must_be_the_tokens(verifier: TokenV
 async def test_malformed_tokens_are_refused_on_the_vouched_path(verifier: TokenVerifier, token: str) -> None:
     with pytest.raises(Unauthenticated):
         await verifier.subject_vouched_for(token, SUBJECT)
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clocked(verifier: TokenVerifier) -> tuple[TokenVerifier, _Clock]:
+    clock = _Clock(time.time())
+    return TokenVerifier(verifier._policy, verifier._keys, clock), clock
+
+
+async def test_a_vouched_token_is_read_once_then_remembered(
+    clocked: tuple[TokenVerifier, _Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier, clock = clocked
+    token = _signed(_claims(int(clock.now)))
+    assert await verifier.subject_vouched_for(token, SUBJECT) == SUBJECT
+    reads = []
+    monkeypatch.setattr(tokens_module, "unverified_parts", lambda t: reads.append(t) or ({}, {}))
+
+    assert await verifier.subject_vouched_for(token, SUBJECT) == SUBJECT
+    assert reads == []
+
+
+async def test_a_remembered_vouched_token_still_expires_at_its_exp(clocked: tuple[TokenVerifier, _Clock]) -> None:
+    verifier, clock = clocked
+    issued = int(clock.now)
+    token = _signed(_claims(issued, exp=issued + 40))
+    assert await verifier.subject_vouched_for(token, SUBJECT) == SUBJECT
+
+    clock.now = issued + 40 + 30 - 0.5  # exp plus the 30 s leeway, not yet passed
+    assert await verifier.subject_vouched_for(token, SUBJECT) == SUBJECT
+    clock.now = issued + 40 + 30
+    with pytest.raises(Unauthenticated):
+        await verifier.subject_vouched_for(token, SUBJECT)
+
+
+async def test_a_remembered_vouched_token_is_refused_for_another_subject(
+    clocked: tuple[TokenVerifier, _Clock],
+) -> None:
+    verifier, clock = clocked
+    token = _signed(_claims(int(clock.now)))
+    assert await verifier.subject_vouched_for(token, SUBJECT) == SUBJECT
+
+    with pytest.raises(Unauthenticated):
+        await verifier.subject_vouched_for(token, "65a0000000000000000000bb")
+
+
+async def test_a_vouched_token_is_not_taken_as_verified_from_a_tcp_caller(
+    clocked: tuple[TokenVerifier, _Clock],
+) -> None:
+    # Signed by a key outside the key set: Envoy's word is enough on the socket, never over TCP.
+    verifier, clock = clocked
+    token = _signed(_claims(int(clock.now)), OTHER_KEY)
+    assert await verifier.subject_vouched_for(token, SUBJECT) == SUBJECT
+
+    with pytest.raises(Unauthenticated):
+        await verifier.subject_of(token)
+
+
+async def test_the_vouched_memory_is_read_again_after_a_minute(
+    clocked: tuple[TokenVerifier, _Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier, clock = clocked
+    token = _signed(_claims(int(clock.now), exp=int(clock.now) + 3600))
+    assert await verifier.subject_vouched_for(token, SUBJECT) == SUBJECT
+    reads = []
+    original = tokens_module.unverified_parts
+    monkeypatch.setattr(tokens_module, "unverified_parts", lambda t: reads.append(t) or original(t))
+
+    clock.now += 60
+    assert await verifier.subject_vouched_for(token, SUBJECT) == SUBJECT
+    assert reads == [token]
