@@ -13,7 +13,7 @@ TCP port, and worker i's Unix socket for Envoy), the product's supervisor for `-
 and N workers sharing the TCP port), the same garbage-collection settings, uvloop, and the gRPC
 health service Envoy's cluster checks.
 
-    python -m bench.noop_server [--workers N]
+    python -m bench.noop_server [--workers N] [--batch-ms MS]
 """
 
 from __future__ import annotations
@@ -62,17 +62,54 @@ def constant_reply() -> object:
     )
 
 
-def build_servicer(reply: object) -> object:
+class BatchedWait:
+    """What a superlike's call waits for, without the work: calls join the batch being formed, one
+    batch is "written" at a time (a sleep of `seconds`, no CPU), and every call of a batch is answered
+    when it ends, as the real batcher answers a group commit. Calls that arrive meanwhile form the next
+    batch. With it the no-op shows what waiting costs grpc.aio per call, apart from any work."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._forming: list[asyncio.Future[None]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def wait(self) -> None:
+        # A future per call, as the real batcher has: a call cancelled by its client must not
+        # cancel its neighbours' answer.
+        answered = asyncio.get_running_loop().create_future()
+        self._forming.append(answered)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
+        await answered
+
+    async def _write_batches(self) -> None:
+        while self._forming:
+            batch, self._forming = self._forming, []
+            await asyncio.sleep(self._seconds)
+            for answered in batch:
+                if not answered.done():
+                    answered.set_result(None)
+
+
+def build_servicer(reply: object, batch_seconds: float = 0.0) -> object:
     from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 
     class NoopLiveStreamChat(chat_grpc.LiveStreamChatServicer):
         async def SendSuperlike(self, request: object, context: object) -> object:  # noqa: N802 (generated name)
             return reply
 
-    return NoopLiveStreamChat()
+    class WaitingNoopLiveStreamChat(chat_grpc.LiveStreamChatServicer):
+        def __init__(self) -> None:
+            self._batches = BatchedWait(batch_seconds)
+
+        async def SendSuperlike(self, request: object, context: object) -> object:  # noqa: N802 (generated name)
+            await self._batches.wait()
+            return reply
+
+    return WaitingNoopLiveStreamChat() if batch_seconds > 0 else NoopLiveStreamChat()
 
 
-async def serve(settings: object, role: object) -> None:
+async def serve(settings: object, role: object, batch_seconds: float = 0.0) -> None:
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -82,7 +119,7 @@ async def serve(settings: object, role: object) -> None:
     from server.workers.listeners import listen, server_options
 
     server = grpc.aio.server(options=server_options(SERVER_OPTIONS, role))
-    chat_grpc.add_LiveStreamChatServicer_to_server(build_servicer(constant_reply()), server)
+    chat_grpc.add_LiveStreamChatServicer_to_server(build_servicer(constant_reply(), batch_seconds), server)
     health_servicer = health.aio.HealthServicer()
     for service in ("", CHAT_SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -113,6 +150,13 @@ async def serve(settings: object, role: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, help="server processes (default LIVECHAT_WORKERS, 1)")
+    parser.add_argument(
+        "--batch-ms",
+        type=float,
+        default=0.0,
+        help="answer in batches, one at a time, each taking this long without work (an experiment: "
+        "what waiting like a group-committed superlike costs; 0, the default, answers at once)",
+    )
     parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -134,13 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         if settings.edge_socket_dir is not None:
             prepare_socket_dir(settings.edge_socket_dir)
         supervisor = Supervisor(
-            worker_command(settings.workers, ("-m", "bench.noop_server")),
+            worker_command(settings.workers, ("-m", "bench.noop_server", "--batch-ms", str(args.batch_ms))),
             settings.workers,
             stop_grace_seconds=settings.shutdown_grace_seconds,
         )
         return supervisor.run()
     role = WorkerRole(args.worker_index or 0, settings.workers, args.ready_fd)
-    run = serve(settings, role)
+    run = serve(settings, role, args.batch_ms / 1000)
     try:
         import uvloop
     except ImportError:
