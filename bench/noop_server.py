@@ -62,6 +62,9 @@ def constant_reply() -> object:
     )
 
 
+MAX_BATCH = 128
+
+
 class BatchedWait:
     """What a superlike's call waits for, without the work: calls join the batch being formed, one
     batch is "written" at a time (a sleep of `seconds`, no CPU), and every call of a batch is answered
@@ -84,7 +87,8 @@ class BatchedWait:
 
     async def _write_batches(self) -> None:
         while self._forming:
-            batch, self._forming = self._forming, []
+            # At most as many calls as the real batchers take (MAX_BATCH of both databases).
+            batch, self._forming = self._forming[:MAX_BATCH], self._forming[MAX_BATCH:]
             await asyncio.sleep(self._seconds)
             for answered in batch:
                 if not answered.done():

@@ -74,7 +74,8 @@ class TokenVerifier:
         keeps to itself (HS256 with a shared secret, which Envoy does not hold) is verified in full.
 
         A token that passed is remembered as a verified one is (the same bounds in count and time):
-        the next call with it only compares the subject and the token's time bounds."""
+        the next call with it only compares the subject and the token's time bounds, so a key removed
+        from the key set stops being honoured for it within a minute, as for a verified token."""
         now = self._clock()  # type: ignore[operator]
         remembered = self._vouched.get(token)
         if remembered is not None and now < remembered.cached_until and remembered.subject == vouched_subject:
@@ -87,6 +88,8 @@ class TokenVerifier:
         if not await self._keys.candidates(kid, alg):
             log.info("rejected edge-verified token: no %s key with kid %r", alg, kid)
             raise Unauthenticated()
+        # Read again: finding the key may have waited for the key set to be fetched.
+        now = self._clock()  # type: ignore[operator]
         policy = self._policy
         subject = checked_subject(
             claims, issuer=policy.issuer, audience=policy.audience, leeway=policy.leeway_seconds, now=now

@@ -249,3 +249,23 @@ async def test_the_vouched_memory_is_read_again_after_a_minute(
     clock.now += 60
     assert await verifier.subject_vouched_for(token, SUBJECT) == SUBJECT
     assert reads == [token]
+
+
+async def test_the_time_is_read_after_the_key_set_answers(
+    clocked: tuple[TokenVerifier, _Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Finding the key may wait for the key set to be fetched: a token that expired meanwhile is refused.
+    verifier, clock = clocked
+    issued = int(clock.now)
+    token = _signed(_claims(issued, exp=issued + 10))
+    clock.now = issued + 10 + 30 - 1  # exp plus the leeway, a second before
+    candidates = verifier._keys.candidates
+
+    async def slow_candidates(kid: object, alg: object) -> object:
+        clock.now += 5  # the fetch took five seconds
+        return await candidates(kid, alg)
+
+    monkeypatch.setattr(verifier._keys, "candidates", slow_candidates)
+
+    with pytest.raises(Unauthenticated):
+        await verifier.subject_vouched_for(token, SUBJECT)
