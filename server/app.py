@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -101,11 +102,7 @@ class RunningServer:
         await self.server.stop(grace_seconds)
         # Batches already queued get the same grace to reach the database; later calls are refused.
         await self.storage.superlikes.close(max(grace_seconds, 1.0))
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel_and_wait(self._background)
         # Leave no credit pending behind us when the database is reachable (another server or the
         # next start would fold it anyway).
         with contextlib.suppress(Exception):
@@ -115,6 +112,20 @@ class RunningServer:
             self.instruments.close()
         if self.listening is not None:
             self.listening.release()
+
+
+async def _cancel_and_wait(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancels the tasks and waits until every one has ended, cancelling again those still running
+    after a second: on Python 3.11 a cancellation that arrives as an inner `asyncio.wait_for` (the
+    health loop's, the pool's) completes can be lost, and a loop task would then run on forever."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    for task in tasks:  # collect the outcomes, so none is reported as never retrieved
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background task %s ended with %r", task.get_name(), task.exception())
 
 
 def build_verifier(settings: Settings) -> tuple[TokenVerifier, JwksKeySet]:
