@@ -51,6 +51,9 @@ class RpcRecord:
     code: str = "OK"
     reason: str = "OK"
     latency_seconds: float = 0.0
+    # Ends the record (times it, hands it to the observers) once: when the call ends, or earlier
+    # through finish_call. None once done.
+    finish: Callable[[RpcRecord], None] | None = field(default=None, repr=False)
 
 
 RpcObserverCallback = Callable[[RpcRecord], None]
@@ -69,12 +72,28 @@ def note_refusal(code: grpc.StatusCode, reason: str) -> None:
         record.code, record.reason = code.name, reason
 
 
+def finish_call() -> None:
+    """Ends the current call's record now. For a refusal: grpc.aio sends an abort's status before
+    the handler unwinds, so a record ended on the way out would be logged after the caller already
+    has the answer."""
+    record = _current.get()
+    if record is not None:
+        finish_call_of(record)
+
+
 def call_metadata(context: grpc.aio.ServicerContext) -> Sequence[tuple[str, Any]]:
     """The current call's invocation metadata, read from grpc once per observed call."""
     record = _current.get()
     if record is not None and record.context is context:
         return record.metadata
     return context.invocation_metadata() or ()
+
+
+def finish_call_of(record: RpcRecord) -> None:
+    """Ends `record` unless finish_call already did."""
+    if record.finish is not None:
+        finish, record.finish = record.finish, None
+        finish(record)
 
 
 def _request_id(metadata: Sequence[tuple[str, Any]] | None) -> str:
@@ -114,7 +133,6 @@ class RpcObserver:
 
             async def observed_generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 record = self._begin(method, context)
-                started = time.perf_counter()
                 try:
                     async for response in behavior(request, context):
                         yield response
@@ -122,27 +140,27 @@ class RpcObserver:
                     _note_unfinished(record, error, context)
                     raise
                 finally:
-                    self._end(record, started)
+                    finish_call_of(record)
 
             return observed_generator
 
         async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
             record = self._begin(method, context)
-            started = time.perf_counter()
             try:
                 return await behavior(request, context)
             except BaseException as error:
                 _note_unfinished(record, error, context)
                 raise
             finally:
-                self._end(record, started)
+                finish_call_of(record)
 
         return observed
 
-    @staticmethod
-    def _begin(method: str, context: grpc.aio.ServicerContext) -> RpcRecord:
+    def _begin(self, method: str, context: grpc.aio.ServicerContext) -> RpcRecord:
         metadata = context.invocation_metadata() or ()
         record = RpcRecord(method, _request_id(metadata), metadata, context)
+        started = time.perf_counter()
+        record.finish = lambda ended: self._end(ended, started)
         _current.set(record)
         return record
 

@@ -14,7 +14,7 @@ from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.api import history_messages
 from server.api.caller import authenticated_subject, idempotency_key_of
 from server.api.feed_streams import FeedStreams
-from server.api.rpc_observer import note_refusal
+from server.api.rpc_observer import finish_call, note_refusal
 from server.api.status_codes import status_code_of, status_of
 from server.auth.tokens import TokenVerifier
 from server.domain.clock import format_timestamp
@@ -107,10 +107,12 @@ class LiveStreamChatServicer(chat_grpc.LiveStreamChatServicer):
             note_refusal(status_code_of(error), error.reason)
             if isinstance(error, StorageUnavailable) and self._on_storage_unavailable is not None:
                 self._on_storage_unavailable()
+            finish_call()  # the call's line is written before the caller has the status
             await context.abort_with_status(status_of(error))
         # The client learns nothing of the failure; the log gets everything.
         log.error("%s failed unexpectedly", method, exc_info=error)
         note_refusal(grpc.StatusCode.INTERNAL, Internal.reason)
+        finish_call()
         await context.abort_with_status(status_of(Internal()))
 
 

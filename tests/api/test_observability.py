@@ -19,7 +19,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from allmine.livestream.chat.v1 import live_stream_chat_pb2 as chat_pb2
 from allmine.livestream.chat.v1 import live_stream_chat_pb2_grpc as chat_grpc
 from server.adapters.storage import Storage
-from server.api.rpc_observer import RpcObserver, RpcRecord, call_metadata, note_caller, note_refusal
+from server.api.rpc_observer import (
+    RpcObserver,
+    RpcRecord,
+    call_metadata,
+    finish_call,
+    finish_call_of,
+    note_caller,
+    note_refusal,
+)
 from server.app import RunningServer, start_server
 from server.config import load_settings
 from server.observability.logs import JsonFormatter
@@ -273,7 +281,7 @@ def test_a_calls_cached_metadata_is_read_only_for_that_call() -> None:
     first, other = Context((("authorization", "Bearer first"),)), Context((("authorization", "Bearer other"),))
 
     def inside_the_first_call() -> None:
-        record = RpcObserver._begin("SendSuperlike", first)  # type: ignore[arg-type]
+        record = RpcObserver([])._begin("SendSuperlike", first)  # type: ignore[arg-type]
         assert call_metadata(first) == (("authorization", "Bearer first"),)  # type: ignore[arg-type]
         assert call_metadata(first) == (("authorization", "Bearer first"),)  # type: ignore[arg-type]
         assert first.reads == 1  # read from grpc once
@@ -281,3 +289,26 @@ def test_a_calls_cached_metadata_is_read_only_for_that_call() -> None:
         assert "Bearer" not in repr(record)
 
     contextvars.copy_context().run(inside_the_first_call)
+
+
+def test_a_refusal_is_recorded_once_and_before_its_status_goes_out() -> None:
+    """grpc.aio sends an abort's status before the handler unwinds: the servicer ends the record
+    first (finish_call), and the call's end does not record it again."""
+
+    class Context:
+        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+            return (("x-request-id", "req-1"),)
+
+    observed: list[tuple[str, str, str]] = []
+    observer = RpcObserver([lambda record: observed.append((record.method, record.code, record.reason))])
+
+    def inside_a_call() -> None:
+        record = observer._begin("SendSuperlike", Context())  # type: ignore[arg-type]
+        note_refusal(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_STREAM_ID")
+        finish_call()
+        assert observed == [("SendSuperlike", "INVALID_ARGUMENT", "INVALID_STREAM_ID")]
+        finish_call_of(record)  # the call's own end, as the handler unwinds
+        finish_call()
+
+    contextvars.copy_context().run(inside_a_call)
+    assert observed == [("SendSuperlike", "INVALID_ARGUMENT", "INVALID_STREAM_ID")]
