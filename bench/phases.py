@@ -159,14 +159,12 @@ def run_paired(
     scenarios (one run each), stacks alternating on the same ports; --runs rounds. Every run carries
     its round (`pair`), so the report divides each run by the twin's run of the same round."""
     ctx.results["noop"] = {"stacks": []}
-    noop_scenarios = dict(noop_plan)
     for db, plan in database_plans.items():
         database_url, counter, phase = _prepare_database(ctx, db)
         for round_number in range(1, ctx.args.runs + 1):
             pair = f"{db}#{round_number}"
             for edge, scenarios in plan:
-                twins = {scenario.noop for scenario in scenarios}
-                noop = [s for s in noop_scenarios.get(edge, []) if s.name in twins]
+                noop = noop_twins(noop_plan, edge, scenarios)
                 if noop:
                     log(f"{pair}: the no-op twins behind the {edge} config")
                     ctx.results["noop"]["stacks"].append(
@@ -176,6 +174,12 @@ def run_paired(
                 stack = _database_stack(ctx, db, edge, database_url)
                 phase["stacks"].append(run_on_stack(ctx, stack, scenarios, counter, pair=pair))
         _finish_database(ctx, db, database_url, counter, phase)
+
+
+def noop_twins(noop_plan: list[tuple[str, list[Scenario]]], edge: str, scenarios: list[Scenario]) -> list[Scenario]:
+    """The no-op scenarios, behind `edge`, that `scenarios` are divided by (their `noop`)."""
+    twins = {scenario.noop for scenario in scenarios}
+    return [noop for noop in dict(noop_plan).get(edge, []) if noop.name in twins]
 
 
 def _prepare_database(ctx: Context, db: str) -> tuple[str, seeding.SuperlikeCounter, dict[str, Any]]:

@@ -22,6 +22,8 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 def label(scenario: dict[str, Any], *, edge: bool = False, callers: bool = False) -> str:
     text = f"{scenario['transport']} {scenario['workload']} c{scenario['concurrency']}"
+    if scenario.get("rounds_of"):
+        text += f" ({scenario['rounds_of']}'s rounds)"
     if edge and scenario.get("edge", "full") != "full":
         text += f" [{scenario['edge']}]"
     if callers and scenario.get("callers_extra"):
@@ -60,6 +62,19 @@ def noop_twin(scenario: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> d
     return {**twin, "runs": runs, "summary": summarize_runs(runs)} if runs else None
 
 
+def by_database_rounds(scenario: dict[str, Any]) -> list[dict[str, Any]]:
+    """A scenario measured in several databases' paired rounds (the no-op, the health check) as one
+    row per database, each over that database's rounds: the rows beside which its ratios were taken."""
+    databases = list(dict.fromkeys(run["pair"].split("#")[0] for run in scenario["runs"] if run.get("pair")))
+    if len(databases) < 2:
+        return [scenario]
+    rows = []
+    for db in databases:
+        runs = [run for run in scenario["runs"] if (run.get("pair") or "").startswith(f"{db}#")]
+        rows.append({**scenario, "runs": runs, "summary": summarize_runs(runs), "rounds_of": db})
+    return rows
+
+
 def noop_ratio(scenario: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> str:
     """`× no-op`: the median of run / twin's run of the same round when paired, else median / median."""
     twin = noop_twin(scenario, by_name)
@@ -88,7 +103,7 @@ def main_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> l
     groups: dict[str, list[dict[str, Any]]] = {}
     for scenario in results.get("scenarios", []):
         if is_primary(scenario):
-            groups.setdefault(scenario["db"], []).append(scenario)
+            groups.setdefault(scenario["db"], []).extend(by_database_rounds(scenario))
     for db, scenarios in groups.items():
         lines.append(f"| **{db}** |" + " |" * 12)
         for scenario in scenarios:
@@ -121,7 +136,7 @@ def cpu_table(results: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> li
         "beyond the no-op: server · Envoy · total |",
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
-    for scenario in results.get("scenarios", []):
+    for scenario in (row for s in results.get("scenarios", []) for row in by_database_rounds(s)):
         if not is_primary(scenario) or scenario["workload"] in ("health", "invalid"):
             continue
         noop = noop_twin(scenario, by_name)

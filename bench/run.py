@@ -350,9 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     noop_plan, database_plans = plan(args)
     noop_count = sum(len(s) for _, s in noop_plan)
     if args.paired:  # each database's rounds run the twins of its own scenarios
-        noop_names = {s.name for _, scenarios_ in noop_plan for s in scenarios_}
         noop_count = sum(
-            len({s.noop for _, scenarios_ in p for s in scenarios_} & noop_names) for p in database_plans.values()
+            len(phases.noop_twins(noop_plan, edge, scenarios_))
+            for plan_ in database_plans.values()
+            for edge, scenarios_ in plan_
         )
     scenario_count = noop_count + sum(len(s) for p in database_plans.values() for _, s in p)
     estimate = estimate_seconds(args, scenario_count)

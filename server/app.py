@@ -117,15 +117,17 @@ class RunningServer:
 async def _cancel_and_wait(tasks: Sequence[asyncio.Task[None]]) -> None:
     """Cancels the tasks and waits until every one has ended, cancelling again those still running
     after a second: on Python 3.11 a cancellation that arrives as an inner `asyncio.wait_for` (the
-    health loop's, the pool's) completes can be lost, and a loop task would then run on forever."""
+    health loop's, the PostgreSQL feed listener's) completes can be lost, and a loop task would then
+    run on forever."""
     pending = {task for task in tasks if not task.done()}
     while pending:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=1.0)
     for task in tasks:  # collect the outcomes, so none is reported as never retrieved
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("background task %s ended with %r", task.get_name(), task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.warning("background task %s ended with %r", task.get_name(), error)
 
 
 def build_verifier(settings: Settings) -> tuple[TokenVerifier, JwksKeySet]:

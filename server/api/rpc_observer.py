@@ -81,19 +81,19 @@ def finish_call() -> None:
         finish_call_of(record)
 
 
+def finish_call_of(record: RpcRecord) -> None:
+    """Ends `record` unless finish_call already did."""
+    if record.finish is not None:
+        finish, record.finish = record.finish, None
+        finish(record)
+
+
 def call_metadata(context: grpc.aio.ServicerContext) -> Sequence[tuple[str, Any]]:
     """The current call's invocation metadata, read from grpc once per observed call."""
     record = _current.get()
     if record is not None and record.context is context:
         return record.metadata
     return context.invocation_metadata() or ()
-
-
-def finish_call_of(record: RpcRecord) -> None:
-    """Ends `record` unless finish_call already did."""
-    if record.finish is not None:
-        finish, record.finish = record.finish, None
-        finish(record)
 
 
 def _request_id(metadata: Sequence[tuple[str, Any]] | None) -> str:

@@ -133,3 +133,17 @@ def test_the_machines_cpu_is_read_from_proc_stat():
 
     assert busy > 0
     assert stolen >= 0
+
+
+def test_a_noop_measured_beside_two_databases_shows_one_row_per_databases_rounds():
+    noop = scenario(
+        NOOP, [run(1000, "sqlite#1"), run(1200, "sqlite#2"), run(3000, "postgres#1"), run(3400, "postgres#2")]
+    )
+    spread = scenario(SPREAD, [run(1500, "postgres#1")])
+
+    rows = [line for line in main_table({"scenarios": [noop, spread]}, {NOOP: noop, SPREAD: spread}) if "noop" in line]
+
+    assert [[cell.strip() for cell in line.split("|")][1:3] for line in rows] == [
+        ["rest-envoy noop c64 (sqlite's rounds)", "1100 [1000–1200]"],
+        ["rest-envoy noop c64 (postgres's rounds)", "3200 [3000–3400]"],
+    ]
